@@ -1,0 +1,112 @@
+"""Every error myshell_sync raises, in one tree::
+
+    MyshellError
+    ├── UnsupportedModelError (also ValueError)
+    ├── AuthenticationError
+    ├── CaptchaRequiredError
+    ├── InsufficientEnergyError
+    ├── ServerError
+    ├── ProtocolError
+    ├── ClientClosedError
+    ├── MyshellConnectionError (also ConnectionError)
+    │   ├── ConnectionLostError
+    │   └── ConnectTimeoutError (also MyshellTimeoutError)
+    └── MyshellTimeoutError (also TimeoutError)
+        └── ConnectTimeoutError
+
+Errors raised while a reply is streaming carry ``partial_text`` (the text
+already yielded) and ``req_id`` (the request's id). Messages never contain
+the account token.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+__all__ = [
+    "MyshellError",
+    "UnsupportedModelError",
+    "AuthenticationError",
+    "CaptchaRequiredError",
+    "InsufficientEnergyError",
+    "ServerError",
+    "ProtocolError",
+    "ClientClosedError",
+    "MyshellConnectionError",
+    "ConnectionLostError",
+    "MyshellTimeoutError",
+    "ConnectTimeoutError",
+]
+
+
+class MyshellError(Exception):
+    """Root of every error raised by myshell_sync."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        req_id: Optional[str] = None,
+        partial_text: str = "",
+    ) -> None:
+        # One positional argument only: OSError subclasses (ConnectionError,
+        # TimeoutError) would read a second one as errno/strerror.
+        super().__init__(message)
+        self.message = message
+        self.req_id = req_id
+        self.partial_text = partial_text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnsupportedModelError(MyshellError, ValueError):
+    """The model is neither a known name nor a 32-hex bot uid."""
+
+    def __init__(self, model: object, known: Iterable[str]) -> None:
+        names = ", ".join(sorted(known))
+        super().__init__(
+            f"unsupported model {model!r}: use one of {names}, "
+            "or pass a bot's 32-hex uid"
+        )
+        self.model = model
+
+
+class AuthenticationError(MyshellError):
+    """The server refused the account: bad or missing token, or login required."""
+
+
+class CaptchaRequiredError(MyshellError):
+    """The server asked for a captcha before it will answer."""
+
+
+class InsufficientEnergyError(MyshellError):
+    """The account has no energy left for this bot."""
+
+
+class ServerError(MyshellError):
+    """The server reported an error while handling the request."""
+
+
+class ProtocolError(MyshellError):
+    """The server sent something that breaks the wire protocol."""
+
+
+class ClientClosedError(MyshellError):
+    """The client was closed; create a new one."""
+
+
+class MyshellConnectionError(MyshellError, ConnectionError):
+    """Could not connect to the server or finish the handshake."""
+
+
+class ConnectionLostError(MyshellConnectionError):
+    """The connection died while a reply was streaming."""
+
+
+class MyshellTimeoutError(MyshellError, TimeoutError):
+    """A wait took longer than the configured ``Timeout`` allows."""
+
+
+class ConnectTimeoutError(MyshellConnectionError, MyshellTimeoutError):
+    """Connecting or the handshake took longer than ``Timeout.connect``."""

@@ -1,0 +1,143 @@
+"""The pure Engine.IO/Socket.IO codec."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from myshell_sync import ProtocolError
+from myshell_sync import _codec as codec
+
+
+def test_encode_connect_with_auth():
+    frame = codec.encode_connect("/chat", {"token": None, "visitorId": "v-1"})
+    assert frame == '40/chat,{"token":null,"visitorId":"v-1"}'
+
+
+def test_encode_event_keeps_unicode_readable():
+    frame = codec.encode_event("/chat", "text_chat", {"text": "привет 😀"})
+    assert frame == '42/chat,["text_chat",{"text":"привет 😀"}]'
+
+
+def test_encode_disconnect_ack_and_pong():
+    assert codec.encode_disconnect("/chat") == "41/chat,"
+    assert codec.encode_ack("/chat", 17) == "43/chat,17[]"
+    assert codec.encode_pong("2") == "3"
+    assert codec.encode_pong("2probe") == "3probe"
+
+
+def test_decode_open_packet():
+    opened = codec.decode_open(
+        '0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}'
+    )
+    assert opened == codec.OpenPacket("abc", 25.0, 20.0, 1000000)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "",
+        "40",
+        "0",
+        "0not json",
+        "0[1,2]",
+        '0{"sid":"a"}',
+        '0{"sid":"a","pingInterval":"25000","pingTimeout":20000}',
+        '0{"sid":"a","pingInterval":25000,"pingTimeout":0}',
+        '0{"sid":1,"pingInterval":25000,"pingTimeout":20000}',
+    ],
+)
+def test_decode_open_rejects_bad_packets(frame):
+    with pytest.raises(ProtocolError):
+        codec.decode_open(frame)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('0/chat,{"sid":"x"}', codec.SioPacket(0, "/chat", None, {"sid": "x"})),
+        ("0", codec.SioPacket(0, "/", None, None)),
+        ("1/chat,", codec.SioPacket(1, "/chat", None, None)),
+        ('4/chat,{"message":"no"}', codec.SioPacket(4, "/chat", None, {"message": "no"})),
+        ('2/chat,["a",{"b":1}]', codec.SioPacket(2, "/chat", None, ["a", {"b": 1}])),
+        ('2/chat,17["a"]', codec.SioPacket(2, "/chat", 17, ["a"])),
+        ('2["a"]', codec.SioPacket(2, "/", None, ["a"])),
+        ('3/chat,5[]', codec.SioPacket(3, "/chat", 5, [])),
+        ('2/chat?x=1,["a"]', codec.SioPacket(2, "/chat", None, ["a"])),
+        ('51-/chat,["audio_stream",{"_placeholder":true,"num":0}]',
+         codec.SioPacket(5, "/chat", None, ["audio_stream", {"_placeholder": True, "num": 0}], 1)),
+    ],
+)
+def test_decode_sio(text, expected):
+    assert codec.decode_sio(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "9",
+        "x",
+        "2/chat,",  # event without payload
+        "2/chat,{}",  # event payload not an array
+        "2/chat,[]",  # empty event array
+        "2/chat,[1,2]",  # event name not a string
+        "2/chat,[",  # broken JSON
+        "5/chat,[\"a\"]",  # binary event without attachment count
+        "5" + "1" * 12 + "-/chat,[\"a\"]",  # too many attachment digits
+        "3/chat," + "1" * 101 + "[]",  # ack id too long
+        "2/chat," + "[" * 100000,  # deep nesting
+    ],
+)
+def test_decode_sio_rejects_bad_packets(text):
+    with pytest.raises(ProtocolError):
+        codec.decode_sio(text)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(name=st.text(min_size=1), payload=json_values)
+def test_event_round_trip(name, payload):
+    frame = codec.encode_event("/chat", name, payload)
+    assert frame[0] == codec.EIO_MESSAGE
+    packet = codec.decode_sio(frame[1:])
+    assert packet == codec.SioPacket(codec.SIO_EVENT, "/chat", None, [name, payload])
+
+
+@settings(max_examples=300)
+@given(auth=st.dictionaries(st.text(), json_values, max_size=4))
+def test_connect_round_trip(auth):
+    packet = codec.decode_sio(codec.encode_connect("/chat", auth)[1:])
+    assert packet == codec.SioPacket(codec.SIO_CONNECT, "/chat", None, auth)
+
+
+@settings(max_examples=1000)
+@given(st.text())
+def test_decode_of_arbitrary_text_raises_only_protocol_error(text):
+    for decode in (codec.decode_sio, codec.decode_open):
+        try:
+            decode(text)
+        except ProtocolError:
+            pass
+
+
+@settings(max_examples=300)
+@given(prefix=st.sampled_from(["2/chat,", "0/chat,", "4/chat,", "3/chat,1", "51-/chat,", "2"]), body=st.text())
+def test_decode_of_near_valid_packets_raises_only_protocol_error(prefix, body):
+    try:
+        codec.decode_sio(prefix + body)
+    except ProtocolError:
+        pass
+
+
+def test_decoded_event_data_is_plain_json():
+    payload = {"reqId": "r", "data": {"text": "a\nb", "isFinal": False}}
+    packet = codec.decode_sio("2/chat," + json.dumps(["text_stream", payload]))
+    assert packet.data == ["text_stream", payload]
