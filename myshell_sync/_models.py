@@ -1,0 +1,73 @@
+"""Model names, bot uids, and turning chat messages into one prompt."""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Any, Mapping, Optional, Sequence
+
+from ._exceptions import UnsupportedModelError
+
+__all__ = ["models", "format_prompt", "resolve_model", "validate_messages"]
+
+#: Model name -> 32-hex bot uid of the WebSocket API (PROTOCOL.md section 5).
+models: Mapping[str, str] = types.MappingProxyType(
+    {
+        "samantha": "1e3be7fe89e94a809408b1154a2ee3e1",
+        "gpt-3.5-turbo": "8077335db7cd47e29f7de486612cc7fd",
+        "gpt-4": "01c8de4fbfc548df903712b0922a4e01",
+    }
+)
+
+DEFAULT_MODEL = "samantha"
+_BOT_UID = re.compile(r"[0-9a-f]{32}\Z")
+_ROLES = ("system", "user", "assistant")
+
+
+def resolve_model(model: Optional[str]) -> str:
+    """The bot uid for ``model``: a known name, a 32-hex uid, or empty/None."""
+    if model is None or model == "":
+        return models[DEFAULT_MODEL]
+    if isinstance(model, str):
+        if model in models:
+            return models[model]
+        if _BOT_UID.match(model):
+            return model
+    raise UnsupportedModelError(model, models)
+
+
+def validate_messages(messages: Any) -> None:
+    """Raise TypeError/ValueError naming the first malformed message."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise TypeError(
+            "messages must be a list of {'role': ..., 'content': ...} dicts, "
+            f"not {type(messages).__name__}"
+        )
+    if not messages:
+        raise ValueError("messages must not be empty: give at least one user message")
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(
+                f"messages[{index}] must be a dict with 'role' and 'content', "
+                f"not {type(message).__name__}"
+            )
+        role = message.get("role")
+        if role not in _ROLES:
+            raise ValueError(
+                f"messages[{index}]['role'] is {role!r}; use one of {', '.join(_ROLES)}"
+            )
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise TypeError(
+                f"messages[{index}]['content'] must be a str, not {type(content).__name__}"
+            )
+
+
+def format_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """One message gives its content; several give ``Role: content`` lines
+    followed by ``\\nAssistant:`` (the convention gpt4free used)."""
+    validate_messages(messages)
+    if len(messages) == 1:
+        return messages[0]["content"]
+    lines = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+    return f"{lines}\nAssistant:"

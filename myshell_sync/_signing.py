@@ -1,0 +1,96 @@
+"""Request signing and visitor ids, bit-exact with PROTOCOL.md section 4.
+
+Two gpt4free bugs are fixed here (PROTOCOL.md section 7): the timestamp reads
+the clock once, and the visitor id's random segment has no always-zero digits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from typing import Dict, Optional, Union
+
+from ._constants import SIGNATURE_SECRET, SIGNATURE_VERSION
+
+__all__ = [
+    "generate_signature",
+    "generate_timestamp",
+    "generate_visitor_id",
+]
+
+# g4f hard-codes a 1920x1080 screen (PROTOCOL.md 4.1, segment 4).
+_SCREEN_AREA = 1920 * 1080
+
+_rng = random.SystemRandom()
+
+
+def generate_timestamp(now_ms: Optional[int] = None) -> str:
+    """A 13-digit ms timestamp whose last digit is check digit variant A.
+
+    The 12-digit prefix is weighted 2, 3, 2, 3, ... left to right; the check
+    digit is the weighted sum mod 10. The clock is read once.
+    """
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
+    prefix = str(int(now_ms))[:-1]
+    total = sum(int(d) * (2 if i % 2 == 0 else 3) for i, d in enumerate(prefix))
+    return prefix + str(total % 10)
+
+
+def generate_signature(
+    text: str, timestamp: Union[str, int, None] = None
+) -> Dict[str, str]:
+    """Sign a prompt: ``{"signature", "timestamp", "version"}`` for text_chat.
+
+    The signature is the reversed hex MD5 of
+    ``version#text#timestamp#secret``. A missing timestamp is made with
+    :func:`generate_timestamp`.
+    """
+    ts = generate_timestamp() if timestamp is None else str(timestamp)
+    data = f"{SIGNATURE_VERSION}#{text}#{ts}#{SIGNATURE_SECRET}"
+    digest = hashlib.md5(data.encode("utf-8")).hexdigest()
+    return {"signature": digest[::-1], "timestamp": ts, "version": SIGNATURE_VERSION}
+
+
+def generate_visitor_id(user_agent: str) -> str:
+    """A Mixpanel-style visitor id ``T-R-UA-screen-T`` for this user agent.
+
+    T is a timing sample (ms in hex followed by a loop count in hex), R is 56
+    random bits, UA is the xor-hash of ``user_agent``, screen is 1920x1080.
+    """
+    return "-".join(
+        (
+            _timing_sample(),
+            format(_rng.getrandbits(56), "014x"),
+            xor_hash(user_agent),
+            format(_SCREEN_AREA, "x"),
+            _timing_sample(),  # the reference calls the timer again
+        )
+    )
+
+
+def xor_hash(text: str) -> str:
+    """XOR of the big-endian 32-bit words formed by the text's low bytes, hex."""
+    result = 0
+    word = 0
+    count = 0
+    for char in text:
+        word = (word << 8) | (ord(char) & 0xFF)
+        count += 1
+        if count == 4:
+            result ^= word
+            word = 0
+            count = 0
+    if count:
+        result ^= word
+    return format(result, "x")
+
+
+def _timing_sample() -> str:
+    """Current ms in hex, then how many loop turns it took for the ms to change."""
+    start = time.time_ns() // 1_000_000
+    turns = 0
+    while time.time_ns() // 1_000_000 == start:
+        turns += 1
+    return format(start, "x") + format(turns, "x")
