@@ -1,0 +1,16 @@
+"""A local MyShell chat server (python-socketio on aiohttp) for offline use and tests.
+
+Needs the ``local`` extra; the client itself never imports this package.
+"""
+
+try:
+    import aiohttp  # noqa: F401
+    import socketio  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'the local server needs its extra: pip install "myshell_sync[local]"'
+    ) from exc
+
+from ._server import DEFAULT_BOTS, LocalMyshellServer, reply_chunks
+
+__all__ = ["DEFAULT_BOTS", "LocalMyshellServer", "reply_chunks"]
