@@ -1,0 +1,68 @@
+"""myshell_sync: a synchronous, thread-based SDK for chatting with MyShell.ai bots.
+
+    from myshell_sync import Myshell
+
+    with Myshell() as client:
+        for chunk in client.generate("gpt-4", [{"role": "user", "content": "Hi"}]):
+            print(chunk, end="", flush=True)
+"""
+
+import logging
+
+from ._client import Myshell, Reply, Stream, Timings, generate
+from ._config import Timeout
+from ._exceptions import (
+    AuthenticationError,
+    CaptchaRequiredError,
+    ClientClosedError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    InsufficientEnergyError,
+    MyshellConnectionError,
+    MyshellError,
+    MyshellTimeoutError,
+    ProtocolError,
+    ServerError,
+    UnsupportedModelError,
+)
+from ._models import format_prompt, models
+from ._signing import generate_signature, generate_timestamp, generate_visitor_id
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "Myshell",
+    "Stream",
+    "Reply",
+    "Timings",
+    "Timeout",
+    "generate",
+    "models",
+    "format_prompt",
+    "generate_signature",
+    "generate_timestamp",
+    "generate_visitor_id",
+    "MyshellError",
+    "UnsupportedModelError",
+    "AuthenticationError",
+    "CaptchaRequiredError",
+    "InsufficientEnergyError",
+    "ServerError",
+    "ProtocolError",
+    "ClientClosedError",
+    "MyshellConnectionError",
+    "ConnectionLostError",
+    "ConnectTimeoutError",
+    "MyshellTimeoutError",
+]
+
+logging.getLogger("myshell_sync").addHandler(logging.NullHandler())
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and getattr(_obj, "__module__", "").startswith("myshell_sync._"):
+        try:
+            _obj.__module__ = "myshell_sync"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

@@ -1,0 +1,439 @@
+"""The WebSocket transport: one authenticated Socket.IO connection on ``/chat``.
+
+A ``Connection`` owns a websocket-client socket and one daemon reader thread.
+The reader is the only caller of ``recv``: it answers pings at once, routes
+every event to the mailbox (a ``queue.Queue``) of the request whose ``reqId``
+it carries, and, when the connection dies for any reason, puts a
+``ConnectionLostError`` (or the ``ProtocolError`` that killed it) into every
+mailbox still registered. All writes go through websocket-client's send lock.
+
+Mailbox items are ``(event_name, payload)`` tuples; the name ``DEAD`` marks a
+connection failure whose payload is the exception to raise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import websocket
+
+from . import _codec
+from ._codec import EIO_CLOSE, EIO_MESSAGE, EIO_PING
+from ._config import ProxyConfig
+from ._constants import NAMESPACE
+from ._exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    MyshellConnectionError,
+    MyshellError,
+    ProtocolError,
+)
+
+log = logging.getLogger("myshell_sync")
+
+#: Mailbox event name for "the connection failed"; payload is the exception.
+DEAD = "\0dead"
+
+_EVENT_PREFIX = "42" + NAMESPACE + ","
+_reader_ids = itertools.count(1)
+
+
+class Connection:
+    """One Engine.IO/Socket.IO connection that can serve many requests."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: Dict[str, Any],
+        user_agent: str,
+        proxy: Optional[ProxyConfig] = None,
+        on_account_event: Optional[Callable[[str, Any], None]] = None,
+    ) -> None:
+        self.url = url
+        self._auth = auth
+        self._user_agent = user_agent
+        self._proxy = proxy
+        self._on_account_event = on_account_event
+        self._ws: Optional[websocket.WebSocket] = None
+        self._reader: Optional[threading.Thread] = None
+        self._mailboxes: Dict[str, "queue.Queue[Tuple[str, Any]]"] = {}
+        self._lock = threading.Lock()  # guards _mailboxes, _dead, _closing
+        self._write_lock = threading.Lock()  # one writer at a time
+        self._dead: Optional[MyshellError] = None
+        self._closing = False
+        self.sid: Optional[str] = None
+        self.ping_interval = 0.0
+        self.ping_timeout = 0.0
+        #: ``time.monotonic()`` when the namespace connect was acknowledged.
+        self.connected_at: Optional[float] = None
+        #: ``time.monotonic()`` when the last request on it ended.
+        self.last_used = time.monotonic()
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """True while the connection can take new requests."""
+        return self._dead is None and not self._closing and self._ws is not None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._mailboxes)
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "dead"
+        return f"<Connection {self.url} sid={self.sid} {state} in_flight={self.in_flight}>"
+
+    # -- opening -------------------------------------------------------------
+
+    def open(self, timeout: Optional[float]) -> None:
+        """Connect, read the open packet, join ``/chat``, start the reader.
+
+        Runs on the calling thread. Raises ``MyshellConnectionError``
+        (``ConnectTimeoutError`` when ``timeout`` runs out),
+        ``AuthenticationError`` if the namespace is refused, or
+        ``ProtocolError`` for a malformed handshake.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._ws = websocket.create_connection(
+                self.url,
+                timeout=timeout,
+                header=[f"User-Agent: {self._user_agent}"],
+                skip_utf8_validation=True,
+                enable_multithread=True,
+                **self._proxy_options(),
+            )
+            self._handshake(deadline)
+        except MyshellError:
+            self._discard_socket()
+            raise
+        except BaseException as exc:
+            self._discard_socket()
+            raise _connect_error(exc, self.url, timeout) from exc
+        self._ws.settimeout(self.ping_interval + self.ping_timeout)
+        self._reader = threading.Thread(
+            target=self._read_loop,
+            name=f"myshell-reader-{next(_reader_ids)}",
+            daemon=True,
+        )
+        self._reader.start()
+
+    def _proxy_options(self) -> Dict[str, Any]:
+        proxy = self._proxy
+        if proxy is None:
+            return {}
+        return {
+            "http_proxy_host": proxy.host,
+            "http_proxy_port": proxy.port,
+            "http_proxy_auth": proxy.auth,
+            "proxy_type": "http",
+        }
+
+    def _handshake(self, deadline: Optional[float]) -> None:
+        opened = _codec.decode_open(self._recv_before(deadline, "the open packet"))
+        self.sid = opened.sid
+        self.ping_interval = opened.ping_interval
+        self.ping_timeout = opened.ping_timeout
+        self._send(
+            _codec.encode_connect(NAMESPACE, self._auth),
+            log_as=_codec.encode_connect(NAMESPACE, _redacted(self._auth)),
+        )
+        while True:
+            frame = self._recv_before(deadline, "the namespace acknowledgement")
+            kind = frame[:1]
+            if kind == EIO_PING:
+                self._send(_codec.encode_pong(frame))
+                continue
+            if kind == EIO_CLOSE:
+                raise MyshellConnectionError(
+                    "the server closed the connection during the handshake; "
+                    "check base_url and try again"
+                )
+            if kind != EIO_MESSAGE:
+                continue
+            packet = _codec.decode_sio(frame[1:])
+            if packet.namespace != NAMESPACE:
+                continue
+            if packet.type == _codec.SIO_CONNECT:
+                self.connected_at = time.monotonic()
+                return
+            if packet.type == _codec.SIO_CONNECT_ERROR:
+                reason = _message_of(packet.data)
+                raise AuthenticationError(
+                    f"the server refused the {NAMESPACE} namespace ({reason}); "
+                    "check the token (or MYSHELL_TOKEN)"
+                )
+            if packet.type == _codec.SIO_DISCONNECT:
+                raise AuthenticationError(
+                    f"the server closed the {NAMESPACE} namespace during the "
+                    "handshake; check the token (or MYSHELL_TOKEN)"
+                )
+
+    def _recv_before(self, deadline: Optional[float], what: str) -> str:
+        ws = self._ws
+        assert ws is not None
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectTimeoutError(f"timed out waiting for {what} from {self.url}")
+            ws.settimeout(remaining)
+        try:
+            frame = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            raise ConnectTimeoutError(
+                f"timed out waiting for {what} from {self.url}; "
+                "raise Timeout.connect or check the server"
+            ) from None
+        if frame == "" or frame == b"":  # websocket-client's value for a close frame
+            raise MyshellConnectionError(
+                f"the server closed the connection while we waited for {what}; "
+                "check base_url and try again"
+            )
+        if not isinstance(frame, str):
+            raise ProtocolError(f"expected a text frame with {what}, got binary data")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("< %s", frame)
+        return frame
+
+    # -- requests ------------------------------------------------------------
+
+    def register(self, req_id: str) -> "queue.Queue[Tuple[str, Any]]":
+        """A mailbox that receives every event carrying ``req_id``."""
+        mailbox: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        with self._lock:
+            if self._dead is not None:
+                raise _copy_error(self._dead)
+            self._mailboxes[req_id] = mailbox
+        return mailbox
+
+    def unregister(self, req_id: str) -> None:
+        """Stop routing ``req_id``; late frames for it are discarded."""
+        with self._lock:
+            self._mailboxes.pop(req_id, None)
+        self.last_used = time.monotonic()
+
+    def emit(self, event: str, payload: Any) -> None:
+        """Send one Socket.IO event on ``/chat``."""
+        if self._dead is not None:
+            raise _copy_error(self._dead)
+        try:
+            self._send(_codec.encode_event(NAMESPACE, event, payload))
+        except MyshellError:
+            raise
+        except BaseException as exc:
+            lost = ConnectionLostError(f"could not send {event}: {exc.__class__.__name__}: {exc}")
+            self._die(lost)
+            raise _copy_error(lost) from exc
+
+    def _send(self, frame: str, *, log_as: Optional[str] = None) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("> %s", frame if log_as is None else log_as)
+        ws = self._ws
+        if ws is None:
+            raise ConnectionLostError("the connection is closed")
+        with self._write_lock:
+            ws.send(frame)
+
+    # -- the reader thread ---------------------------------------------------
+
+    def _read_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        error: MyshellError
+        try:
+            while True:
+                try:
+                    frame = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    error = ConnectionLostError(
+                        f"no ping from the server for "
+                        f"{self.ping_interval + self.ping_timeout:g}s "
+                        "(pingInterval + pingTimeout); the connection is dead"
+                    )
+                    break
+                if frame.__class__ is str and frame:
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("< %s", frame)
+                    if frame.startswith(_EVENT_PREFIX):
+                        self._on_sio(frame[1:])
+                    elif frame[0] == EIO_PING:
+                        self._send(_codec.encode_pong(frame))
+                    elif frame[0] == EIO_MESSAGE:
+                        self._on_sio(frame[1:])
+                    elif frame[0] == EIO_CLOSE:
+                        error = ConnectionLostError("the server closed the connection")
+                        break
+                    elif not _codec.is_eio_type(frame[0]):
+                        raise ProtocolError(f"not an Engine.IO packet: {frame!r:.80}")
+                elif frame == "" or frame == b"":
+                    # websocket-client returns "" for a close frame.
+                    error = ConnectionLostError("the server closed the WebSocket")
+                    break
+                else:
+                    # Binary frames are Socket.IO attachments (audio); unused.
+                    log.debug("< binary frame of %d bytes ignored", len(frame))
+        except MyshellError as exc:
+            error = exc
+        except UnicodeDecodeError:
+            error = ProtocolError("the server sent a text frame that is not UTF-8")
+        except (websocket.WebSocketException, OSError, ValueError) as exc:
+            error = ConnectionLostError(
+                f"the connection dropped: {exc.__class__.__name__}: {exc}"
+            )
+        except BaseException as exc:  # never die silently
+            log.exception("reader thread failed")
+            error = MyshellError(f"the reader thread failed: {exc!r}")
+        if self._closing:
+            error = ClientClosedError("client closed: create a new Myshell client")
+        self._die(error)
+
+    def _on_sio(self, text: str) -> None:
+        packet = _codec.decode_sio(text)
+        if packet.namespace != NAMESPACE:
+            log.debug("ignored packet for namespace %s", packet.namespace)
+            return
+        ptype = packet.type
+        if ptype == _codec.SIO_EVENT or ptype == _codec.SIO_BINARY_EVENT:
+            data = packet.data
+            if packet.ack_id is not None:
+                self._send(_codec.encode_ack(NAMESPACE, packet.ack_id))
+            self._route(data[0], data[1] if len(data) > 1 else None)
+        elif ptype == _codec.SIO_DISCONNECT:
+            raise ConnectionLostError(f"the server left the {NAMESPACE} namespace")
+        elif ptype == _codec.SIO_CONNECT_ERROR:
+            raise AuthenticationError(
+                f"the server refused the {NAMESPACE} namespace ({_message_of(packet.data)})"
+            )
+
+    def _route(self, name: str, payload: Any) -> None:
+        req_id = payload.get("reqId") if payload.__class__ is dict else None
+        if req_id is not None:
+            mailbox = self._mailboxes.get(req_id)
+            if mailbox is not None:
+                mailbox.put((name, payload))
+            else:
+                log.debug("ignored %s for unknown reqId %r", name, req_id)
+            return
+        if name == "exception":
+            # An exception with no reqId concerns the socket, so every reply on
+            # it fails (the web client's helper closes the socket too).
+            self._fail_all(("exception", payload))
+            return
+        if self._on_account_event is not None:
+            self._on_account_event(name, payload)
+
+    def _fail_all(self, item: Tuple[str, Any]) -> None:
+        with self._lock:
+            mailboxes = list(self._mailboxes.values())
+        for mailbox in mailboxes:
+            mailbox.put(item)
+
+    def _die(self, error: MyshellError) -> None:
+        with self._lock:
+            if self._dead is None:
+                self._dead = error
+            mailboxes = list(self._mailboxes.values())
+        if mailboxes and not self._closing:
+            log.warning("connection %s failed with %d replies in flight: %s", self.sid, len(mailboxes), error)
+        for mailbox in mailboxes:
+            mailbox.put((DEAD, _copy_error(error)))
+        self._discard_socket()
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self, timeout: float) -> None:
+        """Leave the namespace, close the socket, join the reader (bounded)."""
+        with self._lock:
+            already = self._closing
+            self._closing = True
+        if not already:
+            self._say_goodbye(timeout / 4)
+        reader = self._reader
+        if reader is None or reader is threading.current_thread():
+            self._discard_socket()
+            return
+        reader.join(timeout / 2)
+        if reader.is_alive():
+            ws = self._ws
+            if ws is not None:
+                ws.abort()
+            reader.join(timeout / 4)
+            if reader.is_alive():
+                log.warning("reader thread %s did not stop within %.1fs", reader.name, timeout)
+
+    def _say_goodbye(self, timeout: float) -> None:
+        """Send ``41/chat,`` and a close frame, unless a writer is stuck."""
+        ws = self._ws
+        if self._dead is not None or ws is None:
+            return
+        if not self._write_lock.acquire(timeout=timeout):
+            ws.abort()  # a send is blocked: the server stopped reading
+            return
+        try:
+            ws.settimeout(timeout)
+            ws.send(_codec.encode_disconnect(NAMESPACE))
+            ws.send_close()
+        except Exception:  # the socket may already be gone
+            ws.abort()
+        finally:
+            self._write_lock.release()
+
+    def _discard_socket(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            ws.shutdown()
+
+
+def _connect_error(exc: BaseException, url: str, timeout: Optional[float]) -> MyshellError:
+    """Translate a websocket-client/socket exception raised while connecting."""
+    if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
+        return ConnectTimeoutError(
+            f"connecting to {url} took longer than {timeout}s; "
+            "raise Timeout.connect or check the network"
+        )
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        return MyshellConnectionError(
+            f"the server refused the WebSocket upgrade at {url} with HTTP "
+            f"{exc.status_code}; check base_url (a proxy or firewall may block WebSockets)"
+        )
+    if isinstance(exc, websocket.WebSocketProxyException):
+        return MyshellConnectionError(f"the proxy refused the connection: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return MyshellConnectionError(f"TLS failed for {url}: {exc}")
+    if isinstance(exc, UnicodeDecodeError):
+        return ProtocolError("the server sent a text frame that is not UTF-8 during the handshake")
+    if isinstance(exc, (OSError, websocket.WebSocketException, ValueError)):
+        return MyshellConnectionError(
+            f"cannot connect to {url}: {exc.__class__.__name__}: {exc}; "
+            "check base_url, the network and the proxy"
+        )
+    return MyshellConnectionError(f"cannot connect to {url}: {exc!r}")
+
+
+def _copy_error(error: MyshellError) -> MyshellError:
+    """A fresh instance, so each reply can attach its own partial text."""
+    return error.__class__(error.message)
+
+
+def _message_of(data: Any) -> str:
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"]
+    return "no reason given"
+
+
+def _redacted(auth: Dict[str, Any]) -> Dict[str, Any]:
+    """The auth payload with its token hidden, for DEBUG logs."""
+    if auth.get("token") is None:
+        return auth
+    return {**auth, "token": "***"}

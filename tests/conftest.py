@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="run the long soak tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long soak: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every test ends with the threads it started stopped."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10
+    leaked = []
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(deadline - time.monotonic(), 0))
+        if thread.is_alive():
+            leaked.append(thread.name)
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture
+def local_server():
+    from myshell_sync.local import LocalMyshellServer
+
+    with LocalMyshellServer(ping_interval=5, ping_timeout=5) as server:
+        yield server
+
+
+@pytest.fixture
+def client(local_server):
+    from myshell_sync import Myshell
+
+    with Myshell(local_server.base_url, captcha_delay=0, timeout=10) as client:
+        yield client
