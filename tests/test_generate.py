@@ -26,6 +26,7 @@ from myshell_sync import (
     models,
 )
 from myshell_sync.local import LocalMyshellServer, reply_chunks
+from helpers import client_sockets
 
 USER = [{"role": "user", "content": "Write a poem about love"}]
 
@@ -235,19 +236,17 @@ def test_garbage_collected_generator_releases_its_request(local_server, client):
 
 
 def test_cancellation_leaves_no_thread_or_socket_behind(local_server):
-    import os
-
     local_server.chunk_delay = 0.05
     baseline_threads = threading.active_count()
-    baseline_fds = len(os.listdir("/proc/self/fd"))
     client = Myshell(local_server.base_url, captcha_delay=0)
     gen = client.generate("gpt-4", USER)
     next(gen)
     assert threading.active_count() == baseline_threads + 1  # one reader
+    assert client_sockets(local_server.port) == 1
     gen.close()
     client.close()
     assert threading.active_count() == baseline_threads
-    assert len(os.listdir("/proc/self/fd")) == baseline_fds
+    assert client_sockets(local_server.port) == 0
     assert local_server.wait_for(lambda s: s.disconnects == 1, 5)
 
 

@@ -1,0 +1,41 @@
+"""Small test helpers: counting this process's sockets and file descriptors."""
+
+from __future__ import annotations
+
+import os
+import re
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def client_sockets(server_port: int) -> int:
+    """How many of this process's TCP sockets are connected *to* ``server_port``.
+
+    Counts the client side only (the in-process server's own sockets have the
+    port as their local port), in any state but LISTEN and TIME_WAIT.
+    """
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        match = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if match:
+            inodes.add(match.group(1))
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            state, inode = fields[3], fields[9]
+            if remote_port == server_port and state not in ("0A", "06") and inode in inodes:
+                count += 1
+    return count
