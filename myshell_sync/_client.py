@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Tuple,
 )
 
 from ._config import Timeout, TimeoutTypes, parse_proxy
@@ -27,6 +30,7 @@ from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CAPTCHA_DELAY,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_IDLE_CLOSE,
     DEFAULT_USER_AGENT,
     SOURCE_FROM,
     TOKEN_ENV,
@@ -110,6 +114,7 @@ class Myshell:
         proxy: Optional[str] = None,
         max_connections: int = 8,
         max_retries: int = 2,
+        idle_close: Optional[float] = DEFAULT_IDLE_CLOSE,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         self.base_url = _check_base_url(base_url)
@@ -125,11 +130,14 @@ class Myshell:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
         self.close_timeout = _non_negative("close_timeout", close_timeout)
+        if idle_close is not None:
+            idle_close = _non_negative("idle_close", idle_close)
         self._account = _AccountState()
         self._pool = Pool(
             self._open_connection,
             max_connections=max_connections,
             max_retries=max_retries,
+            idle_close=idle_close,
         )
         self._finalizer = weakref.finalize(self, self._pool.close, self.close_timeout)
 
@@ -233,32 +241,52 @@ class Myshell:
         started = time.monotonic()
         timeout = request.timeout
         try:
-            conn = self._pool.acquire(request.bot_uid, _min(timeout.connect, timeout.total))
+            conn, mailbox = self._send(request, started)
             try:
                 timings.connect = time.monotonic() - started
-                mailbox = conn.register(request.req_id)
+                reply = iter_reply(mailbox, request.req_id, timeout, started)
                 try:
-                    self._wait_for_captcha_delay(conn)
-                    conn.emit("text_chat", self._text_chat_payload(request))
-                    reply = iter_reply(mailbox, request.req_id, timeout, started)
-                    try:
-                        chunk = next(reply)
-                    except StopIteration as stop:
-                        message = stop.value
-                    else:
-                        timings.first_chunk = time.monotonic() - started
-                        yield chunk
-                        message = yield from reply
-                    timings.total = time.monotonic() - started
-                    return message
-                finally:
-                    conn.unregister(request.req_id)
+                    chunk = next(reply)
+                except StopIteration as stop:
+                    message = stop.value
+                else:
+                    timings.first_chunk = time.monotonic() - started
+                    yield chunk
+                    message = yield from reply
+                timings.total = time.monotonic() - started
+                return message
             finally:
+                conn.unregister(request.req_id)
                 self._pool.release(conn, request.bot_uid)
         except MyshellError as exc:
             if exc.req_id is None:
                 exc.req_id = request.req_id
             raise
+
+    def _send(self, request: _Request, started: float) -> Tuple[Connection, "queue.Queue[Any]"]:
+        """Send ``text_chat`` on a pooled connection; returns it and the mailbox.
+
+        A connection that died before the request went out (for example
+        during the captcha delay) is replaced, up to ``max_retries`` times.
+        """
+        timeout = request.timeout
+        for attempt in itertools.count():
+            remaining = None if timeout.total is None else timeout.total - (time.monotonic() - started)
+            conn = self._pool.acquire(request.bot_uid, _min(timeout.connect, remaining))
+            try:
+                mailbox = conn.register(request.req_id)
+                self._wait_for_captcha_delay(conn)
+                if conn.alive or attempt >= self._pool.max_retries:
+                    conn.emit("text_chat", self._text_chat_payload(request))
+                    return conn, mailbox
+            except BaseException:
+                conn.unregister(request.req_id)
+                self._pool.release(conn, request.bot_uid)
+                raise
+            log.info("connection died before request %s was sent; using another", request.req_id)
+            conn.unregister(request.req_id)
+            self._pool.release(conn, request.bot_uid)
+        raise AssertionError("unreachable")
 
     def _wait_for_captcha_delay(self, conn: Connection) -> None:
         assert conn.connected_at is not None
@@ -338,6 +366,7 @@ _CLIENT_OPTIONS = frozenset(
         "proxy",
         "max_connections",
         "max_retries",
+        "idle_close",
         "close_timeout",
     )
 )

@@ -34,6 +34,8 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 FINAL_GRACE = 1.0
 # Longest single wait of a consumer, so Ctrl-C and close() land quickly.
 WAIT_SLICE = 0.2
+# Connections unused this long are closed (seconds).
+DEFAULT_IDLE_CLOSE = 60.0
 # How long close() waits for the server's close frame and for threads to end.
 DEFAULT_CLOSE_TIMEOUT = 5.0
 # Used until the server's open packet says otherwise (spec example values).

@@ -4,6 +4,8 @@ Requests to different bots may share a connection; requests to the same bot
 go to different connections (the web client never has two requests in flight
 to one bot on one socket). A dead connection is never handed out again.
 Opening a connection is retried with backoff; a sent request never is.
+Connections idle for ``idle_close`` seconds are closed by a janitor thread
+that exists only while the pool holds connections.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from typing import Callable, Dict, List, Optional, Set
 
 from ._exceptions import ClientClosedError, MyshellConnectionError, MyshellTimeoutError
@@ -24,14 +27,17 @@ log = logging.getLogger("myshell_sync")
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 
+_CLOSED_MESSAGE = "client closed: create a new Myshell client"
+
 
 def backoff_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based), with jitter."""
+    """Seconds to wait before retry number ``attempt`` (0-based): the capped
+    exponential delay times a jitter factor in [0.5, 1)."""
     return min(BACKOFF_BASE * 2 ** attempt, BACKOFF_CAP) * (0.5 + 0.5 * rand())
 
 
 class Pool:
-    """Connections of one client, keyed by the bots each one is busy with."""
+    """Connections of one client and the bots each one is busy with."""
 
     def __init__(
         self,
@@ -39,17 +45,25 @@ class Pool:
         *,
         max_connections: int,
         max_retries: int,
+        idle_close: Optional[float],
     ) -> None:
         self._open_connection = open_connection
         self.max_connections = max_connections
         self.max_retries = max_retries
+        self.idle_close = idle_close
+        self._closed = threading.Event()
+        self._reset()
+        #: How many connections this pool has opened (for tests and stats).
+        self.opened = 0
+        _live_pools.add(self)
+
+    def _reset(self) -> None:
+        """Fresh state; also what a forked child starts from."""
         self._cond = threading.Condition()
         self._busy: Dict[Connection, Set[str]] = {}
         self._opening = 0
-        self._closed = threading.Event()
+        self._janitor: Optional[threading.Thread] = None
         self._pid = os.getpid()
-        #: How many connections this pool has opened (for tests and stats).
-        self.opened = 0
 
     @property
     def closed(self) -> bool:
@@ -63,6 +77,8 @@ class Pool:
         with self._cond:
             return list(self._busy)
 
+    # -- lending -------------------------------------------------------------
+
     def acquire(self, bot_uid: str, timeout: Optional[float]) -> Connection:
         """A live connection with no request in flight to ``bot_uid``.
 
@@ -72,7 +88,7 @@ class Pool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                self._check_open()
+                self._check_usable()
                 conn = self._pick(bot_uid)
                 if conn is not None:
                     self._busy[conn].add(bot_uid)
@@ -94,12 +110,13 @@ class Pool:
                 self._opening -= 1
                 self._cond.notify_all()
         with self._cond:
-            if self._closed.is_set():
-                conn.close(0.5)
-                self._check_open()
-            self._busy[conn] = {bot_uid}
-            self.opened += 1
-        return conn
+            if not self._closed.is_set():
+                self._busy[conn] = {bot_uid}
+                self.opened += 1
+                self._start_janitor()
+                return conn
+        conn.close(0.5)
+        raise ClientClosedError(_CLOSED_MESSAGE)
 
     def release(self, conn: Connection, bot_uid: str) -> None:
         """Give back ``conn`` after a request to ``bot_uid`` ended."""
@@ -107,24 +124,12 @@ class Pool:
             bots = self._busy.get(conn)
             if bots is not None:
                 bots.discard(bot_uid)
-                if not conn.alive:
+                if not conn.alive and not bots:
                     del self._busy[conn]
             self._cond.notify_all()
 
-    def close(self, timeout: float) -> None:
-        """Close every connection; waiting callers get ``ClientClosedError``."""
-        with self._cond:
-            self._closed.set()
-            conns = list(self._busy)
-            self._busy.clear()
-            self._cond.notify_all()
-        if os.getpid() != self._pid:
-            return  # the parent owns these sockets
-        deadline = time.monotonic() + timeout
-        for conn in conns:
-            conn.close(max(deadline - time.monotonic(), 0.1))
-
     def _pick(self, bot_uid: str) -> Optional[Connection]:
+        """The least busy live connection free for ``bot_uid``; drops the dead."""
         best = None
         for conn, bots in list(self._busy.items()):
             if not conn.alive:
@@ -135,15 +140,11 @@ class Pool:
                 best = conn
         return best
 
-    def _check_open(self) -> None:
+    def _check_usable(self) -> None:
         if self._closed.is_set():
-            raise ClientClosedError("client closed: create a new Myshell client")
-        if os.getpid() != self._pid:
-            # A forked child: the parent's sockets are not ours to touch.
-            log.debug("fork detected: dropping %d inherited connections", len(self._busy))
-            self._busy = {}
-            self._opening = 0
-            self._pid = os.getpid()
+            raise ClientClosedError(_CLOSED_MESSAGE)
+        if os.getpid() != self._pid:  # forked without os.register_at_fork
+            self._after_fork()
 
     def _open_with_retries(self, timeout: Optional[float]) -> Connection:
         attempt = 0
@@ -157,4 +158,73 @@ class Pool:
                 log.info("connect failed (%s); retry %d in %.2fs", exc, attempt + 1, delay)
                 attempt += 1
                 if self._closed.wait(delay):
-                    raise ClientClosedError("client closed: create a new Myshell client") from exc
+                    raise ClientClosedError(_CLOSED_MESSAGE) from exc
+
+    # -- idle connections ----------------------------------------------------
+
+    def _start_janitor(self) -> None:
+        if self.idle_close is None or self._janitor is not None:
+            return
+        self._janitor = threading.Thread(target=self._sweep, name="myshell-janitor", daemon=True)
+        self._janitor.start()
+
+    def _sweep(self) -> None:
+        """Close connections idle for ``idle_close``; exit when none are left."""
+        assert self.idle_close is not None
+        cond = self._cond
+        with cond:
+            while not self._closed.is_set() and self._busy:
+                now = time.monotonic()
+                idle = [c for c, bots in self._busy.items() if not bots and now - c.last_used >= self.idle_close]
+                if idle:
+                    for conn in idle:
+                        del self._busy[conn]
+                    cond.release()
+                    try:
+                        for conn in idle:
+                            log.debug("closing connection %s idle for %.0fs", conn.sid, now - conn.last_used)
+                            conn.close(1.0)
+                    finally:
+                        cond.acquire()
+                    continue
+                expiries = [c.last_used + self.idle_close for c, bots in self._busy.items() if not bots]
+                cond.wait(min(expiries) - now if expiries else None)
+            if self._janitor is threading.current_thread():
+                self._janitor = None
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self, timeout: float) -> None:
+        """Close every connection within ``timeout``; waiters get ``ClientClosedError``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._closed.set()
+            conns = list(self._busy)
+            self._busy.clear()
+            janitor = self._janitor
+            self._cond.notify_all()
+        _live_pools.discard(self)
+        if os.getpid() != self._pid:
+            return  # inherited from the parent: its sockets are not ours
+        for conn in conns:
+            conn.begin_close(timeout / 4)
+        for conn in conns:
+            conn.finish_close(deadline)
+        if janitor is not None and janitor is not threading.current_thread():
+            janitor.join(max(deadline - time.monotonic(), 0.1))
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's connections without touching them."""
+        self._reset()
+
+
+_live_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+
+
+def _reset_pools_in_child() -> None:
+    for pool in list(_live_pools):
+        pool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pools_in_child)

@@ -44,6 +44,8 @@ log = logging.getLogger("myshell_sync")
 DEAD = "\0dead"
 
 _EVENT_PREFIX = "42" + NAMESPACE + ","
+# After a polite close, how long the reader gets once the socket is cut.
+_ABORT_GRACE = 0.2
 _reader_ids = itertools.count(1)
 
 
@@ -354,23 +356,32 @@ class Connection:
 
     def close(self, timeout: float) -> None:
         """Leave the namespace, close the socket, join the reader (bounded)."""
+        deadline = time.monotonic() + timeout
+        self.begin_close(timeout / 4)
+        self.finish_close(deadline)
+
+    def begin_close(self, timeout: float) -> None:
+        """Stop taking requests and say goodbye (``41/chat,`` + close frame)."""
         with self._lock:
             already = self._closing
             self._closing = True
         if not already:
-            self._say_goodbye(timeout / 4)
+            self._say_goodbye(min(timeout, 1.0))
+
+    def finish_close(self, deadline: float) -> None:
+        """Wait for the reader until ``deadline``; then cut the socket."""
         reader = self._reader
         if reader is None or reader is threading.current_thread():
             self._discard_socket()
             return
-        reader.join(timeout / 2)
+        reader.join(max(deadline - time.monotonic() - _ABORT_GRACE, 0))
         if reader.is_alive():
             ws = self._ws
             if ws is not None:
                 ws.abort()
-            reader.join(timeout / 4)
+            reader.join(_ABORT_GRACE)
             if reader.is_alive():
-                log.warning("reader thread %s did not stop within %.1fs", reader.name, timeout)
+                log.warning("reader thread %s did not stop in time", reader.name)
 
     def _say_goodbye(self, timeout: float) -> None:
         """Send ``41/chat,`` and a close frame, unless a writer is stuck."""
