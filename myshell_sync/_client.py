@@ -134,7 +134,14 @@ class Myshell:
             idle_close = _non_negative("idle_close", idle_close)
         self._account = _AccountState()
         self._pool = Pool(
-            self._open_connection,
+            functools.partial(
+                _open_connection,
+                self.ws_url,
+                auth={"token": self._token, "visitorId": self.visitor_id},
+                user_agent=self.user_agent,
+                proxy=self.proxy,
+                on_account_event=self._account,
+            ),
             max_connections=max_connections,
             max_retries=max_retries,
             idle_close=idle_close,
@@ -215,17 +222,6 @@ class Myshell:
             text=format_prompt(messages),
             timeout=self.timeout if timeout is _NOT_GIVEN else Timeout.coerce(timeout),
         )
-
-    def _open_connection(self, timeout: Optional[float]) -> Connection:
-        conn = Connection(
-            self.ws_url,
-            auth={"token": self._token, "visitorId": self.visitor_id},
-            user_agent=self.user_agent,
-            proxy=self.proxy,
-            on_account_event=self._account,
-        )
-        conn.open(timeout)
-        return conn
 
     def _chunks(self, request: _Request) -> Generator[str, None, None]:
         yield from self._run(request, Timings())
@@ -418,6 +414,14 @@ class _GenerateDescriptor:
 
 
 Myshell.generate = _GenerateDescriptor(Myshell.generate)  # type: ignore[method-assign,assignment]
+
+
+def _open_connection(url: str, timeout: Optional[float], **options: Any) -> Connection:
+    """Open one connection. A module function: the pool must not hold the
+    client alive (its finaliser closes the pool)."""
+    conn = Connection(url, **options)
+    conn.open(timeout)
+    return conn
 
 
 def _check_base_url(base_url: str) -> str:

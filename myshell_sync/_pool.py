@@ -53,8 +53,6 @@ class Pool:
         self.idle_close = idle_close
         self._closed = threading.Event()
         self._reset()
-        #: How many connections this pool has opened (for tests and stats).
-        self.opened = 0
         _live_pools.add(self)
 
     def _reset(self) -> None:
@@ -64,6 +62,8 @@ class Pool:
         self._opening = 0
         self._janitor: Optional[threading.Thread] = None
         self._pid = os.getpid()
+        #: How many connections this pool has opened (in this process).
+        self.opened = 0
 
     @property
     def closed(self) -> bool:
@@ -105,11 +105,15 @@ class Pool:
                 self._cond.wait(remaining)
         try:
             conn = self._open_with_retries(timeout)
-        finally:
+        except BaseException:
             with self._cond:
                 self._opening -= 1
                 self._cond.notify_all()
+            raise
         with self._cond:
+            # One lock hold, so no waiter sees room between the two steps.
+            self._opening -= 1
+            self._cond.notify_all()
             if not self._closed.is_set():
                 self._busy[conn] = {bot_uid}
                 self.opened += 1
@@ -152,7 +156,9 @@ class Pool:
             try:
                 return self._open_connection(timeout)
             except MyshellConnectionError as exc:
-                if attempt >= self.max_retries or self._closed.is_set():
+                if self._closed.is_set():
+                    raise ClientClosedError(_CLOSED_MESSAGE) from exc
+                if attempt >= self.max_retries:
                     raise
                 delay = backoff_delay(attempt)
                 log.info("connect failed (%s); retry %d in %.2fs", exc, attempt + 1, delay)

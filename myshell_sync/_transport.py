@@ -120,9 +120,12 @@ class Connection:
         except MyshellError:
             self._discard_socket()
             raise
-        except BaseException as exc:
+        except Exception as exc:
             self._discard_socket()
             raise _connect_error(exc, self.url, timeout) from exc
+        except BaseException:
+            self._discard_socket()
+            raise
         self._ws.settimeout(self.ping_interval + self.ping_timeout)
         self._reader = threading.Thread(
             target=self._read_loop,
@@ -233,10 +236,14 @@ class Connection:
             self._send(_codec.encode_event(NAMESPACE, event, payload))
         except MyshellError:
             raise
-        except BaseException as exc:
+        except Exception as exc:
             lost = ConnectionLostError(f"could not send {event}: {exc.__class__.__name__}: {exc}")
             self._die(lost)
             raise _copy_error(lost) from exc
+        except BaseException:
+            # Ctrl-C mid-send may leave half a frame on the wire.
+            self._die(ConnectionLostError(f"interrupted while sending {event}"))
+            raise
 
     def _send(self, frame: str, *, log_as: Optional[str] = None) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -31,7 +31,8 @@ python-engineio advertises ``pingInterval`` in whole seconds (it truncates
 rounded up; the pings themselves keep the exact interval.
 
 python-socketio/engineio log to the child loggers ``myshell_sync.local.socketio``
-and ``myshell_sync.local.engineio`` (at INFO they log every packet).
+and ``myshell_sync.local.engineio``, kept at WARNING because at INFO they log
+every packet, tokens included; set their level explicitly to see packets.
 """
 
 from __future__ import annotations
@@ -120,6 +121,19 @@ def _ping_interval_arg(seconds: float) -> Tuple[float, float]:
     engineio only adds the grace period to the advertised value.
     """
     return seconds, math.ceil(seconds) - seconds
+
+
+def _wire_logger(name: str) -> logging.Logger:
+    """The logger python-socketio/engineio log every packet to.
+
+    Packets carry the clients' tokens, so these loggers stay at WARNING unless
+    a user sets their level explicitly (``myshell_sync.local.socketio`` and
+    ``myshell_sync.local.engineio``).
+    """
+    wire = logging.getLogger(f"myshell_sync.local.{name}")
+    if wire.level == logging.NOTSET:
+        wire.setLevel(logging.WARNING)
+    return wire
 
 
 def _now_iso() -> str:
@@ -444,8 +458,8 @@ class LocalMyshellServer:
             ping_interval=_ping_interval_arg(self.ping_interval),
             ping_timeout=self.ping_timeout,
             async_handlers=False,  # handlers only decide; replies run as tasks
-            logger=logging.getLogger("myshell_sync.local.socketio"),
-            engineio_logger=logging.getLogger("myshell_sync.local.engineio"),
+            logger=_wire_logger("socketio"),
+            engineio_logger=_wire_logger("engineio"),
         )
         sio.on("connect", self._on_connect, namespace=NAMESPACE)
         sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)

@@ -1,0 +1,391 @@
+"""A long-lived client: reuse, concurrency, liveness, retries and shutdown."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import myshell_sync
+from myshell_sync import (
+    ClientClosedError,
+    ConnectionLostError,
+    Myshell,
+    MyshellError,
+    MyshellTimeoutError,
+    Timeout,
+    models,
+)
+from myshell_sync._pool import backoff_delay
+from myshell_sync.local import LocalMyshellServer, reply_chunks
+from helpers import client_sockets, open_fds
+from scripted import ScriptedServer
+
+MODELS = sorted(models)
+
+
+def ask(client, model, prompt, **options):
+    return "".join(client.generate(model, [{"role": "user", "content": prompt}], **options))
+
+
+def test_warm_calls_reuse_one_connection(local_server, client):
+    client.connect()
+    assert local_server.connects == 1
+    for i in range(5):
+        assert ask(client, "gpt-4", f"q{i}") == f"gpt-4: q{i}"
+    assert local_server.connects == 1
+    assert client._pool.opened == 1
+
+
+def test_captcha_delay_is_paid_once_per_connection():
+    with LocalMyshellServer() as server:
+        with Myshell(server.base_url, captcha_delay=0.3) as client:
+            started = time.monotonic()
+            client.connect()
+            ask(client, "gpt-4", "first")
+            first = time.monotonic() - started
+            started = time.monotonic()
+            for _ in range(3):
+                ask(client, "gpt-4", "again")
+            warm = time.monotonic() - started
+    assert first >= 0.3
+    assert warm < 0.3
+
+
+def test_32_threads_times_5_calls_get_exactly_their_own_replies(local_server):
+    local_server.chunk_delay = 0.001  # replies on one socket interleave
+    results = {}
+    errors = []
+
+    def worker(n):
+        try:
+            for k in range(5):
+                model = MODELS[(n + k) % 3]
+                prompt = f"thread {n} call {k} " + "word " * (n % 7)
+                results[(n, k)] = (model, prompt, ask(client, model, prompt))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    with Myshell(local_server.base_url, captcha_delay=0, timeout=30) as client:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        connections = client._pool.opened
+    assert not errors
+    assert len(results) == 160
+    for model, prompt, text in results.values():
+        assert text == "".join(reply_chunks(model, prompt))
+    assert connections <= 8
+
+
+def test_interleaved_frames_on_one_socket_are_routed_by_req_id():
+    both_sent = threading.Event()
+
+    def play(peer):
+        peer.handshake()
+        requests = [peer.recv_event()[1] for _ in range(2)]
+        both_sent.set()
+        ids = [r["reqId"] for r in requests]
+        texts = {r["reqId"]: r["text"] for r in requests}
+        for index in range(20):  # alternate frames between the two replies
+            for req_id in ids:
+                peer.emit("text_stream", {"reqId": req_id, "data": {"text": f"{texts[req_id]}-{index} ", "isFinal": False}})
+        for req_id in ids:
+            peer.emit("message_replied", {"reqId": req_id, "data": {"text": None}})
+        peer.wait_closed()
+
+    results = {}
+
+    def call(model, prompt):
+        results[prompt] = ask(client, model, prompt)
+
+    with ScriptedServer(play) as server:
+        with Myshell(server.base_url, captcha_delay=0, max_connections=1, timeout=5) as client:
+            threads = [
+                threading.Thread(target=call, args=("gpt-4", "A")),
+                threading.Thread(target=call, args=("samantha", "B")),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+    assert not server.errors
+    assert len(server.peers) == 1  # different bots shared the connection
+    for prompt in "AB":
+        assert results[prompt] == "".join(f"{prompt}-{i} " for i in range(20))
+
+
+def test_same_bot_requests_use_different_connections(local_server):
+    local_server.chunk_delay = 0.05
+    with Myshell(local_server.base_url, captcha_delay=0) as client:
+        first = client.generate("gpt-4", [{"role": "user", "content": "one two three"}])
+        second = client.generate("gpt-4", [{"role": "user", "content": "four five six"}])
+        other = client.generate("samantha", [{"role": "user", "content": "seven"}])
+        next(first), next(second), next(other)
+        assert local_server.connects == 2
+        assert sorted(c.in_flight for c in client._pool.connections()) == [1, 2]
+        for gen in (first, second, other):
+            gen.close()
+
+
+def test_full_pool_waits_then_times_out(local_server):
+    local_server.reply_delay = 30
+    with Myshell(local_server.base_url, captcha_delay=0, max_connections=1, timeout=Timeout(connect=0.3)) as client:
+        busy = client.generate("gpt-4", [{"role": "user", "content": "slow"}])
+        holder = threading.Thread(target=lambda: pytest.raises(MyshellError, list, busy))
+        holder.start()
+        assert local_server.wait_for(lambda s: len(s.requests) == 1, 5)
+        started = time.monotonic()
+        with pytest.raises(MyshellTimeoutError, match="max_connections"):
+            ask(client, "gpt-4", "must wait")
+        assert 0.3 <= time.monotonic() - started < 2
+    holder.join(5)
+
+
+def test_full_pool_hands_over_a_released_connection(local_server):
+    local_server.chunk_delay = 0.02
+    with Myshell(local_server.base_url, captcha_delay=0, max_connections=1, timeout=10) as client:
+        texts = []
+        threads = [threading.Thread(target=lambda i=i: texts.append(ask(client, "gpt-4", f"n{i}"))) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert sorted(texts) == [f"gpt-4: n{i}" for i in range(4)]
+    assert local_server.connects == 1
+
+
+def test_a_sent_request_is_never_replayed(local_server, client):
+    local_server.drop_after = 0
+    with pytest.raises(ConnectionLostError):
+        ask(client, "gpt-4", "once")
+    assert len(local_server.requests) == 1
+
+
+def test_connection_dead_before_sending_is_replaced(local_server):
+    # the connection dies during the captcha delay: nothing was sent yet, so
+    # the request goes out on a fresh connection
+    with Myshell(local_server.base_url, captcha_delay=0.5) as client:
+        client.connect()
+        gen = client.generate("gpt-4", [{"role": "user", "content": "hello"}])
+        result = []
+        thread = threading.Thread(target=lambda: result.append("".join(gen)))
+        thread.start()
+        assert local_server.wait_for(lambda s: s.connects == 1, 5)
+        local_server.disconnect_all()
+        thread.join(10)
+    assert result == ["gpt-4: hello"]
+    assert local_server.connects == 2
+    assert len(local_server.requests) == 1
+
+
+def test_backoff_grows_exponentially_with_jitter():
+    assert [backoff_delay(n, rand=lambda: 1.0) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert [backoff_delay(n, rand=lambda: 0.0) for n in range(3)] == [0.25, 0.5, 1.0]
+
+
+def test_close_cuts_a_retry_backoff_short():
+    refused = threading.Event()
+
+    def refuse(peer):
+        refused.set()  # close before the open packet: a connect failure
+
+    with ScriptedServer(refuse) as server:
+        client = Myshell(server.base_url, captcha_delay=0, max_retries=50)
+        failures = []
+        thread = threading.Thread(target=lambda: failures.append(pytest.raises(MyshellError, ask, client, "gpt-4", "x")))
+        thread.start()
+        assert refused.wait(5)
+        started = time.monotonic()
+        client.close()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 1
+    assert failures[0].type is ClientClosedError
+    assert len(server.peers) < 50
+
+
+def test_idle_connections_are_closed(local_server):
+    with Myshell(local_server.base_url, captcha_delay=0, idle_close=0.3) as client:
+        ask(client, "gpt-4", "hi")
+        assert local_server.wait_for(lambda s: s.disconnects == 1, 5)
+        assert client._pool.connections() == []
+        assert ask(client, "gpt-4", "again") == "gpt-4: again"
+        assert local_server.connects == 2
+
+
+def test_close_with_a_silent_server_returns_within_close_timeout():
+    requested = threading.Event()
+
+    def play(peer):
+        peer.handshake()
+        peer.recv_event()
+        requested.set()
+        peer.stopping.wait(30)  # never answers, never reads again
+
+    with ScriptedServer(play) as server:
+        client = Myshell(server.base_url, captcha_delay=0, close_timeout=1.0, timeout=30)
+        errors = []
+        gen = client.generate("gpt-4", [{"role": "user", "content": "x"}])
+        thread = threading.Thread(target=lambda: errors.append(pytest.raises(MyshellError, list, gen)))
+        thread.start()
+        assert requested.wait(5)
+        started = time.monotonic()
+        client.close()
+        elapsed = time.monotonic() - started
+        thread.join(5)
+    assert elapsed < 1.5
+    assert errors[0].type is ClientClosedError
+
+
+def test_fifty_dropped_clients_leave_the_thread_count_bounded(local_server):
+    baseline = threading.active_count()
+    for i in range(50):
+        client = Myshell(local_server.base_url, captcha_delay=0)
+        ask(client, "gpt-4", f"dropped {i}")
+        del client
+        gc.collect()
+        assert threading.active_count() <= baseline + 2
+    assert threading.active_count() == baseline
+    assert client_sockets(local_server.port) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_opens_its_own_connection(local_server, client):
+    assert ask(client, "gpt-4", "parent") == "gpt-4: parent"
+    (parent_conn,) = client._pool.connections()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        code = 1
+        try:
+            text = ask(client, "gpt-4", "child")
+            os.write(write_end, json.dumps([text, client._pool.opened]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(report) == ["gpt-4: child", 1]
+    assert local_server.connects == 2
+    # the parent's connection is untouched and still serves
+    assert parent_conn.alive
+    assert ask(client, "gpt-4", "parent again") == "gpt-4: parent again"
+    assert client._pool.connections() == [parent_conn]
+
+
+def _soak(server, calls, abandoned):
+    baseline_threads = threading.active_count()
+    baseline_fds = open_fds()
+    with Myshell(server.base_url, captcha_delay=0) as client:
+        for i in range(calls):
+            assert ask(client, MODELS[i % 3], f"call {i}") == f"{MODELS[i % 3]}: call {i}"
+        for i in range(abandoned):
+            gen = client.generate(MODELS[i % 3], [{"role": "user", "content": f"abandoned {i} a b c"}])
+            next(gen)
+            gen.close()
+        assert threading.active_count() <= baseline_threads + 2
+        assert client._pool.opened == 1
+    assert threading.active_count() == baseline_threads
+    assert client_sockets(server.port) == 0
+    assert server.wait_for(lambda s: s.disconnects == 1, 5)
+    assert open_fds() <= baseline_fds
+
+
+def test_soak_short(local_server):
+    _soak(local_server, calls=200, abandoned=50)
+
+
+@pytest.mark.slow
+def test_soak_long(local_server):
+    _soak(local_server, calls=2000, abandoned=500)
+
+
+def test_debug_log_shows_frames_but_never_the_token(caplog):
+    token = "secret-token-1234567890"
+    with LocalMyshellServer(tokens={token}) as server:
+        with caplog.at_level(logging.DEBUG, logger="myshell_sync"):
+            with Myshell(server.base_url, token=token, captcha_delay=0) as client:
+                assert ask(client, "gpt-4", "hi") == "gpt-4: hi"
+                shown = repr(client)
+    assert '> 40/chat,{"token":"***"' in caplog.text
+    assert "< 42/chat,[\"text_stream\"" in caplog.text
+    assert token not in caplog.text
+    assert token not in shown
+
+
+def _run_script(code, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_script_that_never_closes_exits_promptly():
+    proc = _run_script(
+        """
+        from myshell_sync import Myshell
+        from myshell_sync.local import LocalMyshellServer
+        server = LocalMyshellServer().start()
+        client = Myshell(server.base_url, captcha_delay=0)
+        print("".join(client.generate("gpt-4", [{"role": "user", "content": "bye"}])), flush=True)
+        """
+    )
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert out.strip() == "gpt-4: bye"
+
+
+def test_ctrl_c_lands_quickly_and_cancels_the_request():
+    import signal
+
+    proc = _run_script(
+        """
+        import signal
+        import threading
+        from myshell_sync import Myshell
+        from myshell_sync.local import LocalMyshellServer
+        # as in a terminal (a background job may inherit SIGINT ignored)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with LocalMyshellServer(reply_delay=60) as server:
+            with Myshell(server.base_url, captcha_delay=0) as client:
+                def announce():
+                    if server.wait_for(lambda s: len(s.requests) == 1, 10):
+                        print("waiting", flush=True)
+                threading.Thread(target=announce, daemon=True).start()
+                try:
+                    list(client.generate("gpt-4", [{"role": "user", "content": "x"}]))
+                except KeyboardInterrupt:
+                    in_flight = sum(c.in_flight for c in client._pool.connections())
+                    print("interrupted", in_flight, flush=True)
+        """
+    )
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        line = proc.stdout.readline().strip()
+        landed = time.monotonic() - sent
+        proc.wait(15)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert line == "interrupted 0"
+    assert landed < 1.0
+    assert proc.returncode == 0
