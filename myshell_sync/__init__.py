@@ -7,7 +7,7 @@
             print(chunk, end="", flush=True)
 """
 
-import logging
+import logging as _logging
 
 from ._client import Myshell, Reply, Stream, Timings, generate
 from ._config import Timeout
@@ -56,7 +56,7 @@ __all__ = [
     "MyshellTimeoutError",
 ]
 
-logging.getLogger("myshell_sync").addHandler(logging.NullHandler())
+_logging.getLogger("myshell_sync").addHandler(_logging.NullHandler())
 
 for _name in __all__:
     _obj = globals()[_name]
