@@ -36,6 +36,7 @@ _MAX_ACK_DIGITS = 100
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
+_raw_decode = json.JSONDecoder().raw_decode
 
 
 class OpenPacket(NamedTuple):
@@ -117,6 +118,25 @@ def decode_sio(text: str) -> SioPacket:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             raise ProtocolError(f"event payload is not [name, ...]: {_clip(text)}")
     return SioPacket(ptype, namespace, ack_id, data, attachments)
+
+
+def decode_event_frame(frame: str, prefix: str) -> Optional[list]:
+    """Fast path for the common frame ``<prefix>[name, payload]``.
+
+    ``prefix`` is the Engine.IO message + Socket.IO EVENT + namespace part,
+    e.g. ``42/chat,``. Returns the event array, or None when the frame has
+    another shape (an ack id, another namespace...) and needs ``decode_sio``.
+    """
+    start = len(prefix)
+    if not frame.startswith(prefix) or frame[start:start + 1] != "[":
+        return None
+    try:
+        data, end = _raw_decode(frame, start)
+    except (ValueError, RecursionError):
+        raise ProtocolError(f"packet payload is not JSON: {_clip(frame)}") from None
+    if (end != len(frame) and frame[end:].strip()) or not data or data[0].__class__ is not str:
+        raise ProtocolError(f"event payload is not [name, ...]: {_clip(frame)}")
+    return data
 
 
 def encode_connect(namespace: str, auth: Any) -> str:

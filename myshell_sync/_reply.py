@@ -48,7 +48,7 @@ ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
 
 
 def iter_reply(
-    mailbox: "queue.Queue[Tuple[str, Any]]",
+    mailbox: "queue.Queue[List[Tuple[str, Any]]]",
     req_id: str,
     timeout: Timeout,
     started: float,
@@ -64,47 +64,55 @@ def iter_reply(
     get = mailbox.get
     while True:
         try:
-            name, payload = get(timeout=WAIT_SLICE)
+            batch = get(timeout=WAIT_SLICE)
         except queue.Empty:
             if clock.expired(parts):
                 return None  # the grace period after isFinal is over
             continue
         clock.event(parts)
-        if name == "text_stream":
-            text, is_final = _stream_text(payload, req_id, parts)
-            if text:
-                parts.append(text)
-                yield text
-            if is_final:
-                clock.final()
-        elif name == "message_replied":
-            message = payload.get("data")
-            if not isinstance(message, dict):
-                message = {}
-            if message.get("type") == "NEED_TO_REGISTER":
-                raise AuthenticationError(
-                    "this bot needs a logged-in account; pass token= or set MYSHELL_TOKEN",
+        for name, payload in batch:
+            if name == "text_stream":
+                text, is_final = _stream_text(payload, req_id, parts)
+                if text:
+                    parts.append(text)
+                    yield text
+                if is_final:
+                    clock.final()
+            elif name == "message_replied":
+                return (yield from _replied(payload, req_id, parts))
+            elif name == DEAD:
+                error: MyshellError = payload
+                error.req_id = req_id
+                error.partial_text = "".join(parts)
+                raise error
+            elif name in ERROR_EVENTS:
+                cls, advice = ERROR_EVENTS[name]
+                raise cls(
+                    f"{name}: {_server_message(payload)}; {advice}",
                     req_id=req_id,
                     partial_text="".join(parts),
                 )
-            rest = _unstreamed_rest(message.get("text"), parts)
-            if rest:
-                parts.append(rest)
-                yield rest
-            return message
-        elif name == DEAD:
-            error: MyshellError = payload
-            error.req_id = req_id
-            error.partial_text = "".join(parts)
-            raise error
-        elif name in ERROR_EVENTS:
-            cls, advice = ERROR_EVENTS[name]
-            raise cls(
-                f"{name}: {_server_message(payload)}; {advice}",
-                req_id=req_id,
-                partial_text="".join(parts),
-            )
-        # message_sent, reply_message_created and others carry no text.
+            # message_sent, reply_message_created and others carry no text.
+
+
+def _replied(
+    payload: Dict[str, Any], req_id: str, parts: List[str]
+) -> Generator[str, None, Dict[str, Any]]:
+    """End of the reply: yield any text no delta carried; return the message."""
+    message = payload.get("data")
+    if not isinstance(message, dict):
+        message = {}
+    if message.get("type") == "NEED_TO_REGISTER":
+        raise AuthenticationError(
+            "this bot needs a logged-in account; pass token= or set MYSHELL_TOKEN",
+            req_id=req_id,
+            partial_text="".join(parts),
+        )
+    rest = _unstreamed_rest(message.get("text"), parts)
+    if rest:
+        parts.append(rest)
+        yield rest
+    return message
 
 
 class _Deadlines:

@@ -141,3 +141,28 @@ def test_decoded_event_data_is_plain_json():
     payload = {"reqId": "r", "data": {"text": "a\nb", "isFinal": False}}
     packet = codec.decode_sio("2/chat," + json.dumps(["text_stream", payload]))
     assert packet.data == ["text_stream", payload]
+
+
+def test_fast_event_path_matches_the_general_decoder():
+    frame = '42/chat,["text_stream",{"reqId":"r","data":{"text":"hi","isFinal":false}}]'
+    assert codec.decode_event_frame(frame, "42/chat,") == codec.decode_sio(frame[1:]).data
+
+
+@pytest.mark.parametrize("frame", ['42/chat,7["a"]', '42/other,["a"]', "2", '40/chat,{"sid":"x"}'])
+def test_fast_event_path_declines_other_shapes(frame):
+    assert codec.decode_event_frame(frame, "42/chat,") is None
+
+
+@pytest.mark.parametrize("frame", ["42/chat,[", "42/chat,[]", "42/chat,[1]", '42/chat,["a"] x', '42/chat,["a"]]'])
+def test_fast_event_path_rejects_broken_events(frame):
+    with pytest.raises(ProtocolError):
+        codec.decode_event_frame(frame, "42/chat,")
+
+
+@settings(max_examples=500)
+@given(st.text())
+def test_fast_event_path_raises_only_protocol_error(body):
+    try:
+        codec.decode_event_frame("42/chat,[" + body, "42/chat,")
+    except ProtocolError:
+        pass
