@@ -41,7 +41,7 @@ from ._models import format_prompt, resolve_model, validate_messages
 from ._pool import Pool
 from ._reply import iter_reply
 from ._signing import generate_signature, generate_visitor_id
-from ._transport import Connection
+from ._websocket import Connection
 
 __all__ = ["Myshell", "Stream", "Reply", "Timings", "generate"]
 

@@ -19,7 +19,7 @@ import weakref
 from typing import Callable, Dict, List, Optional, Set
 
 from ._exceptions import ClientClosedError, MyshellConnectionError, MyshellTimeoutError
-from ._transport import Connection
+from ._websocket import Connection
 
 log = logging.getLogger("myshell_sync")
 

@@ -21,7 +21,7 @@ from ._exceptions import (
     ProtocolError,
     ServerError,
 )
-from ._transport import DEAD
+from ._websocket import DEAD
 
 # Terminal error events: the error class and what the caller can do about it.
 ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
