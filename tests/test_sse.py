@@ -1,0 +1,350 @@
+"""The SSE codec (myshell_sync/_sse.py) and the HTTP timestamp header (variant B).
+
+Every sample stream is decoded whole, split in two at every byte offset, and
+one byte at a time; all three must give the same events.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from myshell_sync._exceptions import ProtocolError
+from myshell_sync._signing import generate_header_timestamp
+from myshell_sync._sse import SSEDecoder, ServerSentEvent, encode_sse
+
+PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
+
+
+def _envelope(**fields):
+    data = {
+        "content": "", "voiceBytes": "", "voiceBytesIndex": 0,
+        "errorReason": "ERROR_REASON_UNSPECIFIED", "status": None, "voiceFilePath": "",
+        "message": None, "audioFileDurationSeconds": 0, "userEnergyInfo": None,
+        "imageGenMessageResponse": None,
+    }
+    data.update(fields)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _capture():
+    """The shape of the S15 capture (PROTOCOL.md 2.2): a Spanish reply from bot 4738."""
+    user = {"id": "3521", "uid": "9f1c", "type": "TEXT", "botId": "4738",
+            "text": "¿Qué tal? Escribe un poema", "status": "DONE"}
+    reply = {"id": "3522", "uid": "a07e", "type": "REPLY", "botId": "4738", "text": "",
+             "status": "PROCESSING", "replyId": "3521", "replyUid": "9f1c"}
+    steps = [
+        ("USER_SENT_MESSAGE_CREATED", _envelope(message=user)),
+        ("USER_SENT_MESSAGE_REPLYING", _envelope(message=reply)),
+        ("TEXT", _envelope(content="¡Claro")),
+        ("TEXT", _envelope(content="! Aquí ")),
+        ("TEXT", _envelope(content="está: «el mar»")),
+        ("TEXT_STREAM_PUSH_FINISHED", _envelope(content="")),
+        ("USER_SENT_MESSAGE_REPLIED",
+         _envelope(message=dict(reply, text="¡Claro! Aquí está: «el mar»", status="DONE"))),
+    ]
+    ids = [f"0d3c6a8e-5b7f-4b0e-9a51-6f2c1e9d40{n:02d}" for n in range(len(steps))]
+    body = "".join(
+        f"id: {i}\nevent: {PREFIX}{name}\ndata: {data}\n\n" for i, (name, data) in zip(ids, steps)
+    )
+    events = [ServerSentEvent(PREFIX + name, data, i) for i, (name, data) in zip(ids, steps)]
+    return body.encode(), events
+
+
+SAMPLES = {
+    "myshell capture": _capture(),
+    "cjk and emoji": (
+        "data: 你好，世界\n\nevent: emoji\ndata: 🎉👩‍💻 ok\n\n".encode(),
+        [ServerSentEvent("message", "你好，世界"), ServerSentEvent("emoji", "🎉👩‍💻 ok")],
+    ),
+    "multi-line data": (
+        b"data: one\ndata:two\ndata:  three\ndata\ndata: \n\n",
+        [ServerSentEvent("message", "one\ntwo\n three\n\n")],
+    ),
+    "comments and unknown fields": (
+        b": keep-alive\n:\nfoo: bar\ndata: x\n: inside\nDATA: no\n\n: tail\n",
+        [ServerSentEvent("message", "x")],
+    ),
+    "ids persist; NUL id ignored": (
+        b"id: 1\ndata: a\n\ndata: b\n\nid: 2\x00\ndata: c\n\nid\ndata: d\n\nid: 3\n\ndata: e\n\n",
+        [ServerSentEvent("message", "a", "1"), ServerSentEvent("message", "b", "1"),
+         ServerSentEvent("message", "c", "1"), ServerSentEvent("message", "d", ""),
+         ServerSentEvent("message", "e", "3")],
+    ),
+    "retry": (
+        b"retry: 1500\ndata: a\n\nretry: 15x\ndata: b\n\nretry:\nretry: \xd9\xa1\ndata: c\n\n",
+        [ServerSentEvent("message", "a", None, 1500), ServerSentEvent("message", "b", None, 1500),
+         ServerSentEvent("message", "c", None, 1500)],
+    ),
+    "crlf line ends": (
+        b"event: a\r\ndata: 1\r\ndata: 2\r\n\r\ndata: 3\r\n\r\n",
+        [ServerSentEvent("a", "1\n2"), ServerSentEvent("message", "3")],
+    ),
+    "bare cr line ends": (
+        b"event: a\rdata: 1\r\rdata: 2\r\r",
+        [ServerSentEvent("a", "1"), ServerSentEvent("message", "2")],
+    ),
+    "mixed line ends": (
+        b"data: a\r\n\rdata: b\n\r\ndata: c\r\r\n\n",
+        [ServerSentEvent("message", "a"), ServerSentEvent("message", "b"),
+         ServerSentEvent("message", "c")],
+    ),
+    "bom": (
+        # only a leading BOM is dropped: later, "\ufeffdata" is an unknown field
+        b"\xef\xbb\xbfdata: first\n\n\xef\xbb\xbfdata: ignored\n\ndata: x\n\n",
+        [ServerSentEvent("message", "first"), ServerSentEvent("message", "x")],
+    ),
+    "events without data are not dispatched": (
+        b"event: empty\n\nid: 7\n\n\n\ndata\n\nevent: e\ndata:\n\n",
+        [ServerSentEvent("message", "", "7"), ServerSentEvent("e", "", "7")],
+    ),
+    "field without colon and colon in value": (
+        b"data\ndata:a:b\nevent:x: y\n\n",
+        [ServerSentEvent("x: y", "\na:b")],
+    ),
+}
+
+
+def decode(chunks):
+    decoder = SSEDecoder()
+    events = []
+    for chunk in chunks:
+        events.extend(decoder.feed(chunk))
+    events.extend(decoder.flush())
+    return events, decoder
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_decodes_the_same_however_it_is_split(name):
+    body, expected = SAMPLES[name]
+    whole, decoder = decode([body])
+    assert whole == expected
+    assert not decoder.pending
+    for cut in range(len(body) + 1):
+        assert decode([body[:cut], body[cut:]])[0] == expected, f"split at byte {cut}"
+    assert decode([body[i:i + 1] for i in range(len(body))])[0] == expected
+
+
+def test_bom_split_across_chunks_is_dropped():
+    assert decode([b"\xef", b"\xbb", b"\xbfdata: x\n\n"])[0] == [ServerSentEvent("message", "x")]
+
+
+def test_cr_then_lf_in_the_next_chunk_is_one_line_end():
+    decoder = SSEDecoder()
+    # were the LF a second line end, the event would be dispatched with "a" only
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\ndata: b\r") == []
+    assert decoder.feed(b"\n\r") == [ServerSentEvent("message", "a\nb")]
+
+
+def test_an_event_is_returned_by_the_feed_that_completes_it():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\n") == []
+    assert decoder.pending
+    assert decoder.feed(b"\n") == [ServerSentEvent("message", "x")]
+    assert not decoder.pending
+
+
+def test_last_event_id_and_retry_are_kept_by_the_decoder():
+    decoder = SSEDecoder()
+    decoder.feed(b"id: 5\nretry: 300\n\n")
+    assert (decoder.last_event_id, decoder.retry) == ("5", 300)
+    # an id in an event the stream never finished is not published
+    decoder.feed(b"id: 6\ndata: lost\n")
+    decoder.flush()
+    assert decoder.last_event_id == "5"
+    # a new stream (a reconnection) keeps both
+    assert decoder.feed(b"data: again\n\n") == [ServerSentEvent("message", "again", "5", 300)]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"data: x", b"data: x\n", b"event: e\n", b"id: 1\n", b"data: x\r", b"\xe4\xbd"],
+    ids=["unfinished line", "no blank line", "event only", "id only", "cr", "utf-8"],
+)
+def test_a_truncated_stream_is_reported_as_pending(tail):
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: whole\n\n") == [ServerSentEvent("message", "whole")]
+    decoder.feed(tail)
+    assert decoder.pending
+    if tail == b"\xe4\xbd":
+        with pytest.raises(ProtocolError):
+            decoder.flush()
+    else:
+        assert decoder.flush() == []
+    assert decoder.pending, "flush() must report that it discarded an event"
+    decoder.feed(b"")
+    assert not decoder.pending
+
+
+@pytest.mark.parametrize("tail", [b"", b": comment\n", b"data: x\n\n", b"data: x\r\r"])
+def test_a_complete_stream_is_not_pending(tail):
+    decoder = SSEDecoder()
+    decoder.feed(b"data: a\n\n" + tail)
+    decoder.flush()
+    assert not decoder.pending
+
+
+def test_truncated_utf8_at_the_end_is_a_protocol_error():
+    decoder = SSEDecoder()
+    assert decoder.feed("data: 你好\n\ndata: ".encode() + "好".encode()[:2]) == [
+        ServerSentEvent("message", "你好")]
+    with pytest.raises(ProtocolError, match="UTF-8"):
+        decoder.flush()
+
+
+@pytest.mark.parametrize("body", [b"data: \xff\n\n", b"data: \xed\xa0\x80\n\n", b"\xc0\xaf"])
+def test_invalid_utf8_is_a_protocol_error(body):
+    with pytest.raises(ProtocolError):
+        decode([body])
+
+
+def test_a_character_split_across_chunks_is_not_garbled():
+    body = "data: 🎉\n\n".encode()
+    for cut in range(6, 10):
+        assert decode([body[:cut], body[cut:]])[0] == [ServerSentEvent("message", "🎉")]
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"data: " + b"x" * 100 + b"\n\n"],  # one long line
+        [b"data: " + b"x" * 60 + b"\n", b"data: " + b"x" * 60 + b"\n"],  # many lines
+        [b"x" * 60, b"x" * 60],  # an unterminated line, in pieces
+        [b": " + b"x" * 200],  # even a comment line is bounded while unfinished
+    ],
+    ids=["long line", "many lines", "unterminated", "comment"],
+)
+def test_an_oversized_event_is_a_protocol_error(chunks):
+    decoder = SSEDecoder(max_event_size=100)
+    with pytest.raises(ProtocolError, match="exceeds 100"):
+        for chunk in chunks:
+            decoder.feed(chunk)
+
+
+def test_the_size_bound_is_per_event():
+    decoder = SSEDecoder(max_event_size=100)
+    event = b"data: " + b"x" * 90 + b"\n\n"
+    assert len(decoder.feed(event * 50)) == 50
+
+
+def test_json_helper():
+    assert ServerSentEvent("message", '{"a": [1]}').json() == {"a": [1]}
+    with pytest.raises(ProtocolError, match="not JSON"):
+        ServerSentEvent("message", "{nope").json()
+
+
+def test_encode_sse():
+    assert encode_sse("x") == "data: x\n\n"
+    assert encode_sse("a\r\nb\rc\nd", event="E", id="u-1") == (
+        "id: u-1\nevent: E\ndata: a\ndata: b\ndata: c\ndata: d\n\n")
+    assert encode_sse("") == "data: \n\n"
+    assert encode_sse(" lead") == "data:  lead\n\n"
+    for bad in ({"event": "a\nb"}, {"id": "a\rb"}, {"id": "a\0b"}):
+        with pytest.raises(ValueError):
+            encode_sse("x", **bad)
+
+
+# ----------------------------------------------------------------------
+# Properties
+
+
+def _split(data: bytes, cuts):
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
+
+
+_sample_bodies = st.sampled_from([body for body, _ in SAMPLES.values()])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_sample_bodies, st.lists(st.integers(min_value=0), max_size=20))
+def test_any_split_of_a_sample_gives_the_same_events(body, cuts):
+    assert decode(_split(body, cuts))[0] == decode([body])[0]
+
+
+_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\0"),
+                 max_size=20)
+_line_ends = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@st.composite
+def _streams(draw):
+    """An encoded stream of random events with random line-end style."""
+    events = draw(st.lists(st.tuples(_texts, st.none() | _names, st.none() | _names), max_size=5))
+    end = draw(_line_ends)
+    text = "".join(encode_sse(d, e, i) for d, e, i in events).replace("\n", end)
+    return text.encode(), events
+
+
+@settings(max_examples=300, deadline=None)
+@given(_streams(), st.lists(st.integers(min_value=0), max_size=30))
+def test_encoded_events_decode_back_however_they_are_split(stream, cuts):
+    body, sent = stream
+    events, decoder = decode(_split(body, cuts))
+    assert not decoder.pending
+    last_id = None
+    expected = []
+    for data, event, id_ in sent:
+        last_id = id_ if id_ is not None else last_id
+        normalised = data.replace("\r\n", "\n").replace("\r", "\n")
+        expected.append(ServerSentEvent(event or "message", normalised, last_id))
+    assert events == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(min_value=0), max_size=10))
+def test_arbitrary_bytes_raise_only_protocol_error(data, cuts):
+    decoder = SSEDecoder(max_event_size=64)
+    try:
+        for chunk in _split(data, cuts):
+            for event in decoder.feed(chunk):
+                assert isinstance(event, ServerSentEvent)
+        decoder.flush()
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"data: ", b"id", b":", b" ", b"x", b"\r", b"\n", b"retry: 9",
+                                 b"event: ", "é".encode(), b"\xef\xbb\xbf"]), max_size=40),
+       st.lists(st.integers(min_value=0), max_size=10))
+def test_field_soup_decodes_the_same_however_it_is_split(pieces, cuts):
+    body = b"".join(pieces)
+    assert decode(_split(body, cuts))[0] == decode([body])[0]
+
+
+# ----------------------------------------------------------------------
+# The HTTP timestamp header: check digit variant B (PROTOCOL.md 4.3)
+
+
+@pytest.mark.parametrize(
+    "now_ms, expected",
+    [
+        (1700000000123, "1700000000128"),
+        (1695650000000, "1695650000002"),
+        (1234567890123, "1234567890124"),
+        (1711568924954, "1711568924954"),  # the header captured in S15
+    ],
+)
+def test_header_timestamp_check_digit_variant_b(now_ms, expected):
+    assert generate_header_timestamp(now_ms) == expected
+
+
+def test_header_timestamp_reads_the_clock_once(monkeypatch):
+    import myshell_sync._signing as signing
+
+    reads = iter([1711568924954 * 1_000_000, 1711568925000 * 1_000_000])
+    monkeypatch.setattr(signing.time, "time_ns", lambda: next(reads))
+    assert generate_header_timestamp() == "1711568924954"
+
+
+def test_header_timestamp_is_its_own_fixed_point():
+    for ms in (0, 9, 10, 1700000000123, 1711568924954):
+        stamp = generate_header_timestamp(ms)
+        assert generate_header_timestamp(int(stamp)) == stamp
+        assert int(stamp) // 10 == ms // 10
