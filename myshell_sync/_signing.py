@@ -14,6 +14,7 @@ from typing import Dict, Optional, Union
 from ._constants import SIGNATURE_SECRET, SIGNATURE_VERSION
 
 __all__ = [
+    "generate_header_timestamp",
     "generate_signature",
     "generate_timestamp",
     "generate_visitor_id",
@@ -36,6 +37,21 @@ def generate_timestamp(now_ms: Optional[int] = None) -> str:
     prefix = str(int(now_ms))[:-1]
     total = sum(int(d) * (2 if i % 2 == 0 else 3) for i, d in enumerate(prefix))
     return prefix + str(total % 10)
+
+
+def generate_header_timestamp(now_ms: Optional[int] = None) -> str:
+    """The HTTP ``timestamp`` header: ms with check digit variant B.
+
+    The prefix is ``now_ms // 10``; its digits are weighted 2, 5, 2, 5, ...
+    from the last one leftwards, and the check digit (the weighted sum mod 10)
+    replaces the last digit of ``now_ms``. The clock is read once.
+    """
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
+    prefix = int(now_ms) // 10
+    digits = reversed(str(prefix))
+    total = sum(int(d) * (2 if i % 2 == 0 else 5) for i, d in enumerate(digits))
+    return str(prefix * 10 + total % 10)
 
 
 def generate_signature(

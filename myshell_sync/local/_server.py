@@ -2,11 +2,16 @@
 
 It speaks the wire protocol of ``api.myshell.ai`` (PROTOCOL.md sections 1
 and 6) through python-socketio's ``AsyncServer`` on aiohttp: Engine.IO v4 at
-``/ws/``, Socket.IO v5 namespace ``/chat``. It runs on its own asyncio loop
-in one daemon thread, so synchronous code and tests can use it directly::
+``/ws/``, Socket.IO v5 namespace ``/chat``. On the same port it serves the
+HTTP API (PROTOCOL.md sections 2 and 3): ``POST /v1/bot/chat/send_message``
+streaming the reply as server-sent events, and ``GET /user/getUserEnergyInfo``
+(see ``_http.py`` for that side). Given an ``ssl_context`` it serves HTTPS
+and WSS instead. It runs on its own asyncio loop in one daemon thread, so
+synchronous code and tests can use it directly::
 
     with LocalMyshellServer(chunk_delay=0.01) as server:
         url = server.ws_url  # ws://127.0.0.1:PORT/ws/?EIO=4&transport=websocket
+        api = server.base_url + "/v1/bot/chat/send_message"
 
 Reply rule (deterministic, so tests can predict every frame): the reply to
 ``text`` from the bot named ``name`` is ``f"{name}: {text}"``. It is streamed
@@ -20,11 +25,17 @@ Events of a normal reply, in order, all carrying the request's ``reqId``:
 chunk), ``message_replied``; then ``energy_info`` (no ``reqId``) when an
 energy budget is set. Requests are answered concurrently, each in its own
 task, so with ``chunk_delay > 0`` the frames of several replies interleave.
+Over HTTP the same rule answers, with bots addressed by numeric id strings
+(``http_bots``), one ``..._TEXT`` event per chunk.
 
 Fault switches are constructor keywords and also plain attributes that tests
 may change between requests; each request reads them once, on arrival:
 ``captcha_window``, ``tokens``, ``energy``, ``error_event``/``error_after``,
-``chunk_delay``, ``reply_delay``, ``drop_after`` (see ``LocalMyshellServer``).
+``chunk_delay``, ``reply_delay``, ``drop_after`` (see ``LocalMyshellServer``);
+they apply to both sides. HTTP-only switches: ``http_status``,
+``http_retry_after``, ``refreshed_token``, ``missing_replied``,
+``truncate_utf8``. ``ws_refuse_status`` makes ``/ws/`` answer plain HTTP with
+that status instead of upgrading.
 
 python-engineio advertises ``pingInterval`` in whole seconds (it truncates
 ``int(seconds) * 1000``), so a fractional ``ping_interval`` is advertised
@@ -44,6 +55,7 @@ import logging
 import math
 import re
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -56,7 +68,8 @@ import socketio
 from aiohttp import web
 from socketio import exceptions as sio_exceptions
 
-__all__ = ["DEFAULT_BOTS", "ERROR_EVENTS", "LocalMyshellServer", "reply_chunks"]
+__all__ = ["DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "ERROR_EVENTS", "LocalMyshellServer",
+           "reply_chunks"]
 
 logger = logging.getLogger("myshell_sync.local")
 
@@ -65,6 +78,13 @@ DEFAULT_BOTS: Mapping[str, str] = {
     "1e3be7fe89e94a809408b1154a2ee3e1": "samantha",
     "8077335db7cd47e29f7de486612cc7fd": "gpt-3.5-turbo",
     "01c8de4fbfc548df903712b0922a4e01": "gpt-4",
+}
+# The HTTP API's numeric bot ids -> names. Both ids were seen in public
+# clients (PROTOCOL.md section 5); 4738 is a general assistant, what bot 1 runs
+# is unknown. The names match the client's ``http_models``.
+DEFAULT_HTTP_BOTS: Mapping[str, str] = {
+    "4738": "assistant",
+    "1": "bot-1",
 }
 # Events that ``error_event`` may name, each with the message it carries.
 ERROR_EVENTS: Mapping[str, str] = {
@@ -147,6 +167,14 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _checked_status(name: str, value: Optional[int], lowest: int) -> Optional[int]:
+    """Validate a status-code switch: None or an int in ``lowest``..599."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not lowest <= value <= 599):
+        raise ValueError(f"{name} must be None or an HTTP status {lowest}-599")
+    return value
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """Create a listening-ready TCP socket bound to ``(host, port)``."""
     family, kind, proto, _, address = socket.getaddrinfo(
@@ -179,6 +207,8 @@ class _Plan:
     reply_delay: float
     drop_after: Optional[int]
     report_energy: bool
+    missing_replied: bool  # HTTP only
+    truncate_utf8: bool  # HTTP only
 
 
 class LocalMyshellServer:
@@ -196,6 +226,20 @@ class LocalMyshellServer:
     - ``chunk_delay``/``reply_delay``: seconds between chunks / before the first.
     - ``drop_after``: abort the TCP connection after that many chunks.
     - ``ping_interval``/``ping_timeout``: Engine.IO heartbeat, in seconds.
+
+    These apply to the HTTP API as well (``captcha_window`` then counts from
+    the server's start). The HTTP side also has:
+
+    - ``http_bots``: numeric id -> name (default ``DEFAULT_HTTP_BOTS``).
+    - ``http_status``: answer every send_message with this status (400-599):
+      429 with ``Retry-After: <http_retry_after>`` (None omits it), 403 as a
+      Cloudflare challenge, others with a JSON error body.
+    - ``refreshed_token``: send it in a ``refreshed-auth-token`` header.
+    - ``missing_replied``: end the stream after TEXT_STREAM_PUSH_FINISHED.
+    - ``truncate_utf8``: end the stream inside a multi-byte character.
+
+    ``ws_refuse_status`` (300-599) makes ``/ws/`` answer that status instead
+    of upgrading. ``ssl_context`` serves HTTPS/WSS on the same port.
     """
 
     def __init__(
@@ -214,9 +258,21 @@ class LocalMyshellServer:
         drop_after: Optional[int] = None,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
+        http_bots: Optional[Mapping[str, str]] = None,
+        http_status: Optional[int] = None,
+        http_retry_after: Optional[str] = "2",
+        refreshed_token: Optional[str] = None,
+        missing_replied: bool = False,
+        truncate_utf8: bool = False,
+        ws_refuse_status: Optional[int] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
+        from ._http import HttpApi  # here: _http builds on this module
+
         self.host = host
         self.bots: Dict[str, str] = dict(DEFAULT_BOTS if bots is None else bots)
+        self.http_bots: Dict[str, str] = dict(
+            DEFAULT_HTTP_BOTS if http_bots is None else http_bots)
         self.tokens = tokens
         self.captcha_window = captcha_window
         self.energy = energy
@@ -227,6 +283,13 @@ class LocalMyshellServer:
         self.drop_after = drop_after
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.http_status = http_status
+        self.http_retry_after = http_retry_after
+        self.refreshed_token = refreshed_token
+        self.missing_replied = missing_replied
+        self.truncate_utf8 = truncate_utf8
+        self.ws_refuse_status = ws_refuse_status
+        self.ssl_context = ssl_context
         self._port = port
         self._cond = threading.Condition()
         self._connects = 0
@@ -241,6 +304,7 @@ class LocalMyshellServer:
         self._ready = threading.Event()
         self._startup_error: Optional[BaseException] = None
         self._ids = itertools.count(1)
+        self._http = HttpApi(self)
         # The fields below are touched only on the server's loop thread.
         self._sio: Optional[socketio.AsyncServer] = None
         self._stopping: Optional[asyncio.Event] = None
@@ -263,6 +327,24 @@ class LocalMyshellServer:
                 f"error_event must be one of {sorted(ERROR_EVENTS)} or None")
         self._error_event = value
 
+    @property
+    def http_status(self) -> Optional[int]:
+        """The status every send_message is answered with, or None."""
+        return self._http_status
+
+    @http_status.setter
+    def http_status(self, value: Optional[int]) -> None:
+        self._http_status = _checked_status("http_status", value, 400)
+
+    @property
+    def ws_refuse_status(self) -> Optional[int]:
+        """The status ``/ws/`` answers instead of upgrading, or None."""
+        return self._ws_refuse_status
+
+    @ws_refuse_status.setter
+    def ws_refuse_status(self, value: Optional[int]) -> None:
+        self._ws_refuse_status = _checked_status("ws_refuse_status", value, 300)
+
     # ------------------------------------------------------------------
     # Observability (thread-safe)
 
@@ -273,13 +355,15 @@ class LocalMyshellServer:
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT``, the base URL a client is configured with."""
-        return f"http://{_url_host(self.host)}:{self._port}"
+        """``http(s)://HOST:PORT``, the base URL a client is configured with."""
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{_url_host(self.host)}:{self._port}"
 
     @property
     def ws_url(self) -> str:
         """The Engine.IO websocket URL clients connect to."""
-        return (f"ws://{_url_host(self.host)}:{self._port}"
+        scheme = "ws" if self.ssl_context is None else "wss"
+        return (f"{scheme}://{_url_host(self.host)}:{self._port}"
                 f"/{ENGINEIO_PATH}/?EIO=4&transport=websocket")
 
     @property
@@ -323,6 +407,27 @@ class LocalMyshellServer:
         """A copy of the /chat sids connected now."""
         with self._cond:
             return set(self._active)
+
+    @property
+    def http_requests(self) -> List[Dict[str, Any]]:
+        """Every send_message received: ``{"headers": {lower-cased}, "json"}``.
+
+        ``json`` is None when the body was not JSON. Refused requests count.
+        """
+        with self._cond:
+            return list(self._http.requests)
+
+    @property
+    def open_http_streams(self) -> int:
+        """How many send_message responses are streaming now."""
+        with self._cond:
+            return self._http.open_streams
+
+    @property
+    def http_cancelled(self) -> int:
+        """How many send_message streams ended because the client went away."""
+        with self._cond:
+            return self._http.cancelled
 
     def wait_for(self, predicate: Callable[["LocalMyshellServer"], bool],
                  timeout: float) -> bool:
@@ -426,7 +531,7 @@ class LocalMyshellServer:
         runner = web.AppRunner(self._build_app(), access_log=None)
         try:
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=self.ssl_context).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -464,8 +569,9 @@ class LocalMyshellServer:
         sio.on("connect", self._on_connect, namespace=NAMESPACE)
         sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
         sio.on("text_chat", self._on_text_chat, namespace=NAMESPACE)
-        app = web.Application(middlewares=[self._track_transport])
+        app = web.Application(middlewares=[self._track_transport, self._refuse_upgrade])
         sio.attach(app, socketio_path=ENGINEIO_PATH)
+        self._http.attach(app)
         self._sio = sio
         return app
 
@@ -481,12 +587,23 @@ class LocalMyshellServer:
         finally:
             self._transports.discard(transport)
 
+    @web.middleware
+    async def _refuse_upgrade(self, request: web.Request,
+                              handler: Callable[..., Any]) -> Any:
+        """Answer ``/ws/`` with ``ws_refuse_status`` instead of upgrading, if set."""
+        status = self.ws_refuse_status
+        if status is not None and request.path.startswith(f"/{ENGINEIO_PATH}/"):
+            logger.info("refusing the websocket upgrade with %d", status)
+            return web.Response(status=status, text="websocket refused (simulated)")
+        return await handler(request)
+
     async def _shutdown(self, runner: web.AppRunner) -> None:
-        """Cancel replies, send Engine.IO close, then stop the web server."""
+        """Cancel replies and streams, send Engine.IO close, stop the web server."""
         tasks = [t for group in self._tasks.values() for t in group]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.close_streams()
         assert self._sio is not None
         await self._sio.shutdown()
         await self._close_engineio()
@@ -607,6 +724,8 @@ class LocalMyshellServer:
             reply_delay=self.reply_delay,
             drop_after=self.drop_after,
             report_energy=self.energy is not None,
+            missing_replied=self.missing_replied,
+            truncate_utf8=self.truncate_utf8,
         )
 
     # ------------------------------------------------------------------
