@@ -9,7 +9,7 @@
 
 import logging as _logging
 
-from ._client import Myshell, Reply, Stream, Timings, generate
+from ._client import Energy, Myshell, Reply, Stream, Timings, generate
 from ._config import Timeout
 from ._exceptions import (
     AuthenticationError,
@@ -22,11 +22,17 @@ from ._exceptions import (
     MyshellError,
     MyshellTimeoutError,
     ProtocolError,
+    RateLimitError,
     ServerError,
     UnsupportedModelError,
 )
-from ._models import format_prompt, models
-from ._signing import generate_signature, generate_timestamp, generate_visitor_id
+from ._models import format_prompt, http_models, models
+from ._signing import (
+    generate_header_timestamp,
+    generate_signature,
+    generate_timestamp,
+    generate_visitor_id,
+)
 from ._version import __version__
 
 __all__ = [
@@ -35,12 +41,15 @@ __all__ = [
     "Stream",
     "Reply",
     "Timings",
+    "Energy",
     "Timeout",
     "generate",
     "models",
+    "http_models",
     "format_prompt",
     "generate_signature",
     "generate_timestamp",
+    "generate_header_timestamp",
     "generate_visitor_id",
     "MyshellError",
     "UnsupportedModelError",
@@ -48,6 +57,7 @@ __all__ = [
     "CaptchaRequiredError",
     "InsufficientEnergyError",
     "ServerError",
+    "RateLimitError",
     "ProtocolError",
     "ClientClosedError",
     "MyshellConnectionError",

@@ -1,4 +1,4 @@
-"""The public client: configuration, the connection pool, and the chat API."""
+"""The public client: configuration, transports, the pool, and the chat API."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import weakref
 from dataclasses import dataclass
 from typing import (
     Any,
-    Callable,
     Dict,
     Generator,
     Iterator,
@@ -22,33 +21,67 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Set,
     Tuple,
+    Union,
 )
 
-from ._config import Timeout, TimeoutTypes, parse_proxy
+import requests
+from requests.adapters import HTTPAdapter
+
+from ._config import (
+    Timeout,
+    TimeoutTypes,
+    check_verify,
+    environment_proxy,
+    parse_proxy,
+    tls_options,
+)
 from ._constants import (
+    CLIENT_VERSION,
     DEFAULT_BASE_URL,
     DEFAULT_CAPTCHA_DELAY,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_IDLE_CLOSE,
+    DEFAULT_MAX_EVENT_SIZE,
     DEFAULT_USER_AGENT,
+    ENERGY_PATH,
+    SERVICE_NAME,
     SOURCE_FROM,
     TOKEN_ENV,
     WS_PATH,
 )
-from ._exceptions import ClientClosedError, MyshellError
-from ._models import format_prompt, resolve_model, validate_messages
-from ._pool import Pool
-from ._reply import iter_reply
+from ._exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    MyshellConnectionError,
+    MyshellError,
+    ProtocolError,
+    UnsupportedModelError,
+)
+from ._http import HttpReply, HttpRequest, HttpTransport, status_error, translate_error
+from ._models import (
+    format_prompt,
+    http_models,
+    resolve_http_model,
+    resolve_model,
+    validate_messages,
+)
+from ._pool import Pool, backoff_delay
+from ._reply import Batch, iter_reply
 from ._signing import generate_signature, generate_visitor_id
 from ._websocket import Connection
 
-__all__ = ["Myshell", "Stream", "Reply", "Timings", "generate"]
+__all__ = ["Myshell", "Stream", "Reply", "Timings", "Energy", "generate"]
 
 log = logging.getLogger("myshell_sync")
 
 Messages = Sequence[Mapping[str, str]]
 
+TRANSPORTS = ("websocket", "http", "auto")
+# WebSocket upgrade statuses after which transport="auto" switches to HTTP.
+_FALLBACK_STATUSES = (403, 404, 426)
+_CLOSED = "client closed: create a new Myshell client"
 _NOT_GIVEN: Any = object()
 
 
@@ -72,17 +105,27 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Energy:
+    """The account's energy, from :meth:`Myshell.energy`."""
+
+    energy: int
+    daily_energy: int
+
+
+@dataclass(frozen=True)
 class _Request:
     req_id: str
-    bot_uid: str
+    model: Optional[str]
+    bot_uid: Optional[str]  # for the WebSocket
+    bot_id: Optional[str]  # for HTTP
     text: str
     timeout: Timeout
 
 
 class _AccountState:
-    """Account-level events (no reqId); shared with the reader threads.
+    """Account-level events (no reqId); shared with the transport threads.
 
-    Kept apart from the client so reader threads never hold the client alive.
+    Kept apart from the client so those threads never hold the client alive.
     """
 
     def __init__(self) -> None:
@@ -93,6 +136,38 @@ class _AccountState:
             self.energy_info = payload.get("data") if isinstance(payload, dict) else payload
         else:
             log.debug("ignored account-level event %s", event)
+
+
+class _Identity:
+    """Who the client is on the wire. A ``refreshed-auth-token`` replaces the token."""
+
+    def __init__(self, token: Optional[str], visitor_id: str, user_agent: str) -> None:
+        self.token = token
+        self.visitor_id = visitor_id
+        self.user_agent = user_agent
+
+    def ws_auth(self) -> Dict[str, Any]:
+        return {"token": self.token, "visitorId": self.visitor_id}
+
+    def http_headers(self) -> Dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+            "myshell-service-name": SERVICE_NAME,
+            "visitor-id": self.visitor_id,
+            "platform": "web",
+            "version": "1.0.0",
+            "myshell-client-version": CLIENT_VERSION,
+            "Accept-Language": "en",
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def refresh(self, token: str) -> None:
+        log.info("the server refreshed the account token")
+        self.token = token
 
 
 class Myshell:
@@ -112,41 +187,71 @@ class Myshell:
         captcha_delay: float = DEFAULT_CAPTCHA_DELAY,
         timeout: TimeoutTypes = Timeout(),
         proxy: Optional[str] = None,
+        transport: str = "websocket",
+        http_bot_ids: Optional[Mapping[str, str]] = None,
+        verify: Union[bool, str] = True,
+        trust_env: bool = True,
         max_connections: int = 8,
         max_retries: int = 2,
         idle_close: Optional[float] = DEFAULT_IDLE_CLOSE,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
     ) -> None:
         self.base_url = _check_base_url(base_url)
         self.ws_url = _ws_url(self.base_url)
-        self._token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
-        self.user_agent = user_agent or DEFAULT_USER_AGENT
-        self.visitor_id = visitor_id or generate_visitor_id(self.user_agent)
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        self.transport = transport
+        self.http_bot_ids = _check_bot_ids(http_bot_ids)
+        user_agent = user_agent or DEFAULT_USER_AGENT
+        self._identity = _Identity(
+            token if token is not None else (os.environ.get(TOKEN_ENV) or None),
+            visitor_id or generate_visitor_id(user_agent),
+            user_agent,
+        )
         self.captcha_delay = _non_negative("captcha_delay", captcha_delay)
         self.timeout = Timeout.coerce(timeout)
+        self.verify = check_verify(verify)
+        self.trust_env = bool(trust_env)
         self.proxy = parse_proxy(proxy)
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ValueError(f"max_connections must be an int >= 1, not {max_connections!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        if self.proxy is None and self.trust_env:
+            self.proxy = environment_proxy(self.base_url)
+        _check_int("max_connections", max_connections, 1)
+        _check_int("max_retries", max_retries, 0)
+        _check_int("max_event_size", max_event_size, 1)
         self.close_timeout = _non_negative("close_timeout", close_timeout)
         if idle_close is not None:
             idle_close = _non_negative("idle_close", idle_close)
         self._account = _AccountState()
+        self._fell_back = False
         self._pool = Pool(
             functools.partial(
                 _open_connection,
                 self.ws_url,
-                auth={"token": self._token, "visitorId": self.visitor_id},
-                user_agent=self.user_agent,
-                proxy=self.proxy,
+                auth=self._identity.ws_auth,
+                user_agent=user_agent,
+                options=self._websocket_options(),
                 on_account_event=self._account,
             ),
             max_connections=max_connections,
             max_retries=max_retries,
             idle_close=idle_close,
         )
-        self._finalizer = weakref.finalize(self, self._pool.close, self.close_timeout)
+        self._session = self._new_session(max_connections)
+        self._http = HttpTransport(
+            self.base_url,
+            self._session,
+            headers=self._identity.http_headers,
+            on_account_event=self._account,
+            on_token=self._identity.refresh,
+            closed=self._pool.closed_event,
+            max_retries=max_retries,
+            backoff=backoff_delay,
+            max_event_size=max_event_size,
+        )
+        self._finalizer = weakref.finalize(
+            self, _close_resources, self._pool, self._http, self._session, self.close_timeout
+        )
 
     # -- public API ----------------------------------------------------------
 
@@ -172,10 +277,50 @@ class Myshell:
         return Reply(text=text, req_id=stream.req_id, message=stream.message, timings=stream.timings)
 
     def connect(self, model: Optional[str] = None) -> None:
-        """Open (warm) one connection now, paying connect and handshake up front."""
+        """Open (warm) one WebSocket connection now, paying connect and
+        handshake up front. Does nothing on the HTTP transport."""
+        if self._uses_http():
+            return
         bot_uid = resolve_model(model)
         conn = self._pool.acquire(bot_uid, self.timeout.connect)
         self._pool.release(conn, bot_uid)
+
+    def energy(self) -> Energy:
+        """The account's energy (``GET /user/getUserEnergyInfo``); needs a token."""
+        if not self._identity.token:
+            raise AuthenticationError("energy() needs a logged-in account: pass token= or set MYSHELL_TOKEN")
+        if self.closed:
+            raise ClientClosedError(_CLOSED)
+        url = self.base_url + ENERGY_PATH
+        try:
+            response = self._session.get(
+                url,
+                headers=self._identity.http_headers(),
+                timeout=(self.timeout.connect, self.timeout.idle),
+            )
+        except requests.RequestException as exc:
+            raise translate_error(exc, url, self.timeout.connect) from exc
+        with response:
+            if response.status_code >= 400:
+                raise status_error(response)
+            try:
+                data = response.json()
+                return Energy(energy=int(data["energy"]), daily_energy=int(data["dailyEnergy"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ProtocolError(f"unexpected energy answer from {url}: {exc}") from None
+
+    @property
+    def token(self) -> Optional[str]:
+        """The account token in use (it may have been refreshed by the server)."""
+        return self._identity.token
+
+    @property
+    def visitor_id(self) -> str:
+        return self._identity.visitor_id
+
+    @property
+    def user_agent(self) -> str:
+        return self._identity.user_agent
 
     @property
     def energy_info(self) -> Optional[Any]:
@@ -187,8 +332,8 @@ class Myshell:
         return self._pool.closed
 
     def close(self) -> None:
-        """Close every connection; idempotent. Waiting generators get
-        ``ClientClosedError``."""
+        """Close every connection and HTTP stream; idempotent. Waiting
+        generators get ``ClientClosedError``."""
         self._finalizer()
 
     def __enter__(self) -> "Myshell":
@@ -198,11 +343,38 @@ class Myshell:
         self.close()
 
     def __repr__(self) -> str:
-        token = "***" if self._token else None
+        token = "***" if self._identity.token else None
         state = "closed" if self.closed else f"{len(self._pool.connections())} connections"
-        return f"<Myshell {self.base_url} token={token} {state}>"
+        return f"<Myshell {self.base_url} transport={self.transport} token={token} {state}>"
 
-    # -- internals -----------------------------------------------------------
+    # -- configuration ---------------------------------------------------------
+
+    def _websocket_options(self) -> Dict[str, Any]:
+        options: Dict[str, Any] = {}
+        if self.proxy is not None:
+            options.update(self.proxy.websocket_options())
+        else:
+            options["http_no_proxy"] = ["*"]  # proxies from the environment were resolved above
+        sslopt = tls_options(self.verify)
+        if sslopt:
+            options["sslopt"] = sslopt
+        return options
+
+    def _new_session(self, max_connections: int) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.verify = self.verify
+        session.trust_env = False  # environment proxies were resolved above
+        if self.proxy is not None:
+            session.proxies = {"http": self.proxy.url, "https": self.proxy.url}
+        return session
+
+    # -- requests ----------------------------------------------------------------
+
+    def _uses_http(self) -> bool:
+        return self.transport == "http" or (self.transport == "auto" and self._fell_back)
 
     def _request(self, model: Optional[str], messages: Messages, options: Dict[str, Any]) -> _Request:
         timeout = options.pop("timeout", _NOT_GIVEN)
@@ -213,15 +385,29 @@ class Myshell:
                 "client settings such as proxy go to Myshell(...)"
             )
         if self.closed:
-            raise ClientClosedError("client closed: create a new Myshell client")
-        bot_uid = resolve_model(model)
+            raise ClientClosedError(_CLOSED)
+        bot_uid, bot_id = self._resolve(model)
         validate_messages(messages)
         return _Request(
             req_id=str(uuid.uuid4()),
+            model=model,
             bot_uid=bot_uid,
+            bot_id=bot_id,
             text=format_prompt(messages),
             timeout=self.timeout if timeout is _NOT_GIVEN else Timeout.coerce(timeout),
         )
+
+    def _resolve(self, model: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+        """(bot uid, bot id) for the transports this client may use."""
+        http_id = functools.partial(resolve_http_model, extra=self.http_bot_ids)
+        if self._uses_http():
+            return None, http_id(model)
+        if self.transport == "auto":
+            try:
+                return resolve_model(model), _try(http_id, model)
+            except UnsupportedModelError:
+                return None, http_id(model)  # a numeric id: HTTP only
+        return resolve_model(model), None
 
     def _chunks(self, request: _Request) -> Generator[str, None, None]:
         yield from self._run(request, Timings())
@@ -229,28 +415,24 @@ class Myshell:
     def _run(
         self, request: _Request, timings: Timings
     ) -> Generator[str, None, Optional[Dict[str, Any]]]:
-        """Acquire a connection, send the request, yield its chunks.
+        """Send the request on the client's transport and yield its chunks.
 
-        Returns the ``message_replied`` payload (None if the reply ended
-        after its final frame without one).
+        Returns the final message (None if the reply ended without one).
         """
         started = time.monotonic()
-        timeout = request.timeout
         try:
-            conn, mailbox = self._send(request, started)
+            if request.bot_uid is None or self._uses_http():
+                return (yield from self._run_http(request, timings, started))
+            try:
+                conn, mailbox = self._send(request, started)
+            except (MyshellConnectionError, AuthenticationError) as exc:
+                if not self._fall_back(exc):
+                    raise
+                return (yield from self._run_http(request, timings, started))
             try:
                 timings.connect = time.monotonic() - started
-                reply = iter_reply(mailbox, request.req_id, timeout, started)
-                try:
-                    chunk = next(reply)
-                except StopIteration as stop:
-                    message = stop.value
-                else:
-                    timings.first_chunk = time.monotonic() - started
-                    yield chunk
-                    message = yield from reply
-                timings.total = time.monotonic() - started
-                return message
+                reply = iter_reply(mailbox, request.req_id, request.timeout, started)
+                return (yield from _timed(reply, timings, started))
             finally:
                 conn.unregister(request.req_id)
                 self._pool.release(conn, request.bot_uid)
@@ -259,12 +441,53 @@ class Myshell:
                 exc.req_id = request.req_id
             raise
 
-    def _send(self, request: _Request, started: float) -> Tuple[Connection, "queue.Queue[Any]"]:
+    def _fall_back(self, exc: MyshellError) -> bool:
+        """With transport="auto": switch to HTTP for good if the WebSocket was refused."""
+        if self.transport != "auto":
+            return False
+        refused = isinstance(exc, AuthenticationError) or (
+            isinstance(exc, MyshellConnectionError) and exc.status_code in _FALLBACK_STATUSES
+        )
+        if not refused:
+            return False
+        if not self._fell_back:
+            self._fell_back = True
+            log.warning("the WebSocket was refused (%s); this client uses HTTP from now on", exc)
+        return True
+
+    def _run_http(
+        self, request: _Request, timings: Timings, started: float
+    ) -> Generator[str, None, Optional[Dict[str, Any]]]:
+        bot_id = request.bot_id
+        if bot_id is None:  # auto fell back for a model with no known HTTP id
+            bot_id = resolve_http_model(request.model, self.http_bot_ids)
+        timeout = request.timeout
+        remaining = None if timeout.total is None else timeout.total - (time.monotonic() - started)
+        reply = self._http.start(
+            HttpRequest(
+                req_id=request.req_id,
+                bot_id=bot_id,
+                text=request.text,
+                connect_timeout=_min(timeout.connect, remaining),
+                read_timeout=_read_timeout(timeout),
+            )
+        )
+        try:
+            chunks = iter_reply(reply.mailbox, request.req_id, timeout, started)
+            message = yield from _timed(chunks, timings, started)
+            return message
+        finally:
+            if reply.connected_at is not None:
+                timings.connect = reply.connected_at - started
+            reply.cancel()
+
+    def _send(self, request: _Request, started: float) -> Tuple[Connection, "queue.Queue[Batch]"]:
         """Send ``text_chat`` on a pooled connection; returns it and the mailbox.
 
         A connection that died before the request went out (for example
         during the captcha delay) is replaced, up to ``max_retries`` times.
         """
+        assert request.bot_uid is not None
         timeout = request.timeout
         for attempt in itertools.count():
             remaining = None if timeout.total is None else timeout.total - (time.monotonic() - started)
@@ -288,7 +511,7 @@ class Myshell:
         assert conn.connected_at is not None
         wait = conn.connected_at + self.captcha_delay - time.monotonic()
         if wait > 0 and self._pool.wait_closed(wait):
-            raise ClientClosedError("client closed: create a new Myshell client")
+            raise ClientClosedError(_CLOSED)
 
     def _text_chat_payload(self, request: _Request) -> Dict[str, Any]:
         payload: Dict[str, Any] = {
@@ -299,6 +522,29 @@ class Myshell:
         }
         payload.update(generate_signature(request.text))
         return payload
+
+
+def _timed(
+    reply: Generator[str, None, Optional[Dict[str, Any]]], timings: Timings, started: float
+) -> Generator[str, None, Optional[Dict[str, Any]]]:
+    """Pass ``reply`` through, noting when the first chunk and the end came."""
+    try:
+        chunk = next(reply)
+    except StopIteration as stop:
+        message = stop.value
+    else:
+        timings.first_chunk = time.monotonic() - started
+        yield chunk
+        message = yield from reply
+    timings.total = time.monotonic() - started
+    return message
+
+
+def _close_resources(pool: Pool, http: HttpTransport, session: requests.Session, timeout: float) -> None:
+    """Close everything a client owns (also run by its finaliser)."""
+    http.close()
+    pool.close(timeout)
+    session.close()
 
 
 class Stream:
@@ -354,6 +600,11 @@ class Stream:
 _CLIENT_OPTIONS = frozenset(
     (
         "base_url",
+        "transport",
+        "http_bot_ids",
+        "verify",
+        "trust_env",
+        "max_event_size",
         "token",
         "visitor_id",
         "user_agent",
@@ -433,6 +684,35 @@ def _check_base_url(base_url: str) -> str:
 def _ws_url(base_url: str) -> str:
     scheme, rest = base_url.split("://", 1)
     return ("wss" if scheme == "https" else "ws") + "://" + rest + WS_PATH
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
+
+
+def _check_bot_ids(ids: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    checked: Dict[str, str] = {}
+    for name, bot_id in (ids or {}).items():
+        if not isinstance(bot_id, str) or not bot_id.isdigit():
+            raise ValueError(f"http_bot_ids[{name!r}] must be a numeric id string, not {bot_id!r}")
+        checked[name] = bot_id
+    return checked
+
+
+def _try(resolve: Any, model: Optional[str]) -> Optional[str]:
+    try:
+        return resolve(model)
+    except UnsupportedModelError:
+        return None
+
+
+def _read_timeout(timeout: Timeout) -> Optional[float]:
+    """requests' read timeout: only a backstop, the consumer enforces the real waits."""
+    waits = (timeout.first_chunk, timeout.idle, timeout.total)
+    if any(w is None for w in waits[:2]):
+        return timeout.total + 1.0 if timeout.total is not None else None
+    return max(w for w in waits if w is not None) + 1.0
 
 
 def _non_negative(name: str, value: float) -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 import urllib.parse
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from ._constants import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -12,7 +14,7 @@ from ._constants import (
     DEFAULT_IDLE_TIMEOUT,
 )
 
-__all__ = ["Timeout", "TimeoutTypes", "ProxyConfig", "parse_proxy"]
+__all__ = ["Timeout", "TimeoutTypes", "ProxyConfig", "parse_proxy", "environment_proxy", "tls_options"]
 
 
 @dataclass(frozen=True)
@@ -57,35 +59,63 @@ TimeoutTypes = Union[Timeout, float, int, None]
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """An HTTP CONNECT proxy. ``repr`` hides the password."""
+    """A proxy for both transports. ``repr`` hides the password."""
 
-    scheme: str
+    scheme: str  # http, socks5 or socks5h
     host: str
     port: int
     auth: Optional[Tuple[str, str]] = None
 
     def __repr__(self) -> str:
-        user = f"{self.auth[0]}:***@" if self.auth else ""
-        return f"ProxyConfig('{self.scheme}://{user}{self.host}:{self.port}')"
+        return f"ProxyConfig({self.safe_url!r})"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with the password replaced by ``***``."""
+        user = f"{urllib.parse.quote(self.auth[0], safe='')}:***@" if self.auth else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The full URL, credentials included (for requests' ``proxies``)."""
+        user = ""
+        if self.auth:
+            user = ":".join(urllib.parse.quote(part, safe="") for part in self.auth) + "@"
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+    def websocket_options(self) -> Dict[str, Any]:
+        """``websocket.create_connection`` keyword arguments for this proxy."""
+        return {
+            "http_proxy_host": self.host,
+            "http_proxy_port": self.port,
+            "http_proxy_auth": self.auth,
+            "proxy_type": self.scheme,
+        }
+
+
+_PROXY_SCHEMES = ("http", "socks5", "socks5h")
+_PROXY_USAGE = "use http://[user:pass@]host:port, socks5://... or socks5h://..."
+SOCKS_EXTRA = 'SOCKS proxies need an extra: pip install "myshell_sync[socks]"'
 
 
 def parse_proxy(url: Optional[str]) -> Optional[ProxyConfig]:
-    """Parse ``http://[user:pass@]host:port``; raise ValueError otherwise."""
+    """Parse a proxy URL; raise ValueError (or ImportError for SOCKS without
+    its extra) with what to do instead."""
     if url is None:
         return None
     if not isinstance(url, str):
         raise TypeError(f"proxy must be a URL string, not {type(url).__name__}")
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(
-            f"unsupported proxy scheme {parts.scheme!r}: use http://[user:pass@]host:port"
-        )
+    if parts.scheme not in _PROXY_SCHEMES:
+        raise ValueError(f"unsupported proxy scheme {parts.scheme!r}: {_PROXY_USAGE}")
     try:
-        port = parts.port or 8080
+        port = parts.port or (1080 if parts.scheme.startswith("socks") else 8080)
     except ValueError:
-        raise ValueError("proxy URL has a bad port: use http://[user:pass@]host:port") from None
+        raise ValueError(f"proxy URL has a bad port: {_PROXY_USAGE}") from None
     if not parts.hostname:
-        raise ValueError("proxy URL has no host: use http://[user:pass@]host:port")
+        raise ValueError(f"proxy URL has no host: {_PROXY_USAGE}")
+    if parts.scheme.startswith("socks"):
+        _require_socks()
     auth = None
     if parts.username is not None:
         auth = (
@@ -93,3 +123,46 @@ def parse_proxy(url: Optional[str]) -> Optional[ProxyConfig]:
             urllib.parse.unquote(parts.password or ""),
         )
     return ProxyConfig(parts.scheme, parts.hostname, port, auth)
+
+
+def _require_socks() -> None:
+    try:
+        import python_socks  # noqa: F401  (websocket-client's SOCKS support)
+        import socks  # noqa: F401  (PySocks: requests' SOCKS support)
+    except ImportError:
+        raise ImportError(SOCKS_EXTRA) from None
+
+
+def environment_proxy(url: str) -> Optional[ProxyConfig]:
+    """The proxy HTTPS_PROXY/HTTP_PROXY/ALL_PROXY name for ``url``, unless
+    NO_PROXY excludes it."""
+    import requests.utils
+
+    proxies = requests.utils.get_environ_proxies(url)
+    scheme = urllib.parse.urlsplit(url).scheme
+    chosen = proxies.get(scheme) or proxies.get("all")
+    if not chosen:
+        return None
+    if "://" not in chosen:
+        chosen = "http://" + chosen
+    return parse_proxy(chosen)
+
+
+def tls_options(verify: Union[bool, str]) -> Dict[str, Any]:
+    """``sslopt`` for websocket-client from requests-style ``verify``."""
+    if verify is True:
+        return {}
+    if verify is False:
+        return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    return {"ca_certs": verify}
+
+
+def check_verify(verify: Any) -> Union[bool, str]:
+    if isinstance(verify, bool):
+        return verify
+    if isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if not os.path.exists(path):
+            raise ValueError(f"verify={path!r}: no such CA bundle file")
+        return path
+    raise TypeError(f"verify must be True, False or a CA bundle path, not {verify!r}")

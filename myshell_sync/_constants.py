@@ -41,3 +41,15 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 # Used until the server's open packet says otherwise (spec example values).
 DEFAULT_PING_INTERVAL = 25.0
 DEFAULT_PING_TIMEOUT = 20.0
+
+# -- HTTP transport (PROTOCOL.md sections 2 and 3) ---------------------------
+CHAT_SEND_PATH = "/v1/bot/chat/send_message"
+ENERGY_PATH = "/user/getUserEnergyInfo"
+# Header that routes a request to the Go backend that serves chat.
+SERVICE_NAME = "organics-api"
+# The web client's version header (build S5-S12).
+CLIENT_VERSION = "v1.6.4"
+# WEB_CHAT_NORMAL: what the web client sends for ordinary text chat.
+CONVERSATION_SCENARIO = 4
+# A server-sent event or WebSocket frame larger than this fails the reply.
+DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024

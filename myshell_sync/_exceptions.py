@@ -6,6 +6,7 @@
     ├── CaptchaRequiredError
     ├── InsufficientEnergyError
     ├── ServerError
+    ├── RateLimitError
     ├── ProtocolError
     ├── ClientClosedError
     ├── MyshellConnectionError (also ConnectionError)
@@ -21,7 +22,7 @@ the account token.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 __all__ = [
     "MyshellError",
@@ -30,6 +31,7 @@ __all__ = [
     "CaptchaRequiredError",
     "InsufficientEnergyError",
     "ServerError",
+    "RateLimitError",
     "ProtocolError",
     "ClientClosedError",
     "MyshellConnectionError",
@@ -63,12 +65,9 @@ class MyshellError(Exception):
 class UnsupportedModelError(MyshellError, ValueError):
     """The model is neither a known name nor a 32-hex bot uid."""
 
-    def __init__(self, model: object, known: Iterable[str]) -> None:
+    def __init__(self, model: object, known: Iterable[str], *, hint: str = "or pass a bot's 32-hex uid") -> None:
         names = ", ".join(sorted(known))
-        super().__init__(
-            f"unsupported model {model!r}: use one of {names}, "
-            "or pass a bot's 32-hex uid"
-        )
+        super().__init__(f"unsupported model {model!r}: use one of {names}, {hint}")
         self.model = model
 
 
@@ -88,6 +87,15 @@ class ServerError(MyshellError):
     """The server reported an error while handling the request."""
 
 
+class RateLimitError(MyshellError):
+    """HTTP 429: too many requests. ``retry_after`` is the server's hint in
+    seconds (None when it gave none)."""
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class ProtocolError(MyshellError):
     """The server sent something that breaks the wire protocol."""
 
@@ -97,7 +105,15 @@ class ClientClosedError(MyshellError):
 
 
 class MyshellConnectionError(MyshellError, ConnectionError):
-    """Could not connect to the server or finish the handshake."""
+    """Could not connect to the server or finish the handshake.
+
+    ``status_code`` is the HTTP status when the server refused a WebSocket
+    upgrade (or None).
+    """
+
+    def __init__(self, message: str, *, status_code: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status_code = status_code
 
 
 class ConnectionLostError(MyshellConnectionError):

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ._exceptions import UnsupportedModelError
 
-__all__ = ["models", "format_prompt", "resolve_model", "validate_messages"]
+__all__ = ["models", "http_models", "format_prompt", "resolve_model", "resolve_http_model", "validate_messages"]
 
 #: Model name -> 32-hex bot uid of the WebSocket API (PROTOCOL.md section 5).
 models: Mapping[str, str] = types.MappingProxyType(
@@ -19,7 +19,14 @@ models: Mapping[str, str] = types.MappingProxyType(
     }
 )
 
+#: Model name -> numeric bot id of the HTTP API. Only bot 4738 is known from
+#: captures (a general assistant, PROTOCOL.md section 5); which of the WebSocket
+#: model names it runs is not known, so any other bot needs its numeric id.
+http_models: Mapping[str, str] = types.MappingProxyType({"assistant": "4738"})
+
 DEFAULT_MODEL = "samantha"
+DEFAULT_HTTP_MODEL = "assistant"
+_BOT_ID = re.compile(r"[0-9]{1,19}\Z")
 _BOT_UID = re.compile(r"[0-9a-f]{32}\Z")
 _ROLES = ("system", "user", "assistant")
 
@@ -34,6 +41,29 @@ def resolve_model(model: Optional[str]) -> str:
         if _BOT_UID.match(model):
             return model
     raise UnsupportedModelError(model, models)
+
+
+def resolve_http_model(model: Optional[str], extra: Optional[Mapping[str, str]] = None) -> str:
+    """The numeric bot id for ``model`` on the HTTP API (``extra`` maps more
+    names to ids, e.g. the client's ``http_bot_ids``)."""
+    if model is None or model == "":
+        return http_models[DEFAULT_HTTP_MODEL]
+    if isinstance(model, str):
+        if extra and model in extra:
+            return extra[model]
+        if model in http_models:
+            return http_models[model]
+        if _BOT_ID.match(model):
+            return model
+        if model in models or _BOT_UID.match(model):
+            raise UnsupportedModelError(
+                model,
+                http_models,
+                hint="the HTTP API takes a bot's numeric id (e.g. \"4738\"), not a "
+                "WebSocket model name or 32-hex uid; no numeric id is known for this "
+                "one: pass the id, or map the name with Myshell(http_bot_ids={...})",
+            )
+    raise UnsupportedModelError(model, http_models, hint="or pass a bot's numeric id")
 
 
 def validate_messages(messages: Any) -> None:

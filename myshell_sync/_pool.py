@@ -69,6 +69,11 @@ class Pool:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def closed_event(self) -> threading.Event:
+        """Set once the pool is closed; waits on it end when the client closes."""
+        return self._closed
+
     def wait_closed(self, timeout: float) -> bool:
         """Sleep up to ``timeout``; True at once if the pool is closed."""
         return self._closed.wait(timeout)

@@ -21,7 +21,14 @@ from ._exceptions import (
     ProtocolError,
     ServerError,
 )
-from ._websocket import DEAD
+
+#: Mailbox event name for "the connection failed"; payload is the exception.
+DEAD = "\0dead"
+#: Mailbox event name for "the reply ended well without message_replied".
+END = "\0end"
+
+#: What a transport puts into a reply's mailbox: events in arrival order.
+Batch = List[Tuple[str, Any]]
 
 # Terminal error events: the error class and what the caller can do about it.
 ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
@@ -48,7 +55,7 @@ ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
 
 
 def iter_reply(
-    mailbox: "queue.Queue[List[Tuple[str, Any]]]",
+    mailbox: "queue.Queue[Batch]",
     req_id: str,
     timeout: Timeout,
     started: float,
@@ -80,6 +87,8 @@ def iter_reply(
                     clock.final()
             elif name == "message_replied":
                 return (yield from _replied(payload, req_id, parts))
+            elif name == END:
+                return None
             elif name == DEAD:
                 error: MyshellError = payload
                 error.req_id = req_id

@@ -30,7 +30,6 @@ import websocket
 
 from . import _codec
 from ._codec import EIO_CLOSE, EIO_MESSAGE, EIO_PING
-from ._config import ProxyConfig
 from ._constants import NAMESPACE
 from ._exceptions import (
     AuthenticationError,
@@ -41,11 +40,10 @@ from ._exceptions import (
     MyshellError,
     ProtocolError,
 )
+from ._reply import DEAD, Batch
 
 log = logging.getLogger("myshell_sync")
 
-#: Mailbox event name for "the connection failed"; payload is the exception.
-DEAD = "\0dead"
 
 _EVENT_PREFIX = "42" + NAMESPACE + ","
 # After a polite close, how long the reader gets once the socket is cut.
@@ -53,8 +51,6 @@ _ABORT_GRACE = 0.2
 _reader_ids = itertools.count(1)
 # Bytes asked of the socket per read on an open connection.
 _READ_SIZE = 65536
-
-Batch = List[Tuple[str, Any]]
 
 
 class _BufferedWebSocket(websocket.WebSocket):
@@ -103,15 +99,17 @@ class Connection:
         self,
         url: str,
         *,
-        auth: Dict[str, Any],
+        auth: Callable[[], Dict[str, Any]],
         user_agent: str,
-        proxy: Optional[ProxyConfig] = None,
+        options: Optional[Dict[str, Any]] = None,
         on_account_event: Optional[Callable[[str, Any], None]] = None,
     ) -> None:
+        """``auth()`` gives the CONNECT payload; ``options`` are extra
+        ``websocket.create_connection`` arguments (proxy, TLS)."""
         self.url = url
         self._auth = auth
         self._user_agent = user_agent
-        self._proxy = proxy
+        self._options = options or {}
         self._on_account_event = on_account_event
         self._ws: Optional[websocket.WebSocket] = None
         self._reader: Optional[threading.Thread] = None
@@ -163,7 +161,7 @@ class Connection:
                 skip_utf8_validation=True,
                 enable_multithread=True,
                 class_=_BufferedWebSocket,
-                **self._proxy_options(),
+                **self._options,
             )
             self._handshake(deadline)
         except MyshellError:
@@ -184,25 +182,15 @@ class Connection:
         )
         self._reader.start()
 
-    def _proxy_options(self) -> Dict[str, Any]:
-        proxy = self._proxy
-        if proxy is None:
-            return {}
-        return {
-            "http_proxy_host": proxy.host,
-            "http_proxy_port": proxy.port,
-            "http_proxy_auth": proxy.auth,
-            "proxy_type": "http",
-        }
-
     def _handshake(self, deadline: Optional[float]) -> None:
         opened = _codec.decode_open(self._recv_before(deadline, "the open packet"))
         self.sid = opened.sid
         self.ping_interval = opened.ping_interval
         self.ping_timeout = opened.ping_timeout
+        auth = self._auth()
         self._send(
-            _codec.encode_connect(NAMESPACE, self._auth),
-            log_as=_codec.encode_connect(NAMESPACE, _redacted(self._auth)),
+            _codec.encode_connect(NAMESPACE, auth),
+            log_as=_codec.encode_connect(NAMESPACE, _redacted(auth)),
         )
         while True:
             frame = self._recv_before(deadline, "the namespace acknowledgement")
@@ -491,7 +479,8 @@ def _connect_error(exc: BaseException, url: str, timeout: Optional[float]) -> My
     if isinstance(exc, websocket.WebSocketBadStatusException):
         return MyshellConnectionError(
             f"the server refused the WebSocket upgrade at {url} with HTTP "
-            f"{exc.status_code}; check base_url (a proxy or firewall may block WebSockets)"
+            f"{exc.status_code}; check base_url, or try transport=\"http\"",
+            status_code=exc.status_code,
         )
     if isinstance(exc, websocket.WebSocketProxyException):
         return MyshellConnectionError(f"the proxy refused the connection: {exc}")
