@@ -354,7 +354,10 @@ class Myshell:
         if self.proxy is not None:
             options.update(self.proxy.websocket_options())
         else:
-            options["http_no_proxy"] = ["*"]  # proxies from the environment were resolved above
+            # Environment proxies were resolved above (or trust_env is off), so
+            # websocket-client must not read them again. It honours its
+            # no-proxy list only next to a proxy host: this one is never used.
+            options.update(http_proxy_host="127.0.0.1", http_proxy_port=9, http_no_proxy=["*"])
         sslopt = tls_options(self.verify)
         if sslopt:
             options["sslopt"] = sslopt

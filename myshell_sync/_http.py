@@ -279,6 +279,11 @@ def status_error(response: requests.Response, req_id: Optional[str] = None) -> M
     body = _bounded_body(response)
     reason, message = _json_reason(body)
     detail = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {message}" if message else "")
+    if status == 407:
+        return MyshellConnectionError(
+            "HTTP 407: the proxy demands credentials; use proxy=\"http://user:pass@host:port\"",
+            req_id=req_id,
+        )
     if status == 401:
         return AuthenticationError(f"{detail}; pass token= or set MYSHELL_TOKEN", req_id=req_id)
     if status == 429:
