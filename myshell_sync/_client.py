@@ -13,6 +13,7 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from typing import (
+    TYPE_CHECKING,
     Any,
     Dict,
     Generator,
@@ -26,10 +27,8 @@ from typing import (
     Union,
 )
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from ._config import (
+    ProxyConfig,
     Timeout,
     TimeoutTypes,
     check_verify,
@@ -59,7 +58,6 @@ from ._exceptions import (
     ProtocolError,
     UnsupportedModelError,
 )
-from ._http import HttpReply, HttpRequest, HttpTransport, status_error, translate_error
 from ._models import (
     format_prompt,
     http_models,
@@ -71,6 +69,11 @@ from ._pool import Pool, backoff_delay
 from ._reply import Batch, iter_reply
 from ._signing import generate_signature, generate_visitor_id
 from ._websocket import Connection
+
+if TYPE_CHECKING:  # the HTTP stack (requests) is imported on first use only
+    import requests
+
+    from ._http import HttpTransport
 
 __all__ = ["Myshell", "Stream", "Reply", "Timings", "Energy", "generate"]
 
@@ -213,6 +216,9 @@ class Myshell:
         self.timeout = Timeout.coerce(timeout)
         self.verify = check_verify(verify)
         self.trust_env = bool(trust_env)
+        self.max_retries = max_retries
+        self.max_connections = max_connections
+        self.max_event_size = max_event_size
         self.proxy = parse_proxy(proxy)
         if self.proxy is None and self.trust_env:
             self.proxy = environment_proxy(self.base_url)
@@ -237,20 +243,22 @@ class Myshell:
             max_retries=max_retries,
             idle_close=idle_close,
         )
-        self._session = self._new_session(max_connections)
-        self._http = HttpTransport(
-            self.base_url,
-            self._session,
-            headers=self._identity.http_headers,
-            on_account_event=self._account,
-            on_token=self._identity.refresh,
-            closed=self._pool.closed_event,
-            max_retries=max_retries,
-            backoff=backoff_delay,
-            max_event_size=max_event_size,
+        self._http = _HttpHolder(
+            functools.partial(
+                _make_http_transport,
+                self.base_url,
+                verify=self.verify,
+                proxy=self.proxy,
+                max_connections=max_connections,
+                identity=self._identity,
+                account=self._account,
+                closed=self._pool.closed_event,
+                max_retries=max_retries,
+                max_event_size=max_event_size,
+            )
         )
         self._finalizer = weakref.finalize(
-            self, _close_resources, self._pool, self._http, self._session, self.close_timeout
+            self, _close_resources, self._pool, self._http, self.close_timeout
         )
 
     # -- public API ----------------------------------------------------------
@@ -291,14 +299,17 @@ class Myshell:
             raise AuthenticationError("energy() needs a logged-in account: pass token= or set MYSHELL_TOKEN")
         if self.closed:
             raise ClientClosedError(_CLOSED)
+        from ._http import status_error, translate_error
+
+        session = self._http.get().session
         url = self.base_url + ENERGY_PATH
         try:
-            response = self._session.get(
+            response = session.get(
                 url,
                 headers=self._identity.http_headers(),
                 timeout=(self.timeout.connect, self.timeout.idle),
             )
-        except requests.RequestException as exc:
+        except Exception as exc:
             raise translate_error(exc, url, self.timeout.connect) from exc
         with response:
             if response.status_code >= 400:
@@ -362,17 +373,6 @@ class Myshell:
         if sslopt:
             options["sslopt"] = sslopt
         return options
-
-    def _new_session(self, max_connections: int) -> requests.Session:
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.verify = self.verify
-        session.trust_env = False  # environment proxies were resolved above
-        if self.proxy is not None:
-            session.proxies = {"http": self.proxy.url, "https": self.proxy.url}
-        return session
 
     # -- requests ----------------------------------------------------------------
 
@@ -466,7 +466,9 @@ class Myshell:
             bot_id = resolve_http_model(request.model, self.http_bot_ids)
         timeout = request.timeout
         remaining = None if timeout.total is None else timeout.total - (time.monotonic() - started)
-        reply = self._http.start(
+        from ._http import HttpRequest
+
+        reply = self._http.get().start(
             HttpRequest(
                 req_id=request.req_id,
                 bot_id=bot_id,
@@ -543,11 +545,79 @@ def _timed(
     return message
 
 
-def _close_resources(pool: Pool, http: HttpTransport, session: requests.Session, timeout: float) -> None:
+def _make_http_transport(
+    base_url: str,
+    *,
+    verify: Union[bool, str],
+    proxy: Optional[ProxyConfig],
+    max_connections: int,
+    identity: _Identity,
+    account: _AccountState,
+    closed: threading.Event,
+    max_retries: int,
+    max_event_size: int,
+) -> "HttpTransport":
+    """The HTTP transport and its ``requests.Session`` (made on first use).
+
+    A module function, so the holder never keeps the client alive.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from ._http import HttpTransport
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.verify = verify
+    session.trust_env = False  # environment proxies were resolved by the client
+    if proxy is not None:
+        session.proxies = {"http": proxy.url, "https": proxy.url}
+    return HttpTransport(
+        base_url,
+        session,
+        headers=identity.http_headers,
+        on_account_event=account,
+        on_token=identity.refresh,
+        closed=closed,
+        max_retries=max_retries,
+        backoff=backoff_delay,
+        max_event_size=max_event_size,
+    )
+
+
+class _HttpHolder:
+    """Makes the HTTP transport on first use; closes it if it was made."""
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._transport: Optional["HttpTransport"] = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self) -> "HttpTransport":
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError(_CLOSED)
+            if self._transport is None:
+                self._transport = self._factory()
+            return self._transport
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._factory = None
+            transport = self._transport
+        if transport is not None:
+            transport.close()
+            transport.session.close()
+
+
+def _close_resources(pool: Pool, http: _HttpHolder, timeout: float) -> None:
     """Close everything a client owns (also run by its finaliser)."""
     http.close()
     pool.close(timeout)
-    session.close()
 
 
 class Stream:

@@ -133,14 +133,22 @@ def _require_socks() -> None:
         raise ImportError(SOCKS_EXTRA) from None
 
 
+_PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
+
+
 def environment_proxy(url: str) -> Optional[ProxyConfig]:
     """The proxy HTTPS_PROXY/HTTP_PROXY/ALL_PROXY name for ``url``, unless
     NO_PROXY excludes it."""
-    import requests.utils
+    names = {name.lower() for name in os.environ}
+    if not any(variable in names for variable in _PROXY_VARIABLES):
+        return None  # the common case: no need to import urllib.request
+    import urllib.request
 
-    proxies = requests.utils.get_environ_proxies(url)
-    scheme = urllib.parse.urlsplit(url).scheme
-    chosen = proxies.get(scheme) or proxies.get("all")
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    chosen = proxies.get(parts.scheme) or proxies.get("all")
     if not chosen:
         return None
     if "://" not in chosen:

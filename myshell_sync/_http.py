@@ -252,7 +252,7 @@ class HttpReply:
                 content = envelope.get("content")
                 if not isinstance(content, str):
                     raise ProtocolError(f"SSE event {name} has no string content")
-                batch.append(("text_stream", {"data": {"text": content, "isFinal": False}}))
+                batch.append(("text_stream", (content, False)))
             elif kind == "TEXT_STREAM_PUSH_FINISHED":
                 self._finished = True  # REPLIED may still follow; EOF now ends well
             elif kind == "USER_SENT_MESSAGE_REPLIED":

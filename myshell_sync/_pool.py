@@ -60,6 +60,7 @@ class Pool:
         self._cond = threading.Condition()
         self._busy: Dict[Connection, Set[str]] = {}
         self._opening = 0
+        self._waiters = 0  # callers waiting in acquire()
         self._janitor: Optional[threading.Thread] = None
         self._pid = os.getpid()
         #: How many connections this pool has opened (in this process).
@@ -107,7 +108,11 @@ class Pool:
                         f"all {self.max_connections} connections are busy with this bot; "
                         "raise max_connections or Timeout.connect"
                     )
-                self._cond.wait(remaining)
+                self._waiters += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiters -= 1
         try:
             conn = self._open_with_retries(timeout)
         except BaseException:
@@ -135,7 +140,8 @@ class Pool:
                 bots.discard(bot_uid)
                 if not conn.alive and not bots:
                     del self._busy[conn]
-            self._cond.notify_all()
+            if self._waiters or (self._janitor is not None and not bots):
+                self._cond.notify_all()
 
     def _pick(self, bot_uid: str) -> Optional[Connection]:
         """The least busy live connection free for ``bot_uid``; drops the dead."""
@@ -152,7 +158,7 @@ class Pool:
     def _check_usable(self) -> None:
         if self._closed.is_set():
             raise ClientClosedError(_CLOSED_MESSAGE)
-        if os.getpid() != self._pid:  # forked without os.register_at_fork
+        if not _AT_FORK and os.getpid() != self._pid:
             self._after_fork()
 
     def _open_with_retries(self, timeout: Optional[float]) -> Connection:
@@ -237,5 +243,6 @@ def _reset_pools_in_child() -> None:
         pool._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
+_AT_FORK = hasattr(os, "register_at_fork")
+if _AT_FORK:
     os.register_at_fork(after_in_child=_reset_pools_in_child)

@@ -173,19 +173,32 @@ class _Deadlines:
         )
 
 
-def _stream_text(payload: Dict[str, Any], req_id: str, parts: List[str]) -> Tuple[str, bool]:
-    data = payload.get("data")
-    text = data.get("text") if isinstance(data, dict) else 0
+def text_item(data: Any) -> Tuple[Any, bool]:
+    """The mailbox payload of a ``text_stream`` event: ``(text, is_final)``.
+
+    ``text`` is whatever ``data.text`` held (checked by the consumer), or
+    ``_MALFORMED`` when ``data`` is not an object.
+    """
+    if data.__class__ is not dict:
+        return _MALFORMED, False
+    return data.get("text"), data.get("isFinal") is True
+
+
+_MALFORMED = object()
+
+
+def _stream_text(item: Tuple[Any, bool], req_id: str, parts: List[str]) -> Tuple[str, bool]:
+    text, is_final = item
+    if text.__class__ is str:
+        return text, is_final
     if text is None:  # JSON null: no text on this frame
-        text = ""
-    if not isinstance(text, str):
-        what = "data" if not isinstance(data, dict) else "data.text"
-        raise ProtocolError(
-            f"text_stream {what} is malformed: {_clip(data)}",
-            req_id=req_id,
-            partial_text="".join(parts),
-        )
-    return text, data.get("isFinal") is True
+        return "", is_final
+    what = "data" if text is _MALFORMED else f"data.text ({type(text).__name__})"
+    raise ProtocolError(
+        f"text_stream {what} is malformed: expected a string",
+        req_id=req_id,
+        partial_text="".join(parts),
+    )
 
 
 def _unstreamed_rest(final_text: Any, parts: List[str]) -> str:

@@ -40,7 +40,7 @@ from ._exceptions import (
     MyshellError,
     ProtocolError,
 )
-from ._reply import DEAD, Batch
+from ._reply import DEAD, Batch, text_item
 
 log = logging.getLogger("myshell_sync")
 
@@ -85,11 +85,12 @@ class _BufferedWebSocket(websocket.WebSocket):
 class _Inbox:
     """One request's mailbox plus the events parsed for it from this block."""
 
-    __slots__ = ("queue", "batch")
+    __slots__ = ("queue", "batch", "streaming")
 
     def __init__(self) -> None:
         self.queue: "queue.Queue[Batch]" = queue.Queue()
         self.batch: Batch = []
+        self.streaming = False  # a text_stream was routed already
 
 
 class Connection:
@@ -380,12 +381,25 @@ class Connection:
         req_id = payload.get("reqId") if payload.__class__ is dict else None
         if req_id is not None:
             inbox = self._inboxes.get(req_id)
-            if inbox is not None:
-                if not inbox.batch:
-                    self._filled.append(inbox)
-                inbox.batch.append((name, payload))
-            else:
+            if inbox is None:
                 log.debug("ignored %s for unknown reqId %r", name, req_id)
+                return
+            if not inbox.batch:
+                self._filled.append(inbox)
+            if name == "text_stream":
+                # Keep only what the reply needs, not the decoded frame.
+                item = text_item(payload.get("data"))
+                inbox.batch.append((name, item))
+                if not inbox.streaming:
+                    inbox.streaming = True
+                    if not item[1]:
+                        # The first chunk of a longer reply goes out at once,
+                        # and its reader may run now: a block can hold
+                        # hundreds of frames after it.
+                        self._flush()
+                        time.sleep(0)
+            else:
+                inbox.batch.append((name, payload))
             return
         if name == "exception":
             # An exception with no reqId concerns the socket, so every reply on
