@@ -238,6 +238,7 @@ class Myshell:
                 user_agent=user_agent,
                 options=self._websocket_options(),
                 on_account_event=self._account,
+                max_frame_size=max_event_size,
             ),
             max_connections=max_connections,
             max_retries=max_retries,

@@ -68,6 +68,11 @@ class _BufferedWebSocket(websocket.WebSocket):
         self._block = b""
         self._pos = 0
         self.before_block: Optional[Callable[[], None]] = None
+        self.frame_buffer = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
+
+    def limit_frames(self, max_size: int) -> None:
+        """Fail (ProtocolError) on a frame announcing more than ``max_size`` bytes."""
+        self.frame_buffer.max_size = max_size
 
     def _recv(self, bufsize: int) -> bytes:
         block = self._block
@@ -80,6 +85,21 @@ class _BufferedWebSocket(websocket.WebSocket):
             pos = 0
         self._pos = pos + bufsize
         return block[pos:pos + bufsize]
+
+
+class _BoundedFrameBuffer(websocket._abnf.frame_buffer):
+    """websocket-client's frame parser, refusing frames over a size limit
+    before reading their payload (so a huge frame cannot exhaust memory)."""
+
+    max_size: Optional[int] = None
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.max_size is not None and self.length > self.max_size:
+            raise ProtocolError(
+                f"the server sent a {self.length}-byte frame, over the {self.max_size}-byte "
+                "limit (max_event_size)"
+            )
 
 
 class _Inbox:
@@ -104,6 +124,7 @@ class Connection:
         user_agent: str,
         options: Optional[Dict[str, Any]] = None,
         on_account_event: Optional[Callable[[str, Any], None]] = None,
+        max_frame_size: Optional[int] = None,
     ) -> None:
         """``auth()`` gives the CONNECT payload; ``options`` are extra
         ``websocket.create_connection`` arguments (proxy, TLS)."""
@@ -111,6 +132,7 @@ class Connection:
         self._auth = auth
         self._user_agent = user_agent
         self._options = options or {}
+        self._max_frame_size = max_frame_size
         self._on_account_event = on_account_event
         self._ws: Optional[websocket.WebSocket] = None
         self._reader: Optional[threading.Thread] = None
@@ -176,6 +198,8 @@ class Connection:
             raise
         self._ws.settimeout(self.ping_interval + self.ping_timeout)
         self._ws.before_block = self._flush
+        if self._max_frame_size is not None:
+            self._ws.limit_frames(self._max_frame_size)
         self._reader = threading.Thread(
             target=self._read_loop,
             name=f"myshell-reader-{next(_reader_ids)}",

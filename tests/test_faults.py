@@ -365,3 +365,17 @@ def test_nothing_listening_is_a_connection_error():
         with pytest.raises(MyshellConnectionError) as info:
             list(client.generate("gpt-4", USER))
     assert "base_url" in str(info.value)
+
+
+def test_frame_over_the_size_limit_is_a_protocol_error():
+    def play(peer):
+        peer.handshake()
+        _, request = peer.recv_event()
+        peer.stream_reply(request["reqId"], ["small "], replied=False)
+        peer.emit("text_stream", {"reqId": request["reqId"], "data": {"text": "x" * 5000, "isFinal": False}})
+        peer.wait_closed()
+
+    chunks, error, _ = run(play, max_event_size=4096)
+    assert chunks == ["small "]
+    assert isinstance(error, ProtocolError) and "limit" in str(error)
+    assert error.partial_text == "small "
