@@ -61,6 +61,7 @@ class Pool:
         self._busy: Dict[Connection, Set[str]] = {}
         self._opening = 0
         self._waiters = 0  # callers waiting in acquire()
+        self._sweeper_parked = False  # the janitor waits for a release
         self._janitor: Optional[threading.Thread] = None
         self._pid = os.getpid()
         #: How many connections this pool has opened (in this process).
@@ -140,7 +141,10 @@ class Pool:
                 bots.discard(bot_uid)
                 if not conn.alive and not bots:
                     del self._busy[conn]
-            if self._waiters or (self._janitor is not None and not bots):
+            # Wake waiters, or a janitor with no idle connection to time;
+            # a janitor timing an expiry needs no wake-up (a release only
+            # ever moves expiries later).
+            if self._waiters or (self._sweeper_parked and not bots):
                 self._cond.notify_all()
 
     def _pick(self, bot_uid: str) -> Optional[Connection]:
@@ -205,7 +209,14 @@ class Pool:
                         cond.acquire()
                     continue
                 expiries = [c.last_used + self.idle_close for c, bots in self._busy.items() if not bots]
-                cond.wait(min(expiries) - now if expiries else None)
+                if expiries:
+                    cond.wait(min(expiries) - now)
+                else:  # every connection is busy: a release() wakes us
+                    self._sweeper_parked = True
+                    try:
+                        cond.wait()
+                    finally:
+                        self._sweeper_parked = False
             if self._janitor is threading.current_thread():
                 self._janitor = None
 

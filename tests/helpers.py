@@ -39,3 +39,21 @@ def client_sockets(server_port: int) -> int:
             if remote_port == server_port and state not in ("0A", "06") and inode in inodes:
                 count += 1
     return count
+
+
+def eventually(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Re-check ``predicate`` until it holds or ``timeout`` passes.
+
+    For state that another component changes without telling us (for
+    example the in-process server closing its side of a socket).
+    """
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        pause.wait(interval)
+    return True
