@@ -68,10 +68,10 @@ def decode_open(frame: str) -> OpenPacket:
         raise ProtocolError(f"open packet is not JSON: {_clip(frame)}") from None
     if not isinstance(info, dict):
         raise ProtocolError(f"open packet is not a JSON object: {_clip(frame)}")
-    sid = info.get("sid")
-    interval = info.get("pingInterval")
-    timeout = info.get("pingTimeout")
-    max_payload = info.get("maxPayload")
+    sid: Any = info.get("sid")
+    interval: Any = info.get("pingInterval")
+    timeout: Any = info.get("pingTimeout")
+    max_payload: Any = info.get("maxPayload")
     if not isinstance(sid, str) or not _is_positive_number(interval) or not _is_positive_number(timeout):
         raise ProtocolError(
             "open packet lacks sid/pingInterval/pingTimeout: " + _clip(frame)

@@ -146,7 +146,8 @@ def environment_proxy(url: str) -> Optional[ProxyConfig]:
 
     parts = urllib.parse.urlsplit(url)
     proxies = urllib.request.getproxies_environment()
-    if urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # not in typeshed
+    if bypass(parts.hostname or "", proxies):
         return None
     chosen = proxies.get(parts.scheme) or proxies.get("all")
     if not chosen:

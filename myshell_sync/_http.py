@@ -181,7 +181,7 @@ class HttpReply:
     def _post(self) -> requests.Response:
         transport = self._transport
         request = self._request
-        body = {
+        body: Dict[str, Any] = {
             "botId": request.bot_id,
             "conversation_scenario": CONVERSATION_SCENARIO,
             "message": request.text,

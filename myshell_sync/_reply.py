@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import Any, Dict, Generator, List, Optional, Tuple, Type
+from typing import Any, Dict, Generator, List, NoReturn, Optional, Tuple, Type
 
 from ._config import Timeout
 from ._constants import FINAL_GRACE, WAIT_SLICE
@@ -164,7 +164,7 @@ class _Deadlines:
             return False
         self._raise(limit, what, parts)
 
-    def _raise(self, limit: float, what: str, parts: List[str]) -> None:
+    def _raise(self, limit: float, what: str, parts: List[str]) -> NoReturn:
         raise MyshellTimeoutError(
             f"waited {limit:g}s for {what} of request {self.req_id}; the bot may be busy: "
             "retry, or raise the timeout",

@@ -68,11 +68,12 @@ class _BufferedWebSocket(websocket.WebSocket):
         self._block = b""
         self._pos = 0
         self.before_block: Optional[Callable[[], None]] = None
-        self.frame_buffer = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
+        self._frames = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
+        self.frame_buffer = self._frames
 
     def limit_frames(self, max_size: int) -> None:
         """Fail (ProtocolError) on a frame announcing more than ``max_size`` bytes."""
-        self.frame_buffer.max_size = max_size
+        self._frames.max_size = max_size
 
     def _recv(self, bufsize: int) -> bytes:
         block = self._block
@@ -95,9 +96,10 @@ class _BoundedFrameBuffer(websocket._abnf.frame_buffer):
 
     def recv_length(self) -> None:
         super().recv_length()
-        if self.max_size is not None and self.length > self.max_size:
+        length = self.length
+        if self.max_size is not None and length is not None and length > self.max_size:
             raise ProtocolError(
-                f"the server sent a {self.length}-byte frame, over the {self.max_size}-byte "
+                f"the server sent a {length}-byte frame, over the {self.max_size}-byte "
                 "limit (max_event_size)"
             )
 
@@ -196,10 +198,12 @@ class Connection:
         except BaseException:
             self._discard_socket()
             raise
-        self._ws.settimeout(self.ping_interval + self.ping_timeout)
-        self._ws.before_block = self._flush
+        ws = self._ws
+        assert isinstance(ws, _BufferedWebSocket)
+        ws.settimeout(self.ping_interval + self.ping_timeout)
+        ws.before_block = self._flush
         if self._max_frame_size is not None:
-            self._ws.limit_frames(self._max_frame_size)
+            ws.limit_frames(self._max_frame_size)
         self._reader = threading.Thread(
             target=self._read_loop,
             name=f"myshell-reader-{next(_reader_ids)}",

@@ -156,6 +156,12 @@ def _wire_logger(name: str) -> logging.Logger:
     return wire
 
 
+def _abort(transport: Optional[asyncio.BaseTransport]) -> None:
+    """Cut a TCP connection at once (no close handshake)."""
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+
+
 def _now_iso() -> str:
     """Return the current UTC time as the service formats createdDate."""
     stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -609,7 +615,7 @@ class LocalMyshellServer:
         await self._close_engineio()
         await self._wait_transports_closed(CLOSE_GRACE)
         for transport in list(self._transports):
-            transport.abort()
+            _abort(transport)
         await runner.cleanup()
 
     async def _close_engineio(self) -> None:
@@ -782,7 +788,7 @@ class LocalMyshellServer:
             return
         await self._flush(sid, session.transport)
         logger.info("dropping the connection of %s", sid)
-        session.transport.abort()
+        _abort(session.transport)
 
     async def _flush(self, sid: str, transport: asyncio.BaseTransport,
                      timeout: float = 1.0) -> None:
