@@ -34,6 +34,7 @@ from ._signing import (
     generate_visitor_id,
 )
 from ._version import __version__
+from ._web import to_sse
 
 __all__ = [
     "__version__",
@@ -47,6 +48,7 @@ __all__ = [
     "models",
     "http_models",
     "format_prompt",
+    "to_sse",
     "generate_signature",
     "generate_timestamp",
     "generate_header_timestamp",
