@@ -1,0 +1,522 @@
+"""The ``myshell-sync`` command line (also ``python -m myshell_sync``).
+
+This module is the user interface, so unlike the library it writes to
+stdout (the reply, or JSON lines with ``--json``) and stderr (errors, the
+spinner, the interactive banner). Exit codes are in ``EXIT_CODES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+
+from ._client import Myshell, Stream
+from ._config import Timeout
+from ._constants import DEFAULT_BASE_URL, TOKEN_ENV
+from ._exceptions import (
+    AuthenticationError,
+    CaptchaRequiredError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    InsufficientEnergyError,
+    MyshellConnectionError,
+    MyshellError,
+    MyshellTimeoutError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    UnsupportedModelError,
+)
+from ._models import http_models, models
+from ._version import __version__
+
+__all__ = ["main", "EXIT_CODES", "exit_code_for"]
+
+PROG = "myshell-sync"
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # any other MyshellError, or the local server failed to start
+EXIT_USAGE = 2  # bad arguments (argparse's own code), unknown model, empty prompt
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed (e.g. `| head`)
+
+#: Error class -> exit code, most specific first (the first match wins).
+EXIT_CODES: Tuple[Tuple[Type[MyshellError], int], ...] = (
+    (UnsupportedModelError, EXIT_USAGE),
+    (AuthenticationError, 3),
+    (CaptchaRequiredError, 4),
+    (InsufficientEnergyError, 5),
+    (RateLimitError, 6),
+    (ServerError, 7),
+    (ProtocolError, 8),
+    (ConnectTimeoutError, 12),
+    (ConnectionLostError, 10),
+    (MyshellConnectionError, 9),
+    (MyshellTimeoutError, 11),
+)
+
+# --local: the embedded server's account, so `energy --local` shows real numbers.
+LOCAL_TOKEN = "local-token"
+LOCAL_ENERGY = 100
+LOCAL_CHUNK_DELAY = 0.03  # seconds between chunks, so the reply visibly streams
+SPINNER_FRAMES = "|/-\\"
+SPINNER_INTERVAL = 0.1
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code for ``error`` (see ``EXIT_CODES``); 1 for anything else."""
+    for cls, code in EXIT_CODES:
+        if isinstance(error, cls):
+            return code
+    return EXIT_ERROR
+
+
+class UsageError(Exception):
+    """Bad input found after parsing (empty prompt, conflicting options)."""
+
+
+# ---------------------------------------------------------------------------
+# Arguments
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument("--base-url", default=None, metavar="URL",
+                       help=f"the service (default {DEFAULT_BASE_URL})")
+    group.add_argument("--local", action="store_true",
+                       help="start an embedded local server for this run (works offline; "
+                            "needs the 'local' extra)")
+    group.add_argument("--token", default=None,
+                       help=f"account token (default: ${TOKEN_ENV}; ignored with --local); prefer "
+                            "the variable, a command line is visible to other users")
+    group.add_argument("--transport", choices=("websocket", "http", "auto"), default="websocket",
+                       help="wire protocol (default websocket)")
+    group.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="seconds allowed to connect, for the first chunk, and between chunks")
+    group.add_argument("--captcha-delay", type=float, default=None, metavar="S",
+                       help="seconds between connecting and the first request "
+                            "(default 5; 0 with --local)")
+
+
+def _exit_code_help() -> str:
+    lines = ["exit codes:", f"  {EXIT_OK:>3}  success", f"  {EXIT_ERROR:>3}  any other error",
+             f"  {EXIT_USAGE:>3}  usage error (bad arguments, unknown model, empty prompt)"]
+    lines += [f"  {code:>3}  {cls.__name__}" for cls, code in sorted(EXIT_CODES, key=lambda e: e[1])
+              if code != EXIT_USAGE]
+    lines += [f"  {EXIT_INTERRUPTED:>3}  interrupted (Ctrl-C)",
+              f"  {EXIT_BROKEN_PIPE:>3}  stdout closed early (e.g. | head)"]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Chat with MyShell.ai bots from the command line.",
+        epilog=_exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    chat = commands.add_parser(
+        "chat", help="send a prompt and stream the reply (no prompt on a terminal: interactive)",
+        description="Stream a bot's reply to stdout. PROMPT '-' (or no PROMPT with piped "
+                    "stdin) reads the prompt from stdin; no PROMPT on a terminal starts an "
+                    "interactive chat that keeps the history (/exit to leave, /reset to forget).")
+    chat.add_argument("prompt", nargs="?", help="the message; '-' reads stdin")
+    chat.add_argument("-m", "--model", default=None,
+                      help="model name or bot id (default: samantha; assistant over http)")
+    chat.add_argument("-s", "--system", default=None, help="a system message sent first")
+    chat.add_argument("--json", action="store_true",
+                      help="print one JSON object per line: chunk events, then end or error")
+    chat.add_argument("--no-stream", action="store_true",
+                      help="print the reply once it is complete")
+    _client_options(chat)
+    chat.set_defaults(run=_cmd_chat)
+
+    models_cmd = commands.add_parser("models", help="list the known model names")
+    models_cmd.add_argument("--json", action="store_true", help="print a JSON object")
+    models_cmd.set_defaults(run=_cmd_models)
+
+    energy = commands.add_parser("energy", help="show the account's energy (needs a token)")
+    energy.add_argument("--json", action="store_true", help="print a JSON object")
+    _client_options(energy)
+    energy.set_defaults(run=_cmd_energy)
+
+    serve = commands.add_parser(
+        "serve-local", help="run the local MyShell server until Ctrl-C",
+        description="Serve the local MyShell server (WebSocket and HTTP) on HOST:PORT "
+                    "until Ctrl-C or SIGTERM. It accepts any token.")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
+    serve.add_argument("--chunk-delay", type=float, default=0.05, metavar="S",
+                       help="seconds between chunks (default 0.05)")
+    serve.add_argument("--captcha-window", type=float, default=0.0, metavar="S",
+                       help="answer need_verify_captcha to requests sooner than S seconds "
+                            "after connecting")
+    serve.add_argument("--energy", type=int, default=None, metavar="N",
+                       help="replies allowed before no_enough_energy (default unlimited)")
+    serve.set_defaults(run=_cmd_serve_local)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; return the exit status."""
+    if threading.current_thread() is threading.main_thread():
+        # A background job inherits SIGINT as ignored; Ctrl-C must still work.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        args = _parser().parse_args(argv)
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        _quiet_sigint()
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    except UsageError as exc:
+        _error_line(f"error: {exc}")
+        return EXIT_USAGE
+    except _StartError as exc:
+        _error_line(f"cannot start the local server: {exc}")
+        return EXIT_ERROR
+    except MyshellError as exc:
+        _error_line(_describe(exc))
+        return exit_code_for(exc)
+
+
+def _quiet_sigint() -> None:
+    """After Ctrl-C, a second one during shutdown must not print a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _discard_stdout() -> None:
+    """The reader went away: stop the interpreter's final flush from failing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _error_line(text: str) -> None:
+    """One line on stderr, prefixed with the program name."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{PROG}: {' '.join(text.split())}\n")
+        sys.stderr.flush()
+
+
+def _describe(error: MyshellError) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+# ---------------------------------------------------------------------------
+# Clients
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Myshell]:
+    """A client from the options; with ``--local`` also the server, stopped after."""
+    if args.local and args.base_url is not None:
+        raise UsageError("--local and --base-url exclude each other")
+    with contextlib.ExitStack() as stack:
+        token = args.token
+        captcha_delay = args.captcha_delay
+        if args.local:
+            server = _local_server(
+                tokens={LOCAL_TOKEN}, energy=LOCAL_ENERGY, chunk_delay=LOCAL_CHUNK_DELAY)
+            stack.callback(server.stop)
+            base_url, token = server.base_url, LOCAL_TOKEN
+            if captcha_delay is None:
+                captcha_delay = 0.0
+        else:
+            base_url = args.base_url or DEFAULT_BASE_URL
+        options: Dict[str, Any] = {"token": token, "transport": args.transport}
+        if captcha_delay is not None:
+            options["captcha_delay"] = captcha_delay
+        try:
+            if args.timeout is not None:
+                options["timeout"] = Timeout.coerce(args.timeout)
+            client = Myshell(base_url, **options)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        yield stack.enter_context(client)
+
+
+def _local_server(**switches: Any) -> Any:
+    """A started LocalMyshellServer (the caller stops it); ``_StartError`` if it cannot run."""
+    try:
+        from .local import LocalMyshellServer
+    except ImportError as exc:
+        raise _StartError(f"{exc}") from None
+    server = LocalMyshellServer(**switches)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise _StartError(str(exc)) from None
+    return server
+
+
+class _StartError(Exception):
+    """The embedded local server could not start (exit code 1)."""
+
+
+# ---------------------------------------------------------------------------
+# chat
+
+
+class Spinner:
+    """A one-character spinner on ``stream`` until ``stop()``; draws its first
+    frame at once. Use only when the stream is a terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "Spinner":
+        self._draw(0)
+        self._thread = threading.Thread(target=self._spin, name="myshell-cli-spinner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop and erase the spinner; idempotent."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self._write("\r \r")
+
+    def _spin(self) -> None:
+        frame = 1
+        while not self._stop.wait(SPINNER_INTERVAL):
+            self._draw(frame)
+            frame += 1
+
+    def _draw(self, frame: int) -> None:
+        self._write("\r" + SPINNER_FRAMES[frame % len(SPINNER_FRAMES)])
+
+    def _write(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.write(text)
+            self._stream.flush()
+
+
+class _NoSpinner:
+    def stop(self) -> None:
+        pass
+
+
+def _wants_spinner(args: argparse.Namespace) -> bool:
+    return not args.json and _isatty(sys.stdout) and _isatty(sys.stderr)
+
+
+def _isatty(stream: Optional[IO[str]]) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_prompt(args: argparse.Namespace) -> Optional[str]:
+    """The prompt from the argument or stdin; None means interactive."""
+    if args.prompt is not None and args.prompt != "-":
+        prompt = str(args.prompt)
+    elif args.prompt is None and _isatty(sys.stdin):
+        return None
+    elif sys.stdin is None:
+        raise UsageError("no prompt given and no standard input to read it from")
+    else:
+        prompt = sys.stdin.read().rstrip("\r\n")
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    return prompt
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    prompt = _read_prompt(args)
+    base: List[Dict[str, str]] = []
+    if args.system:
+        base.append({"role": "system", "content": args.system})
+    with _client(args) as client:
+        if prompt is None:
+            return _interactive(client, args, base)
+        _reply(client, args, base + [{"role": "user", "content": prompt}])
+    return EXIT_OK
+
+
+def _reply(client: Myshell, args: argparse.Namespace, messages: List[Dict[str, str]]) -> str:
+    """Send ``messages`` and print the reply as ``args`` say; return its text.
+
+    Errors propagate after being reported on stdout as well with ``--json``.
+    """
+    out = sys.stdout
+    emit_json = _json_writer(out) if args.json else None
+    spinner: Any = Spinner(sys.stderr).start() if _wants_spinner(args) else _NoSpinner()
+    wrote_text = False
+    try:
+        with client.stream(args.model, messages) as stream:
+            for chunk in stream:
+                if args.no_stream:
+                    continue  # the spinner goes on until the whole reply is in
+                spinner.stop()
+                if emit_json is not None:
+                    emit_json({"type": "chunk", "text": chunk})
+                elif chunk:
+                    out.write(chunk)
+                    out.flush()
+                    wrote_text = True
+            spinner.stop()
+            if emit_json is not None:
+                emit_json(_end_event(stream, args.model))
+            else:
+                text = stream.text if args.no_stream else ""
+                out.write(text + "\n")
+                out.flush()
+            return stream.text
+    except MyshellError as exc:
+        spinner.stop()
+        if emit_json is not None:
+            emit_json(_error_event(exc))
+        elif wrote_text:
+            out.write("\n")
+            out.flush()
+        raise
+    except KeyboardInterrupt:
+        spinner.stop()
+        if wrote_text:
+            with contextlib.suppress(OSError, ValueError):
+                out.write("\n")
+                out.flush()
+        raise
+    finally:
+        spinner.stop()
+
+
+def _json_writer(out: IO[str]) -> Callable[[Dict[str, Any]], None]:
+    def emit(obj: Dict[str, Any]) -> None:
+        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        out.flush()
+
+    return emit
+
+
+def _end_event(stream: Stream, model: Optional[str]) -> Dict[str, Any]:
+    timings = stream.timings
+    return {
+        "type": "end",
+        "text": stream.text,
+        "req_id": stream.req_id,
+        "model": model,
+        "timings": {"connect": timings.connect, "first_chunk": timings.first_chunk,
+                    "total": timings.total},
+    }
+
+
+def _error_event(error: MyshellError) -> Dict[str, Any]:
+    return {
+        "type": "error",
+        "error": type(error).__name__,
+        "message": str(error),
+        "exit_code": exit_code_for(error),
+        "req_id": error.req_id,
+        "partial_text": error.partial_text,
+    }
+
+
+def _interactive(client: Myshell, args: argparse.Namespace, base: List[Dict[str, str]]) -> int:
+    """A chat that keeps the history. Ctrl-C during a reply drops that turn;
+    Ctrl-C at the prompt leaves with 130, ``/exit`` or end of input with 0."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing for input())
+    model = args.model or ("assistant" if args.transport == "http" else "samantha")
+    _info(f"Chatting with {model}. Type /exit to leave, /reset to forget the conversation.")
+    history: List[Dict[str, str]] = list(base)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            _info("")
+            return EXIT_OK
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return EXIT_OK
+        if text == "/reset":
+            history = list(base)
+            _info("(conversation forgotten)")
+            continue
+        turn = history + [{"role": "user", "content": line}]
+        try:
+            answer = _reply(client, args, turn)
+        except KeyboardInterrupt:
+            _info("(interrupted)")
+            continue
+        except MyshellError as exc:
+            _error_line(_describe(exc))
+            continue
+        history = turn + [{"role": "assistant", "content": answer}]
+
+
+def _info(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# models, energy, serve-local
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    if args.json:
+        json.dump({"websocket": dict(models), "http": dict(http_models)}, sys.stdout)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    rows = [(name, uid, "websocket") for name, uid in models.items()]
+    rows += [(name, bot_id, "http") for name, bot_id in http_models.items()]
+    width = max(len(name) for name, _, _ in rows)
+    for name, ident, transport in rows:
+        sys.stdout.write(f"{name:<{width}}  {ident:<32}  {transport}\n")
+    return EXIT_OK
+
+
+def _cmd_energy(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        energy = client.energy()
+    if args.json:
+        sys.stdout.write(json.dumps({"energy": energy.energy, "daily_energy": energy.daily_energy}) + "\n")
+    else:
+        sys.stdout.write(f"energy: {energy.energy}\ndaily energy: {energy.daily_energy}\n")
+    return EXIT_OK
+
+
+def _cmd_serve_local(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; both stop it cleanly with status 0."""
+    server = _local_server(host=args.host, port=args.port, chunk_delay=args.chunk_delay,
+                           captcha_window=args.captcha_window, energy=args.energy)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        sys.stdout.write(f"{PROG}: local server at {server.base_url} "
+                         f"(Myshell(base_url={server.base_url!r}, captcha_delay=0)); "
+                         "Ctrl-C to stop\n")
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return EXIT_OK

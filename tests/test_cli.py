@@ -1,0 +1,391 @@
+"""The ``myshell-sync`` console script, run as a subprocess against local servers.
+
+Fault switches live on a LocalMyshellServer in this process; the CLI reaches
+it with ``--base-url``. ``--local`` runs start the CLI's own embedded server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+from myshell_sync import Myshell, models
+from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
+from myshell_sync.local import LocalMyshellServer, reply_chunks
+
+CLI = Path(sys.executable).parent / "myshell-sync"
+SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def console_script() -> None:
+    if not CLI.exists():
+        pytest.fail(f"{CLI} is missing: install the package (pip install -e .) to get the console script")
+
+
+@pytest.fixture
+def server() -> Iterator[LocalMyshellServer]:
+    with LocalMyshellServer() as srv:
+        yield srv
+
+
+def child_env(**extra: str) -> Dict[str, str]:
+    """This environment without a token (so auth tests are real) plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "MYSHELL_TOKEN"}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, input: Optional[str] = None, timeout: float = 30,
+            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CLI), *args], input=input, capture_output=True, text=True, timeout=timeout,
+        env=env or child_env(), stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def remote(srv: LocalMyshellServer, *args: str) -> List[str]:
+    """``chat``-style options that point the CLI at ``srv`` with no captcha delay."""
+    return [*args, "--base-url", srv.base_url, "--captcha-delay", "0", "--timeout", "10"]
+
+
+def read_until(fd: int, done: Callable[[bytes], bool], timeout: float = 15) -> bytes:
+    """Read ``fd`` until ``done(everything read)``; fail after ``timeout`` or at EOF."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not done(data):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out; read so far: {data!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            piece = os.read(fd, 4096)
+        except OSError:  # a pty whose other side closed
+            piece = b""
+        if not piece:
+            raise AssertionError(f"end of output; read so far: {data!r}")
+        data += piece
+    return data
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` if it is still running and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+# ---------------------------------------------------------------------------
+# Streaming, input, output formats
+
+
+def test_chat_streams_the_reply_while_the_bot_is_still_writing(server):
+    server.chunk_delay = 0.15
+    reply = "".join(reply_chunks("samantha", SLOW_PROMPT))
+    proc = subprocess.Popen([str(CLI), "chat", SLOW_PROMPT, *remote(server)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=child_env())
+    try:
+        first = read_until(proc.stdout.fileno(), lambda data: len(data) > 0)
+        assert reply.encode().startswith(first)
+        assert server.completed == []  # the bot has not written its last chunk yet
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert (first + out).decode() == reply + "\n"
+    assert err == b""  # no spinner when piped
+
+
+@pytest.mark.parametrize("prompt_args", [["-"], []], ids=["dash", "piped"])
+def test_chat_reads_the_prompt_from_stdin(server, prompt_args):
+    result = run_cli("chat", *prompt_args, *remote(server), input="from stdin\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "samantha: from stdin\n"
+    assert server.requests[0]["text"] == "from stdin"
+
+
+def test_chat_sends_model_and_system_message(server):
+    result = run_cli("chat", "hi", "-m", "gpt-4", "-s", "be brief", *remote(server))
+    assert result.returncode == 0, result.stderr
+    request = server.requests[0]
+    assert request["botUid"] == models["gpt-4"]
+    assert request["text"] == "System: be brief\nUser: hi\nAssistant:"
+    assert result.stdout == "gpt-4: System: be brief\nUser: hi\nAssistant:\n"
+
+
+def test_json_prints_one_object_per_chunk_then_the_end(server):
+    result = run_cli("chat", "json please", "--json", *remote(server))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["text"] for e in events[:-1]] == reply_chunks("samantha", "json please")
+    assert all(e["type"] == "chunk" for e in events[:-1])
+    end = events[-1]
+    assert end["type"] == "end"
+    assert end["text"] == "samantha: json please"
+    assert end["req_id"] == server.requests[0]["reqId"]
+    assert end["timings"]["total"] >= end["timings"]["first_chunk"] > 0
+
+
+def test_no_stream_prints_the_whole_reply_once(server):
+    result = run_cli("chat", "all at once", "--no-stream", *remote(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "samantha: all at once\n"
+
+
+def test_http_transport(server):
+    result = run_cli("chat", "over http", "--transport", "http", *remote(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "assistant: over http\n"
+    assert len(server.http_requests) == 1 and server.requests == []
+
+
+# ---------------------------------------------------------------------------
+# Errors and exit codes
+
+
+@pytest.mark.parametrize(
+    "switches, extra, error, code",
+    [
+        ({"captcha_window": 60.0}, [], "CaptchaRequiredError", 4),
+        ({"energy": 0}, [], "InsufficientEnergyError", 5),
+        ({"tokens": {"the-right-token"}}, ["--token", "wrong-token-4711"], "AuthenticationError", 3),
+        ({"error_event": "exception"}, [], "ServerError", 7),
+        ({"reply_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError", 11),
+    ],
+    ids=["captcha", "energy", "auth", "server", "timeout"],
+)
+def test_errors_give_one_line_and_their_exit_code(server, switches, extra, error, code):
+    for name, value in switches.items():
+        setattr(server, name, value)
+    result = run_cli("chat", "hi", *remote(server), *extra)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"myshell-sync: {error}: ")
+    assert "Traceback" not in result.stderr
+    assert "wrong-token-4711" not in result.stderr + result.stdout
+
+
+def test_connection_refused_is_exit_code_9():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli("chat", "hi", "--base-url", f"http://127.0.0.1:{port}", "--captcha-delay", "0")
+    assert result.returncode == 9, result.stderr
+    assert result.stderr.startswith("myshell-sync: MyshellConnectionError: ")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_json_reports_the_error_on_stdout_too(server):
+    server.captcha_window = 60.0
+    result = run_cli("chat", "hi", "--json", *remote(server))
+    assert result.returncode == 4
+    event = json.loads(result.stdout.splitlines()[-1])
+    assert event["type"] == "error"
+    assert event["error"] == "CaptchaRequiredError"
+    assert event["exit_code"] == 4
+    assert event["req_id"] == server.requests[0]["reqId"]
+
+
+@pytest.mark.parametrize(
+    "args, stdin",
+    [
+        (["chat", "hi", "-m", "no-such-model"], None),
+        (["chat", "-"], "\n"),
+        (["chat", "hi", "--local", "--base-url", "http://127.0.0.1:9"], None),
+        (["chat", "hi", "--timeout", "0"], None),
+        (["chat", "hi", "--transport", "carrier-pigeon"], None),
+    ],
+    ids=["unknown-model", "empty-prompt", "local-and-base-url", "zero-timeout", "bad-choice"],
+)
+def test_usage_errors_are_exit_code_2(args, stdin):
+    result = run_cli(*args, input=stdin)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_every_error_class_has_its_own_code():
+    codes = [code for _, code in EXIT_CODES]
+    assert len(codes) == len(set(codes))
+    assert set(codes).isdisjoint({0, 1, 130})
+    for cls, code in EXIT_CODES:
+        assert exit_code_for(cls("x") if cls.__name__ != "UnsupportedModelError" else cls("x", [])) == code
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C
+
+
+def test_sigint_stops_the_stream_with_130_even_if_inherited_as_ignored(server):
+    server.chunk_delay = 0.3
+    command = " ".join([str(CLI), "chat", f"'{SLOW_PROMPT}'", *remote(server)])
+    # `trap '' INT` makes SIGINT ignored, as a background job inherits it.
+    proc = subprocess.Popen(["/bin/sh", "-c", f"trap '' INT; exec {command}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=child_env())
+    try:
+        first = read_until(proc.stdout.fileno(), lambda data: b"samantha:" in data)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        stop(proc)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    assert b"twelve" not in first + out  # stopped before the end of the reply
+    assert server.wait_for(lambda s: s.disconnects >= 1, 10)  # and hung up
+
+
+# ---------------------------------------------------------------------------
+# --local, models, energy, python -m
+
+
+def test_local_chat_needs_no_server():
+    result = run_cli("chat", "--local", "offline hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "samantha: offline hello\n"
+
+
+def test_local_energy_is_real():
+    result = run_cli("energy", "--local", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"energy": 100, "daily_energy": 200}
+
+
+def test_energy_against_a_server_uses_the_token(server):
+    server.energy = 7
+    result = run_cli("energy", "--base-url", server.base_url, env=child_env(MYSHELL_TOKEN="t0k"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "energy: 7\ndaily energy: 200\n"
+    assert "t0k" not in result.stdout + result.stderr
+
+
+def test_energy_without_a_token_is_an_auth_error(server):
+    result = run_cli("energy", "--base-url", server.base_url)
+    assert result.returncode == 3
+    assert result.stderr.startswith("myshell-sync: AuthenticationError: ")
+
+
+def test_models_lists_every_model():
+    result = run_cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["websocket"] == dict(models)
+    table = run_cli("models").stdout
+    assert all(name in table for name in models)
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "myshell_sync", "chat", "--local", "via -m"],
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                            env=child_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "samantha: via -m\n"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_local_serves_until_stopped(signum):
+    proc = subprocess.Popen([str(CLI), "serve-local", "--port", "0", "--chunk-delay", "0"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=child_env())
+    try:
+        line = read_until(proc.stdout.fileno(), lambda data: b"\n" in data).decode()
+        base_url = line.split(" local server at ")[1].split()[0]
+        assert base_url.startswith("http://127.0.0.1:")
+        with Myshell(base_url, captcha_delay=0, timeout=10) as client:
+            text = "".join(client.generate("gpt-4", [{"role": "user", "content": "served"}]))
+        assert text == "gpt-4: served"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# Terminals: interactive chat and the spinner
+
+
+def test_interactive_chat_keeps_the_history(server):
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([str(CLI), "chat", *remote(server)], stdin=secondary,
+                            stdout=secondary, stderr=secondary, env=child_env(TERM="dumb"),
+                            close_fds=True)
+    os.close(secondary)
+    try:
+        read_until(primary, lambda data: b"> " in data)
+        os.write(primary, b"hello\n")
+        read_until(primary, lambda data: b"samantha: hello" in data and data.rstrip().endswith(b">"))
+        os.write(primary, b"again\n")
+        assert server.wait_for(lambda s: len(s.completed) == 2, 15)
+        read_until(primary, lambda data: data.count(b"> ") >= 1)
+        os.write(primary, b"/exit\n")
+        assert proc.wait(15) == 0
+    finally:
+        stop(proc)
+        os.close(primary)
+    assert [r["text"] for r in server.requests] == [
+        "hello",
+        "User: hello\nAssistant: samantha: hello\nUser: again\nAssistant:",
+    ]
+
+
+def test_interactive_ctrl_c_drops_the_turn_then_leaves_with_130(server):
+    server.chunk_delay = 0.2
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([str(CLI), "chat", *remote(server)], stdin=secondary,
+                            stdout=secondary, stderr=secondary, env=child_env(TERM="dumb"),
+                            close_fds=True)
+    os.close(secondary)
+    try:
+        read_until(primary, lambda data: b"> " in data)
+        os.write(primary, SLOW_PROMPT.encode() + b"\n")
+        read_until(primary, lambda data: b"samantha:" in data)
+        proc.send_signal(signal.SIGINT)  # during the reply: drop this turn only
+        read_until(primary, lambda data: b"(interrupted)" in data and data.rstrip().endswith(b">"))
+        server.chunk_delay = 0
+        os.write(primary, b"after\n")
+        read_until(primary, lambda data: b"samantha: after" in data and data.rstrip().endswith(b">"))
+        proc.send_signal(signal.SIGINT)  # at the prompt: leave
+        # input() may miss a signal that lands just before readline waits for
+        # a key (CPython's readline loop); an empty line makes it look again.
+        with contextlib.suppress(OSError):
+            os.write(primary, b"\n")
+        assert proc.wait(15) == 130
+    finally:
+        stop(proc)
+        os.close(primary)
+    assert [r["text"] for r in server.requests] == [SLOW_PROMPT, "after"]  # no history kept
+
+
+def test_spinner_is_drawn_on_a_terminal_stderr_only(server):
+    server.reply_delay = 0.3
+    out_primary, out_secondary = pty.openpty()
+    err_primary, err_secondary = pty.openpty()
+    proc = subprocess.Popen([str(CLI), "chat", "spin", *remote(server)], stdin=subprocess.DEVNULL,
+                            stdout=out_secondary, stderr=err_secondary, env=child_env())
+    os.close(out_secondary)
+    os.close(err_secondary)
+    try:
+        out = read_until(out_primary, lambda data: b"samantha: spin" in data)
+        err = read_until(err_primary, lambda data: b"\r \r" in data)  # drawn, then erased
+        assert proc.wait(15) == 0
+    finally:
+        stop(proc)
+        os.close(out_primary)
+        os.close(err_primary)
+    assert any(frame.encode() in err for frame in SPINNER_FRAMES)
+    assert not any(f"\r{frame}".encode() in out for frame in SPINNER_FRAMES)
