@@ -1,0 +1,68 @@
+"""A multi-turn conversation: each request carries the history so far.
+
+    python examples/conversation.py --local                   # an embedded local server
+    python examples/conversation.py "Hi, I'm Ada." "What is my name?"
+
+Each user turn is sent with every earlier turn (``messages`` grows by a user
+and an assistant message per turn); the reply streams to stdout. The local
+server's bot answers by echoing the prompt it was sent, so with ``--local``
+you can see the history that went out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Dict, List, Optional
+
+from myshell_sync import Myshell, MyshellError
+
+DEFAULT_TURNS = ["Hi! My name is Ada.", "What is my name?", "Thanks, bye!"]
+
+
+def converse(client: Myshell, model: Optional[str], turns: List[str],
+             system: Optional[str] = None) -> List[Dict[str, str]]:
+    """Send ``turns`` one after another, streaming each reply; return the history."""
+    history: List[Dict[str, str]] = []
+    if system:
+        history.append({"role": "system", "content": system})
+    for turn in turns:
+        history.append({"role": "user", "content": turn})
+        print(f"you> {turn}")
+        print("bot> ", end="", flush=True)
+        parts = []
+        for chunk in client.generate(model, history):
+            parts.append(chunk)
+            print(chunk, end="", flush=True)
+        print("\n")
+        history.append({"role": "assistant", "content": "".join(parts)})
+    return history
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("turns", nargs="*", help="the user's messages, in order")
+    parser.add_argument("-m", "--model", default="gpt-4")
+    parser.add_argument("-s", "--system", default=None, help="a system message")
+    parser.add_argument("--local", action="store_true", help="talk to an embedded local server")
+    args = parser.parse_args(argv)
+
+    with contextlib.ExitStack() as stack:
+        if args.local:
+            from myshell_sync.local import LocalMyshellServer
+
+            server = stack.enter_context(LocalMyshellServer(chunk_delay=0.02))
+            client = stack.enter_context(Myshell(server.base_url, captcha_delay=0))
+        else:
+            client = stack.enter_context(Myshell())
+        try:
+            converse(client, args.model, args.turns or DEFAULT_TURNS, args.system)
+        except MyshellError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""A Flask page that streams a MyShell bot's reply into the browser as it arrives.
+
+    pip install flask
+    python examples/flask_app.py --local          # an embedded local server (pip install ".[local]")
+    python examples/flask_app.py                  # the real service (token from MYSHELL_TOKEN)
+
+then open the URL it prints. ``GET /`` is a page with a form (``chat_page.html``);
+``GET /stream?prompt=...`` is the reply as server-sent events, built with
+``myshell_sync.to_sse``. When the browser goes away the WSGI server closes the
+response iterable, which closes the ``client.generate(...)`` generator and so
+cancels the upstream request.
+
+In production use a threaded server, since each open stream holds a thread,
+and share one client per process (it is thread-safe)::
+
+    gunicorn -k gthread --threads 32 "flask_app:create_app()"
+
+Behind nginx the ``X-Accel-Buffering: no`` header keeps the stream unbuffered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Generator, List, Optional
+
+from flask import Flask, Response, request
+from werkzeug.serving import make_server
+
+from myshell_sync import Myshell, to_sse
+
+PAGE = (Path(__file__).resolve().parent / "chat_page.html").read_text(encoding="utf-8")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def create_app(client: Optional[Myshell] = None, model: Optional[str] = None) -> Flask:
+    """The app; every request shares ``client`` (default: ``Myshell()``, the real service)."""
+    shared = client if client is not None else Myshell()
+    app = Flask(__name__)
+
+    @app.get("/")
+    def page() -> Response:
+        return Response(PAGE, mimetype="text/html")
+
+    @app.get("/stream")
+    def stream() -> Response:
+        prompt = request.args.get("prompt", "")
+        if not prompt.strip():
+            return Response("the prompt parameter is required\n", status=400, mimetype="text/plain")
+        return Response(to_sse(_reply(shared, model, prompt)), mimetype="text/event-stream",
+                        headers=SSE_HEADERS)
+
+    return app
+
+
+def _reply(client: Myshell, model: Optional[str], prompt: str) -> Generator[str, None, None]:
+    """The chunks; started lazily, so a bad model also arrives as an error event."""
+    yield from client.generate(model, [{"role": "user", "content": prompt}])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--local", action="store_true", help="talk to an embedded local server")
+    parser.add_argument("--port", type=int, default=5000, help="port to serve on (0: any)")
+    parser.add_argument("-m", "--model", default=None, help="model name (default: samantha)")
+    args = parser.parse_args(argv)
+
+    with contextlib.ExitStack() as stack:
+        if args.local:
+            from myshell_sync.local import LocalMyshellServer
+
+            server = stack.enter_context(LocalMyshellServer(chunk_delay=0.1))
+            client = stack.enter_context(Myshell(server.base_url, captcha_delay=0))
+        else:
+            client = stack.enter_context(Myshell())
+        http = make_server("127.0.0.1", args.port, create_app(client, args.model), threaded=True)
+        stack.callback(http.server_close)
+        print(f"serving on http://127.0.0.1:{http.server_port}/ (Ctrl-C to stop)", flush=True)
+        try:
+            http.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
