@@ -400,6 +400,50 @@ class RawBench:
         self.ws.close()
 
 
+class ThreadedFloorBench(RawBench):
+    """The raw loop moved onto a reader thread that feeds a ``queue.Queue``:
+    the least any "reader thread + queue" client (the design card's shape)
+    can cost per call. A reference for the round trip, not a competitor."""
+
+    label = "threaded floor"
+
+    def __init__(self, ws_url: str) -> None:
+        super().__init__(ws_url)
+        self.events: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        loads = json.loads
+        try:
+            while True:
+                frame = self.ws.recv()
+                if frame.startswith(EVENT_PREFIX):
+                    name, payload = loads(frame[8:])
+                    self.events.put((name, payload))
+                elif not frame:
+                    return
+        except Exception:
+            return
+
+    def call(self, n: int) -> CallResult:
+        self.ws.send(text_chat_frame(str(uuid.uuid4()), n))
+        parts: List[str] = []
+        first = 0.0
+        while True:
+            name, payload = self.events.get(timeout=CALL_TIMEOUT)
+            if name == "text_stream":
+                if not parts:
+                    first = time.perf_counter()
+                parts.append(payload["data"]["text"])
+            elif name == "message_replied":
+                return "".join(parts), first
+
+    def close(self) -> None:
+        self.ws.close()
+        self.reader.join(5)
+
+
 class SocketIOBench:
     label = "python-socketio"
 
@@ -1032,6 +1076,10 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or b is None or b == 0 else a / b
 
 
+def fmt_ratio(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def fmt_rate(value: Optional[float]) -> str:
     return "failed" if value is None else f"{value:,.0f} chunks/s"
 
@@ -1088,6 +1136,10 @@ def build_report(res: Dict[str, Any], sizes: argparse.Namespace) -> Report:
             "<= 1.5x", at_most(ratio(rtt[ms], rtt[raw]), 1.5))
     rep.add("", "", f"aiohttp {fmt_ms(rtt[aio])}", ratio(rtt[ms], rtt[aio]))
     rep.add("", "", f"python-socketio {fmt_ms(rtt[sio])}", ratio(rtt[ms], rtt[sio]))
+    floor = rtt.get("threaded floor")
+    rep.add("", "", f"threaded floor (reader thread + queue) {fmt_ms(floor)}",
+            ratio(rtt[ms], floor))
+    rep.add("", "", f"(the floor itself is {fmt_ratio(ratio(floor, rtt[raw]))} the raw loop)")
     rep.add(f"2. cold call, new client (median of {sizes.cold_calls})", fmt_ms(cold[ms]),
             f"its warm round trip {fmt_ms(rtt[ms])}", ratio(cold[ms], rtt[ms]),
             ">= 5x slower", at_least(ratio(cold[ms], rtt[ms]), 5.0))
@@ -1274,7 +1326,8 @@ def measure(args: argparse.Namespace, peer: Peer, checker: Checker,
             timed_call(client, 1, checker, f"warm-up {name}")
         say(f"1. throughput ({args.chunks:,} chunks x {args.rounds} rounds x 4 clients)")
         res["throughput"] = bench_throughput(clients, args.chunks, args.rounds, checker)
-        say(f"2. warm round trip ({args.rtt_calls} calls x {args.rounds} rounds x 4 clients)")
+        say(f"2. warm round trip ({args.rtt_calls} calls x {args.rounds} rounds x 5 clients)")
+        clients["threaded floor"] = ThreadedFloorBench(peer.ws_url)
         res["round_trip"] = bench_round_trip(clients, args.rtt_calls, args.rounds, checker)
         res["socketio_out_of_order"] = clients["python-socketio"].out_of_order
     finally:
