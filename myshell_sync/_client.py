@@ -23,7 +23,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Set,
     Tuple,
     Union,
 )
@@ -61,7 +60,6 @@ from ._exceptions import (
 )
 from ._models import (
     format_prompt,
-    http_models,
     resolve_http_model,
     resolve_model,
     validate_messages,
@@ -72,8 +70,6 @@ from ._signing import generate_signature, generate_visitor_id
 from ._websocket import Connection
 
 if TYPE_CHECKING:  # the HTTP stack (requests) is imported on first use only
-    import requests
-
     from ._http import HttpTransport
 
 __all__ = ["Myshell", "Stream", "Reply", "Timings", "Energy", "generate"]

@@ -25,12 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 import requests
 import urllib3.exceptions
 
-from ._constants import (
-    CHAT_SEND_PATH,
-    CLIENT_VERSION,
-    CONVERSATION_SCENARIO,
-    SERVICE_NAME,
-)
+from ._constants import CHAT_SEND_PATH, CONVERSATION_SCENARIO
 from ._exceptions import (
     AuthenticationError,
     CaptchaRequiredError,

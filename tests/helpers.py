@@ -57,3 +57,22 @@ def eventually(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
             return False
         pause.wait(interval)
     return True
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str):
+    """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    module_name = f"myshell_example_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module

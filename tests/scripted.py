@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Tuple
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve

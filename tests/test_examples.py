@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from types import ModuleType
 from typing import List
 
 import pytest
@@ -19,21 +16,8 @@ import requests
 from myshell_sync import Myshell
 from myshell_sync._sse import SSEDecoder
 from myshell_sync.local import LocalMyshellServer
+from helpers import EXAMPLES, load_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
-    module_name = f"myshell_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess:

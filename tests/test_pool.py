@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-import myshell_sync
 from myshell_sync import (
     ClientClosedError,
     ConnectionLostError,

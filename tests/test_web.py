@@ -4,12 +4,10 @@ headless Chromium), Django through its test client."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,23 +20,10 @@ import requests
 from myshell_sync import Myshell, ServerError, to_sse
 from myshell_sync._sse import SSEDecoder, ServerSentEvent
 from myshell_sync.local import LocalMyshellServer, reply_chunks
+from helpers import load_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CHROMIUM = Path("/usr/bin/chromium")
 LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
-
-
-def load_example(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
-    module_name = f"myshell_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def decode(text: str) -> List[ServerSentEvent]:
