@@ -308,3 +308,14 @@ def test_websocket_only_client_does_not_fall_back(server):
             list(client.generate("gpt-4", user("x")))
     assert info.value.status_code == 426
     assert server.http_requests == []
+
+
+def test_auto_falls_back_when_the_namespace_is_refused():
+    # The WebSocket refuses the token (44/chat,), so auto tries HTTP, where
+    # the same token is refused too: the error is HTTP's, and HTTP is used.
+    with LocalMyshellServer(tokens={"good"}) as server:
+        with make_client(server, "auto", token="bad", http_bot_ids={"gpt-4": "4738"}) as client:
+            with pytest.raises(AuthenticationError, match="401"):
+                list(client.generate("gpt-4", user("x")))
+            assert client._uses_http()
+        assert server.refused == 1 and len(server.http_requests) == 1
