@@ -156,6 +156,7 @@ def test_verify_with_the_ca_file_accepts_the_server(tls_server, tls, transport):
         assert ask(client, transport, "secure") == f"{MODEL[transport][1]}: secure"
 
 
+@pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 def test_verify_false_accepts_any_certificate(tls_server, transport):
     with Myshell(tls_server.base_url, transport=transport, captcha_delay=0, timeout=10,
                  verify=False, trust_env=False) as client:
