@@ -306,11 +306,12 @@ class Myshell:
                 url,
                 headers=self._identity.http_headers(),
                 timeout=(self.timeout.connect, self.timeout.idle),
+                allow_redirects=False,
             )
         except Exception as exc:
             raise translate_error(exc, url, self.timeout.connect) from exc
         with response:
-            if response.status_code >= 400:
+            if response.status_code >= 300:
                 raise status_error(response)
             try:
                 data = response.json()
@@ -499,7 +500,11 @@ class Myshell:
                 mailbox = conn.register(request.req_id)
                 self._wait_for_captcha_delay(conn)
                 if conn.alive or attempt >= self._pool.max_retries:
-                    conn.emit("text_chat", self._text_chat_payload(request))
+                    # The send counts against the wait for the first event.
+                    left = None if timeout.total is None else timeout.total - (time.monotonic() - started)
+                    conn.emit(
+                        "text_chat", self._text_chat_payload(request), timeout=_min(timeout.first_chunk, left)
+                    )
                     return conn, mailbox
             except BaseException:
                 conn.unregister(request.req_id)
@@ -560,12 +565,10 @@ def _make_http_transport(
     A module function, so the holder never keeps the client alive.
     """
     import requests
-    from requests.adapters import HTTPAdapter
-
-    from ._http import HttpTransport
+    from ._http import CancellableAdapter, HttpTransport
 
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections)
+    adapter = CancellableAdapter(pool_connections=1, pool_maxsize=max_connections)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.verify = verify

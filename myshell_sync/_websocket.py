@@ -17,6 +17,7 @@ is the exception to raise.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -38,6 +39,7 @@ from ._exceptions import (
     ConnectTimeoutError,
     MyshellConnectionError,
     MyshellError,
+    MyshellTimeoutError,
     ProtocolError,
 )
 from ._reply import DEAD, Batch, text_item
@@ -51,6 +53,9 @@ _ABORT_GRACE = 0.2
 _reader_ids = itertools.count(1)
 # Bytes asked of the socket per read on an open connection.
 _READ_SIZE = 65536
+# A frame longer than this may not fit in the socket buffers, so its send is
+# watched against the request's deadline (a server may stop reading).
+_WATCHED_SEND_SIZE = 65536
 
 
 class _BufferedWebSocket(websocket.WebSocket):
@@ -70,10 +75,24 @@ class _BufferedWebSocket(websocket.WebSocket):
         self.before_block: Optional[Callable[[], None]] = None
         self._frames = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
         self.frame_buffer = self._frames
+        self._messages = _BoundedContinuousFrame(
+            self.cont_frame.fire_cont_frame, self.cont_frame.skip_utf8_validation
+        )
+        self.cont_frame = self._messages
 
     def limit_frames(self, max_size: int) -> None:
-        """Fail (ProtocolError) on a frame announcing more than ``max_size`` bytes."""
+        """Fail (ProtocolError) on a frame announcing more than ``max_size``
+        bytes, or on a fragmented message growing past it."""
         self._frames.max_size = max_size
+        self._messages.max_size = max_size
+
+    def pong(self, payload: Any = "") -> None:
+        """Answer a WebSocket ping (from inside ``recv``). If the peer is gone,
+        what it sent before may still wait in the socket: keep reading it."""
+        try:
+            super().pong(payload)
+        except (OSError, websocket.WebSocketConnectionClosedException):
+            pass
 
     def _recv(self, bufsize: int) -> bytes:
         block = self._block
@@ -102,6 +121,78 @@ class _BoundedFrameBuffer(websocket._abnf.frame_buffer):
                 f"the server sent a {length}-byte frame, over the {self.max_size}-byte "
                 "limit (max_event_size)"
             )
+
+
+class _BoundedContinuousFrame(websocket._abnf.continuous_frame):
+    """websocket-client's message reassembly, refusing a fragmented message
+    that grows past a size limit, and joining fragments once (not copying
+    the message so far for every fragment)."""
+
+    max_size: Optional[int] = None
+
+    def add(self, frame: websocket.ABNF) -> None:
+        data = self.cont_data
+        if data is None:  # the first frame of a message
+            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self.recving_frames = frame.opcode
+            self.cont_data = data = [frame.opcode, [frame.data], len(frame.data)]
+        else:
+            data[1].append(frame.data)
+            data[2] += len(frame.data)
+            if self.max_size is not None and data[2] > self.max_size:
+                raise ProtocolError(
+                    f"the server sent a fragmented message of over {self.max_size} bytes, "
+                    "over the limit (max_event_size)"
+                )
+        if frame.fin:
+            self.recving_frames = None
+
+    def extract(self, frame: websocket.ABNF) -> tuple:
+        data = self.cont_data
+        if data is None:
+            raise websocket.WebSocketProtocolException("No continuation data available")
+        self.cont_data = None
+        parts = data[1]
+        frame.data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return data[0], frame
+
+
+class _Watchdog:
+    """Cuts the connection's socket when a blocking step outlives its time.
+
+    Socket timeouts bound each read or write, not a whole step: a server
+    trickling bytes (or reading very slowly) could stretch an upgrade, a
+    handshake or one large send without limit. This thread waits until the
+    time is up and then shuts the socket down, which wakes the blocked call
+    with an error; ``fired`` tells the caller why it failed.
+    """
+
+    def __init__(self, ws_of: Callable[[], Optional[websocket.WebSocket]], timeout: float) -> None:
+        self.fired = False
+        self._ws_of = ws_of
+        self._timeout = max(timeout, 0.0)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="myshell-watchdog", daemon=True)
+
+    def __enter__(self) -> "_Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        if self._done.wait(self._timeout):
+            return
+        self.fired = True
+        while True:  # during the TCP connect there is no socket to cut yet
+            ws = self._ws_of()
+            if ws is not None and ws.sock is not None:
+                _cut(ws)
+                return
+            if self._done.wait(0.05):
+                return
 
 
 class _Inbox:
@@ -178,23 +269,33 @@ class Connection:
         ``ProtocolError`` for a malformed handshake.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        watchdog = None if timeout is None else _Watchdog(lambda: self._ws, timeout)
         try:
-            self._ws = websocket.create_connection(
-                self.url,
-                timeout=timeout,
-                header=[f"User-Agent: {self._user_agent}"],
-                skip_utf8_validation=True,
-                enable_multithread=True,
-                class_=_BufferedWebSocket,
-                **self._options,
-            )
-            self._handshake(deadline)
-        except MyshellError:
+            with watchdog or contextlib.nullcontext():
+                websocket.create_connection(
+                    self.url,
+                    timeout=timeout,
+                    header=[f"User-Agent: {self._user_agent}"],
+                    skip_utf8_validation=True,
+                    enable_multithread=True,
+                    class_=self._new_websocket,  # type: ignore[arg-type]  # any WebSocket factory
+                    # A redirect could lead a wss:// URL to ws://: never follow one.
+                    redirect_limit=0,
+                    **self._options,
+                )
+                self._handshake(deadline)
+            if watchdog is not None and watchdog.fired:
+                raise self._connect_timeout(timeout)
+        except MyshellError as exc:
             self._discard_socket()
+            if watchdog is not None and watchdog.fired and isinstance(exc, MyshellConnectionError):
+                raise self._connect_timeout(timeout) from exc
             raise
         except Exception as exc:
             self._discard_socket()
-            raise _connect_error(exc, self.url, timeout) from exc
+            if watchdog is not None and watchdog.fired:
+                raise self._connect_timeout(timeout) from exc
+            raise _connect_error(exc, self.url, timeout, self._ws) from exc
         except BaseException:
             self._discard_socket()
             raise
@@ -202,14 +303,26 @@ class Connection:
         assert isinstance(ws, _BufferedWebSocket)
         ws.settimeout(self.ping_interval + self.ping_timeout)
         ws.before_block = self._flush
-        if self._max_frame_size is not None:
-            ws.limit_frames(self._max_frame_size)
         self._reader = threading.Thread(
             target=self._read_loop,
             name=f"myshell-reader-{next(_reader_ids)}",
             daemon=True,
         )
         self._reader.start()
+
+    def _new_websocket(self, **options: Any) -> _BufferedWebSocket:
+        """``create_connection``'s class: kept (and bounded) before it connects."""
+        ws = _BufferedWebSocket(**options)
+        if self._max_frame_size is not None:
+            ws.limit_frames(self._max_frame_size)  # the handshake's frames too
+        self._ws = ws
+        return ws
+
+    def _connect_timeout(self, timeout: Optional[float]) -> ConnectTimeoutError:
+        return ConnectTimeoutError(
+            f"connecting to {self.url} (upgrade and handshake) took longer than {timeout}s; "
+            "raise Timeout.connect or check the server"
+        )
 
     def _handshake(self, deadline: Optional[float]) -> None:
         opened = _codec.decode_open(self._recv_before(deadline, "the open packet"))
@@ -267,7 +380,7 @@ class Connection:
                 f"timed out waiting for {what} from {self.url}; "
                 "raise Timeout.connect or check the server"
             ) from None
-        if frame == "" or frame == b"":  # websocket-client's value for a close frame
+        if frame == "" and not ws.connected:  # websocket-client's value for a close frame
             raise MyshellConnectionError(
                 f"the server closed the connection while we waited for {what}; "
                 "check base_url and try again"
@@ -295,15 +408,31 @@ class Connection:
             self._inboxes.pop(req_id, None)
         self.last_used = time.monotonic()
 
-    def emit(self, event: str, payload: Any) -> None:
-        """Send one Socket.IO event on ``/chat``."""
+    def emit(self, event: str, payload: Any, timeout: Optional[float] = None) -> None:
+        """Send one Socket.IO event on ``/chat``.
+
+        A large frame blocks until the server reads it: with ``timeout``, its
+        send gives up after that many seconds (``MyshellTimeoutError``) and
+        the connection dies.
+        """
         if self._dead is not None:
             raise _copy_error(self._dead)
+        frame = _codec.encode_event(NAMESPACE, event, payload)
+        watchdog = None
+        if timeout is not None and len(frame) > _WATCHED_SEND_SIZE:
+            watchdog = _Watchdog(lambda: self._ws, timeout)
         try:
-            self._send(_codec.encode_event(NAMESPACE, event, payload))
+            with watchdog or contextlib.nullcontext():
+                self._send(frame)
         except MyshellError:
             raise
         except Exception as exc:
+            if watchdog is not None and watchdog.fired:
+                self._die(ConnectionLostError(f"the server stopped reading while we sent {event}"))
+                raise MyshellTimeoutError(
+                    f"sending {event} took longer than {timeout:g}s: the server stopped "
+                    "reading; retry later"
+                ) from exc
             lost = ConnectionLostError(f"could not send {event}: {exc.__class__.__name__}: {exc}")
             self._die(lost)
             raise _copy_error(lost) from exc
@@ -348,7 +477,7 @@ class Connection:
                     if event is not None:
                         route(event[0], event[1] if len(event) > 1 else None)
                     elif frame[0] == EIO_PING:
-                        self._send(_codec.encode_pong(frame))
+                        self._answer(_codec.encode_pong(frame))
                     elif frame[0] == EIO_MESSAGE:
                         self._on_sio(frame[1:])
                     elif frame[0] == EIO_CLOSE:
@@ -356,8 +485,11 @@ class Connection:
                         break
                     elif not _codec.is_eio_type(frame[0]):
                         raise ProtocolError(f"not an Engine.IO packet: {frame!r:.80}")
-                elif frame == "" or frame == b"":
-                    # websocket-client returns "" for a close frame.
+                elif frame.__class__ is str:
+                    # websocket-client returns "" for a close frame (after
+                    # which it is no longer connected) and for an empty text frame.
+                    if ws.connected:
+                        raise ProtocolError("the server sent an empty text frame")
                     error = ConnectionLostError("the server closed the WebSocket")
                     break
                 else:
@@ -367,6 +499,8 @@ class Connection:
             error = exc
         except UnicodeDecodeError:
             error = ProtocolError("the server sent a text frame that is not UTF-8")
+        except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
+            error = ProtocolError(f"the server broke the WebSocket protocol: {exc}")
         except (websocket.WebSocketException, OSError, ValueError) as exc:
             error = ConnectionLostError(
                 f"the connection dropped: {exc.__class__.__name__}: {exc}"
@@ -377,6 +511,17 @@ class Connection:
         if self._closing:
             error = ClientClosedError("client closed: create a new Myshell client")
         self._die(error)
+
+    def _answer(self, frame: str) -> None:
+        """Send a pong or an ack from the reader thread.
+
+        If the peer is gone (reset, closed), frames it sent before may still
+        wait in the socket: keep reading them; the next read fails anyway.
+        """
+        try:
+            self._send(frame)
+        except (ConnectionLostError, websocket.WebSocketConnectionClosedException, OSError) as exc:
+            log.debug("could not answer %r: %s", frame[:20], exc)
 
     def _flush(self) -> None:
         """Hand every pending batch to its consumer (reader thread only)."""
@@ -395,9 +540,9 @@ class Connection:
         ptype = packet.type
         if ptype == _codec.SIO_EVENT or ptype == _codec.SIO_BINARY_EVENT:
             data = packet.data
-            if packet.ack_id is not None:
-                self._send(_codec.encode_ack(NAMESPACE, packet.ack_id))
             self._route(data[0], data[1] if len(data) > 1 else None)
+            if packet.ack_id is not None:
+                self._answer(_codec.encode_ack(NAMESPACE, packet.ack_id))
         elif ptype == _codec.SIO_DISCONNECT:
             raise ConnectionLostError(f"the server left the {NAMESPACE} namespace")
         elif ptype == _codec.SIO_CONNECT_ERROR:
@@ -483,7 +628,7 @@ class Connection:
         if reader.is_alive():
             ws = self._ws
             if ws is not None:
-                ws.abort()
+                _cut(ws)
             reader.join(_ABORT_GRACE)
             if reader.is_alive():
                 log.warning("reader thread %s did not stop in time", reader.name)
@@ -494,14 +639,14 @@ class Connection:
         if self._dead is not None or ws is None:
             return
         if not self._write_lock.acquire(timeout=timeout):
-            ws.abort()  # a send is blocked: the server stopped reading
+            _cut(ws)  # a send is blocked: the server stopped reading
             return
         try:
             ws.settimeout(timeout)
             ws.send(_codec.encode_disconnect(NAMESPACE))
             ws.send_close()
         except Exception:  # the socket may already be gone
-            ws.abort()
+            _cut(ws)
         finally:
             self._write_lock.release()
 
@@ -511,8 +656,24 @@ class Connection:
             ws.shutdown()
 
 
-def _connect_error(exc: BaseException, url: str, timeout: Optional[float]) -> MyshellError:
+def _cut(ws: websocket.WebSocket) -> None:
+    """Shut the socket down, waking any thread blocked on it.
+
+    (websocket-client's ``abort()`` does nothing once a close frame was sent.)
+    """
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
+
+def _connect_error(
+    exc: BaseException, url: str, timeout: Optional[float], ws: Optional[websocket.WebSocket] = None
+) -> MyshellError:
     """Translate a websocket-client/socket exception raised while connecting."""
+    response = getattr(ws, "handshake_response", None)
     if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
         return ConnectTimeoutError(
             f"connecting to {url} took longer than {timeout}s; "
@@ -524,12 +685,21 @@ def _connect_error(exc: BaseException, url: str, timeout: Optional[float]) -> My
             f"{exc.status_code}; check base_url, or try transport=\"http\"",
             status_code=exc.status_code,
         )
+    if response is not None and 300 <= response.status < 400:
+        return MyshellConnectionError(
+            f"the server redirected the WebSocket upgrade at {url} (HTTP {response.status} to "
+            f"{response.headers.get('location')!r}); redirects are not followed, so a wss:// "
+            "URL is never downgraded: check base_url",
+            status_code=response.status,
+        )
     if isinstance(exc, websocket.WebSocketProxyException):
         return MyshellConnectionError(f"the proxy refused the connection: {exc}")
     if isinstance(exc, ssl.SSLError):
         return MyshellConnectionError(f"TLS failed for {url}: {exc}")
     if isinstance(exc, UnicodeDecodeError):
         return ProtocolError("the server sent a text frame that is not UTF-8 during the handshake")
+    if isinstance(exc, (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException)):
+        return ProtocolError(f"the server broke the WebSocket protocol during the handshake: {exc}")
     if isinstance(exc, (OSError, websocket.WebSocketException, ValueError)):
         return MyshellConnectionError(
             f"cannot connect to {url}: {exc.__class__.__name__}: {exc}; "
