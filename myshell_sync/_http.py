@@ -17,13 +17,18 @@ import itertools
 import json
 import logging
 import queue
+import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 
 from ._constants import CHAT_SEND_PATH, CONVERSATION_SCENARIO
 from ._exceptions import (
@@ -50,6 +55,8 @@ SSE_PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 _READ_SIZE = 65536
 _ERROR_BODY_LIMIT = 65536
 _thread_ids = itertools.count(1)
+# The reply whose thread is running here (each reply has a thread of its own).
+_current = threading.local()
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,8 @@ class HttpReply:
         self._request = request
         self.mailbox: "queue.Queue[Batch]" = queue.Queue()
         self._response: Optional[requests.Response] = None
+        # The connection awaiting the response headers (before _response exists).
+        self._conn: Optional[urllib3.connection.HTTPConnection] = None
         self._cancelled = threading.Event()
         self._finished = False  # TEXT_STREAM_PUSH_FINISHED was seen
         #: ``time.monotonic()`` when the response headers arrived.
@@ -136,25 +145,44 @@ class HttpReply:
         self.cancel()
 
     def cancel(self, timeout: float = 1.0) -> None:
-        """Stop the reply: close the response and wait (bounded) for the thread."""
+        """Stop the reply: cut its connection and wait (bounded) for the thread.
+
+        Only the reply's thread closes the response; here the socket is shut
+        down, and only while the reply still holds the connection (the pool
+        may have lent it to another reply since).
+        """
         self._transport.forget(self)
         self._cancelled.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            _shutdown(response)
+            conn = self._conn
+        if conn is not None:
+            _cut_if_held(conn, self)
+        elif response is not None:
+            _shutdown(response)  # a connection this adapter does not track (SOCKS)
         if self.thread is not threading.current_thread():
             self.thread.join(timeout)
 
     # -- the background thread -------------------------------------------------
 
+    def _waiting_on(self, conn: urllib3.connection.HTTPConnection) -> None:
+        """The request went out on ``conn``; its headers are awaited next."""
+        with _holders_lock:
+            _holders[conn] = self
+        with self._lock:
+            self._conn = conn
+        if self._cancelled.is_set():
+            _cut_if_held(conn, self)
+
     def _run(self) -> None:
+        _current.reply = self
         try:
             response = self._post()
             self.connected_at = time.monotonic()
             with self._lock:
                 self._response = response
             if self._cancelled.is_set():
+                _close_quietly(response)
                 return
             try:
                 self._check_status(response)
@@ -191,6 +219,8 @@ class HttpReply:
                     json=body,
                     headers=headers,
                     stream=True,
+                    # A redirect could lead an https:// URL to http://: never follow one.
+                    allow_redirects=False,
                     timeout=(request.connect_timeout, request.read_timeout),
                 )
             except (requests.ConnectTimeout, requests.ConnectionError) as exc:
@@ -206,7 +236,7 @@ class HttpReply:
         token = response.headers.get("refreshed-auth-token")
         if token:
             self._transport._on_token(token)
-        if response.status_code < 400:
+        if response.status_code < 300:
             return
         raise status_error(response, self._request.req_id)
 
@@ -271,6 +301,13 @@ _IGNORED = frozenset(("USER_SENT_MESSAGE_CREATED", "USER_SENT_MESSAGE_REPLYING")
 def status_error(response: requests.Response, req_id: Optional[str] = None) -> MyshellError:
     """The typed error for an HTTP error status (reads a bounded body)."""
     status = response.status_code
+    if 300 <= status < 400:
+        return MyshellConnectionError(
+            f"HTTP {status}: the server redirected to {response.headers.get('Location')!r}; "
+            "redirects are not followed, so an https:// URL is never downgraded: check base_url",
+            status_code=status,
+            req_id=req_id,
+        )
     body = _bounded_body(response)
     reason, message = _json_reason(body)
     detail = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {message}" if message else "")
@@ -387,6 +424,93 @@ def translate_error(exc: BaseException, url: str, connect_timeout: Optional[floa
     if isinstance(exc, UnicodeDecodeError):
         return ProtocolError(f"the server sent an SSE stream that is not UTF-8: {exc}")
     return MyshellError(f"the HTTP reply failed: {exc!r}")
+
+
+class _WatchedConnection:
+    """Tells the running reply which connection awaits the response headers,
+    so that its ``cancel()`` can wake the thread blocked there."""
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        reply = getattr(_current, "reply", None)
+        if reply is not None:
+            reply._waiting_on(self)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _ReleasingPool:
+    """A connection given back to the pool no longer belongs to its reply."""
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            with _holders_lock:
+                _holders.pop(conn, None)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_ReleasingPool, urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_ReleasingPool, urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class CancellableAdapter(HTTPAdapter):
+    """requests' adapter whose connections a reply can cut before any
+    header arrived (for SOCKS proxies the read timeout remains the bound)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+    def close(self) -> None:
+        """Close the idle pooled connections too: urllib3 2.x leaves their
+        sockets to the garbage collector."""
+        for manager in [self.poolmanager, *self.proxy_manager.values()]:
+            pools = manager.pools
+            for key in pools.keys():
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+        super().close()
+
+
+# Which reply holds each tracked connection, from its request until the
+# connection goes back to the pool (urllib3 does that from inside a read once
+# the body is complete, so the reply cannot tell by itself).
+_holders: "weakref.WeakKeyDictionary[Any, HttpReply]" = weakref.WeakKeyDictionary()
+_holders_lock = threading.Lock()
+
+
+def _cut_if_held(conn: urllib3.connection.HTTPConnection, reply: HttpReply) -> None:
+    """Shut ``conn``'s socket down (waking the thread reading it) if ``reply``
+    still holds it."""
+    with _holders_lock:
+        if _holders.get(conn) is not reply:
+            return
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
 
 
 def _shutdown(response: requests.Response) -> None:
