@@ -37,6 +37,8 @@ _MAX_ACK_DIGITS = 100
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
 _raw_decode = json.JSONDecoder().raw_decode
+# What json.loads allows around a value (str.strip() would take any Unicode space).
+_JSON_SPACE = " \t\n\r"
 
 
 class OpenPacket(NamedTuple):
@@ -134,7 +136,7 @@ def decode_event_frame(frame: str, prefix: str) -> Optional[list]:
         data, end = _raw_decode(frame, start)
     except (ValueError, RecursionError):
         raise ProtocolError(f"packet payload is not JSON: {_clip(frame)}") from None
-    if (end != len(frame) and frame[end:].strip()) or not data or data[0].__class__ is not str:
+    if (end != len(frame) and frame[end:].strip(_JSON_SPACE)) or not data or data[0].__class__ is not str:
         raise ProtocolError(f"event payload is not [name, ...]: {_clip(frame)}")
     return data
 

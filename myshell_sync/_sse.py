@@ -200,9 +200,11 @@ class SSEDecoder:
         """Apply one complete line; return the event a blank line dispatches."""
         if not line:
             return self._dispatch()
+        # Checked for comments too, as while the line was unfinished: the
+        # outcome must not depend on where the stream was split.
+        self._check_size(self._data_size + len(line))
         if line.startswith(":"):
             return None  # a comment
-        self._check_size(self._data_size + len(line))
         self._in_event = True
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
