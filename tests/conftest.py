@@ -48,3 +48,21 @@ def client(local_server):
 
     with Myshell(local_server.base_url, captcha_delay=0, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def tls():
+    """A trustme CA: (server SSLContext for 127.0.0.1, path of the CA's PEM file)."""
+    import os
+    import ssl
+    import tempfile
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    with tempfile.TemporaryDirectory() as tmp:
+        ca_file = os.path.join(tmp, "ca.pem")
+        ca.cert_pem.write_to_path(ca_file)
+        yield context, ca_file

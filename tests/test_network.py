@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -117,19 +115,6 @@ def test_socks_without_its_extra_names_the_pip_command(monkeypatch):
 def test_bad_proxy_urls_are_refused(proxy):
     with pytest.raises(ValueError, match="proxy"):
         Myshell("http://127.0.0.1:9", proxy=proxy)
-
-
-@pytest.fixture(scope="module")
-def tls():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    with tempfile.TemporaryDirectory() as tmp:
-        ca_file = os.path.join(tmp, "ca.pem")
-        ca.cert_pem.write_to_path(ca_file)
-        yield context, ca_file
 
 
 @pytest.fixture

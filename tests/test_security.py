@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import subprocess
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -151,19 +149,6 @@ def test_tls_verification_is_on_by_default_on_both_transports():
         http = client._http.get()
         assert http.url.startswith("https://")
         assert http.session.verify is True
-
-
-@pytest.fixture(scope="module")
-def tls():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    with tempfile.TemporaryDirectory() as tmp:
-        ca_file = os.path.join(tmp, "ca.pem")
-        ca.cert_pem.write_to_path(ca_file)
-        yield context, ca_file
 
 
 @pytest.mark.parametrize("transport", ["websocket", "http", "auto"])
