@@ -81,7 +81,6 @@ Messages = Sequence[Mapping[str, str]]
 TRANSPORTS = ("websocket", "http", "auto")
 # WebSocket upgrade statuses after which transport="auto" switches to HTTP.
 _FALLBACK_STATUSES = (403, 404, 426)
-_CLOSED = "client closed: create a new Myshell client"
 _NOT_GIVEN: Any = object()
 
 
@@ -296,7 +295,7 @@ class Myshell:
         if not self._identity.token:
             raise AuthenticationError("energy() needs a logged-in account: pass token= or set MYSHELL_TOKEN")
         if self.closed:
-            raise ClientClosedError(_CLOSED)
+            raise ClientClosedError()
         from ._http import status_error, translate_error
 
         session = self._http.get().session
@@ -387,7 +386,7 @@ class Myshell:
                 "client settings such as proxy go to Myshell(...)"
             )
         if self.closed:
-            raise ClientClosedError(_CLOSED)
+            raise ClientClosedError()
         bot_uid, bot_id = self._resolve(model)
         validate_messages(messages)
         return _Request(
@@ -464,7 +463,7 @@ class Myshell:
         if bot_id is None:  # auto fell back for a model with no known HTTP id
             bot_id = resolve_http_model(request.model, self.http_bot_ids)
         timeout = request.timeout
-        remaining = None if timeout.total is None else timeout.total - (time.monotonic() - started)
+        remaining = _remaining(timeout, started)
         from ._http import HttpRequest
 
         reply = self._http.get().start(
@@ -494,7 +493,7 @@ class Myshell:
         assert request.bot_uid is not None
         timeout = request.timeout
         for attempt in itertools.count():
-            remaining = None if timeout.total is None else timeout.total - (time.monotonic() - started)
+            remaining = _remaining(timeout, started)
             conn = self._pool.acquire(request.bot_uid, _min(timeout.connect, remaining))
             try:
                 mailbox = conn.register(request.req_id)
@@ -519,7 +518,7 @@ class Myshell:
         assert conn.connected_at is not None
         wait = conn.connected_at + self.captcha_delay - time.monotonic()
         if wait > 0 and self._pool.wait_closed(wait):
-            raise ClientClosedError(_CLOSED)
+            raise ClientClosedError()
 
     def _text_chat_payload(self, request: _Request) -> Dict[str, Any]:
         payload: Dict[str, Any] = {
@@ -600,7 +599,7 @@ class _HttpHolder:
     def get(self) -> "HttpTransport":
         with self._lock:
             if self._closed:
-                raise ClientClosedError(_CLOSED)
+                raise ClientClosedError()
             if self._transport is None:
                 self._transport = self._factory()
             return self._transport
@@ -793,6 +792,11 @@ def _non_negative(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"{name} must be a number >= 0, not {value!r}")
     return float(value)
+
+
+def _remaining(timeout: Timeout, started: float) -> Optional[float]:
+    """What is left of ``Timeout.total`` for a call that began at ``started``."""
+    return None if timeout.total is None else timeout.total - (time.monotonic() - started)
 
 
 def _min(*values: Optional[float]) -> Optional[float]:

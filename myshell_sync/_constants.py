@@ -38,9 +38,6 @@ WAIT_SLICE = 0.2
 DEFAULT_IDLE_CLOSE = 60.0
 # How long close() waits for the server's close frame and for threads to end.
 DEFAULT_CLOSE_TIMEOUT = 5.0
-# Used until the server's open packet says otherwise (spec example values).
-DEFAULT_PING_INTERVAL = 25.0
-DEFAULT_PING_TIMEOUT = 20.0
 
 # -- HTTP transport (PROTOCOL.md sections 2 and 3) ---------------------------
 CHAT_SEND_PATH = "/v1/bot/chat/send_message"

@@ -103,6 +103,9 @@ class ProtocolError(MyshellError):
 class ClientClosedError(MyshellError):
     """The client was closed; create a new one."""
 
+    def __init__(self, message: str = "client closed: create a new Myshell client", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
 
 class MyshellConnectionError(MyshellError, ConnectionError):
     """Could not connect to the server or finish the handshake.

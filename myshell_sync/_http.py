@@ -102,7 +102,7 @@ class HttpTransport:
         reply = HttpReply(self, request)
         with self._lock:
             if self._closed.is_set():
-                raise ClientClosedError("client closed: create a new Myshell client")
+                raise ClientClosedError()
             self._active.add(reply)
         reply.thread.start()
         return reply
@@ -117,7 +117,7 @@ class HttpTransport:
             replies = list(self._active)
             self._active.clear()
         for reply in replies:
-            reply.fail(ClientClosedError("client closed: create a new Myshell client"))
+            reply.fail(ClientClosedError())
 
 
 class HttpReply:
@@ -228,7 +228,7 @@ class HttpReply:
                 if not _never_sent(exc) or attempt >= transport._max_retries:
                     raise
                 if transport._closed.wait(transport._backoff(attempt)) or self._cancelled.is_set():
-                    raise ClientClosedError("client closed: create a new Myshell client") from exc
+                    raise ClientClosedError() from exc
                 log.info("HTTP connect failed (%s); retry %d", exc, attempt + 1)
         raise AssertionError("unreachable")
 

@@ -27,8 +27,6 @@ log = logging.getLogger("myshell_sync")
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 
-_CLOSED_MESSAGE = "client closed: create a new Myshell client"
-
 
 def backoff_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based): the capped
@@ -131,7 +129,7 @@ class Pool:
                 self._start_janitor()
                 return conn
         conn.close(0.5)
-        raise ClientClosedError(_CLOSED_MESSAGE)
+        raise ClientClosedError()
 
     def release(self, conn: Connection, bot_uid: str) -> None:
         """Give back ``conn`` after a request to ``bot_uid`` ended."""
@@ -161,7 +159,7 @@ class Pool:
 
     def _check_usable(self) -> None:
         if self._closed.is_set():
-            raise ClientClosedError(_CLOSED_MESSAGE)
+            raise ClientClosedError()
         if not _AT_FORK and os.getpid() != self._pid:
             self._after_fork()
 
@@ -172,14 +170,14 @@ class Pool:
                 return self._open_connection(timeout)
             except MyshellConnectionError as exc:
                 if self._closed.is_set():
-                    raise ClientClosedError(_CLOSED_MESSAGE) from exc
+                    raise ClientClosedError() from exc
                 if attempt >= self.max_retries:
                     raise
                 delay = backoff_delay(attempt)
                 log.info("connect failed (%s); retry %d in %.2fs", exc, attempt + 1, delay)
                 attempt += 1
                 if self._closed.wait(delay):
-                    raise ClientClosedError(_CLOSED_MESSAGE) from exc
+                    raise ClientClosedError() from exc
 
     # -- idle connections ----------------------------------------------------
 

@@ -211,11 +211,6 @@ def _unstreamed_rest(final_text: Any, parts: List[str]) -> str:
     return ""
 
 
-def _clip(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:80] + "..."
-
-
 def _server_message(payload: Any) -> str:
     if isinstance(payload, dict):
         message = payload.get("message")

@@ -17,13 +17,14 @@ import re
 from typing import Any, List, NamedTuple, Optional
 
 from ._codec import _clip
+from ._constants import DEFAULT_MAX_EVENT_SIZE
 from ._exceptions import ProtocolError
 
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEDecoder", "ServerSentEvent", "encode_sse"]
 
-# An event (its data so far plus the line being read) may hold this many
-# characters; the stream is refused beyond it rather than grow memory.
-DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+# An event (its data so far plus the line being read) may hold up to
+# DEFAULT_MAX_EVENT_SIZE characters; the stream is refused beyond it rather
+# than grow memory.
 
 _LINE_END = re.compile(r"[\r\n]")
 _BOM = "\ufeff"

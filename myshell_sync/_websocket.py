@@ -509,7 +509,7 @@ class Connection:
             log.exception("reader thread failed")
             error = MyshellError(f"the reader thread failed: {exc!r}")
         if self._closing:
-            error = ClientClosedError("client closed: create a new Myshell client")
+            error = ClientClosedError()
         self._die(error)
 
     def _answer(self, frame: str) -> None:
