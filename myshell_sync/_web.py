@@ -7,15 +7,50 @@ streaming body; see ``examples/flask_app.py`` and ``examples/django_view.py``.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Generator, Iterable, Iterator, Optional
+import json
+import logging
+from typing import Any, Dict, Generator, Iterable, Iterator, Optional, Type
 
-from ._exceptions import MyshellError
+from ._exceptions import (
+    AuthenticationError,
+    CaptchaRequiredError,
+    ClientClosedError,
+    ConnectionLostError,
+    InsufficientEnergyError,
+    MyshellConnectionError,
+    MyshellError,
+    MyshellTimeoutError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    UnsupportedModelError,
+)
 from ._sse import encode_sse
 
 __all__ = ["to_sse"]
 
+log = logging.getLogger("myshell_sync")
+
 END_EVENT = "end"
 ERROR_EVENT = "error"
+
+GENERIC_MESSAGE = "Something went wrong. Please try again later."
+#: Error class -> the sentence an ``error`` event shows the end user. A class
+#: not listed gets the entry of its nearest listed base class (its MRO).
+SAFE_MESSAGES: Dict[Type[MyshellError], str] = {
+    MyshellError: GENERIC_MESSAGE,
+    UnsupportedModelError: "This bot is not available.",
+    AuthenticationError: "The chat service is not available right now. Please try again later.",
+    CaptchaRequiredError: "The bot is busy. Please try again in a minute.",
+    InsufficientEnergyError: "The bot cannot answer any more today. Please try again later.",
+    ServerError: "The bot could not answer. Please try again later.",
+    RateLimitError: "Too many requests. Please wait a moment and try again.",
+    ProtocolError: "The bot's answer could not be read. Please try again.",
+    ClientClosedError: "The chat service is restarting. Please try again in a moment.",
+    MyshellConnectionError: "The bot cannot be reached right now. Please try again later.",
+    ConnectionLostError: "The connection to the bot was lost. Please try again.",
+    MyshellTimeoutError: "The bot took too long to answer. Please try again.",
+}
 
 
 def to_sse(chunks: Iterable[str]) -> Generator[str, None, None]:
@@ -25,8 +60,12 @@ def to_sse(chunks: Iterable[str]) -> Generator[str, None, None]:
     line; a newline inside a chunk becomes a second ``data:`` line, which a
     browser joins back with ``\\n``). After the last chunk comes one
     ``event: end`` event (empty data). If the source raises ``MyshellError``,
-    an ``event: error`` event carrying its message ends the stream instead;
-    other exceptions propagate. ``iter(chunks)`` is taken at once.
+    an ``event: error`` event ends the stream instead; its data is JSON,
+    ``{"error": <class name>, "message": <sentence for the end user>}``, the
+    sentence chosen by class from ``SAFE_MESSAGES`` and never the exception's
+    own text (it may name the base URL or the proxy). The exception's class
+    and message are logged as a WARNING on the ``myshell_sync`` logger.
+    Other exceptions propagate. ``iter(chunks)`` is taken at once.
 
     Closing the returned generator (started or not) closes the source
     iterator if it has ``close()``: a WSGI server closes the response
@@ -43,11 +82,25 @@ def _events(source: Iterator[str]) -> Generator[str, None, None]:
                 raise TypeError(f"to_sse() needs str chunks, not {type(chunk).__name__}")
             yield encode_sse(chunk)
     except MyshellError as exc:
-        yield encode_sse(str(exc) or type(exc).__name__, event=ERROR_EVENT)
+        log.warning("to_sse: the reply failed, sent an error event: %s: %s", type(exc).__name__, exc)
+        yield encode_sse(_error_data(exc), event=ERROR_EVENT)
         return
     finally:
         _close(source)
     yield encode_sse("", event=END_EVENT)
+
+
+def safe_message(error: MyshellError) -> str:
+    """The ``SAFE_MESSAGES`` sentence for ``error``'s class or its nearest base."""
+    for cls in type(error).__mro__:
+        message = SAFE_MESSAGES.get(cls)
+        if message is not None:
+            return message
+    return GENERIC_MESSAGE
+
+
+def _error_data(error: MyshellError) -> str:
+    return json.dumps({"error": type(error).__name__, "message": safe_message(error)})
 
 
 class _SSEGenerator(Generator[str, Any, None]):

@@ -4,7 +4,11 @@ headless Chromium), Django through its test client."""
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import socket
+import shutil
 import re
 import signal
 import subprocess
@@ -12,18 +16,31 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import requests
 
-from myshell_sync import Myshell, ServerError, to_sse
+from myshell_sync import (
+    CaptchaRequiredError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    MyshellConnectionError,
+    MyshellError,
+    Myshell,
+    ServerError,
+    to_sse,
+)
 from myshell_sync._sse import SSEDecoder, ServerSentEvent
+from myshell_sync._web import GENERIC_MESSAGE, SAFE_MESSAGES
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 from helpers import load_example
 
 CHROMIUM = Path("/usr/bin/chromium")
+NODE = shutil.which("node")
+PAGE = Path(__file__).resolve().parent.parent / "examples" / "chat_page.html"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
+FAKE_TOKEN = "sk-live-7f3a9c0e1b2d4f6a8c0e"  # token-shaped; must never reach a browser
 
 
 def decode(text: str) -> List[ServerSentEvent]:
@@ -73,10 +90,65 @@ def test_myshell_error_becomes_an_error_event_and_ends_the_stream():
         raise ServerError("the bot fell over\nbadly")
 
     events = decode("".join(to_sse(source())))
-    assert [(e.event, e.data) for e in events] == [
-        ("message", "partial "),
-        ("error", "the bot fell over\nbadly"),
-    ]
+    assert [e.event for e in events] == ["message", "error"]
+    assert events[0].data == "partial "
+    assert events[1].json() == {"error": "ServerError", "message": SAFE_MESSAGES[ServerError]}
+
+
+def test_the_error_event_hides_the_details_and_the_log_has_them(caplog):
+    detail = (f"upstream https://api.internal.example:8443/v1 via proxy squid.corp.example:3128 "
+              f"refused {FAKE_TOKEN}")
+
+    def source() -> Iterator[str]:
+        yield "partial "
+        raise ServerError(detail, req_id="req-42")
+
+    caplog.set_level(logging.WARNING, logger="myshell_sync")
+    body = "".join(to_sse(source()))
+    for secret in ("api.internal.example", "8443", "squid.corp.example", "3128", FAKE_TOKEN, "req-42"):
+        assert secret not in body
+    error = decode(body)[-1]
+    assert error.event == "error"
+    assert error.json() == {"error": "ServerError",
+                            "message": "The bot could not answer. Please try again later."}
+    [record] = [r for r in caplog.records if r.name == "myshell_sync"]
+    assert record.levelno == logging.WARNING
+    assert "ServerError" in record.getMessage() and detail in record.getMessage()
+
+
+class FlakyServerError(ServerError):
+    """A subclass the table does not list."""
+
+
+class HomeMadeError(MyshellError):
+    """A direct MyshellError subclass the table does not list."""
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (FlakyServerError("x"), SAFE_MESSAGES[ServerError]),
+        (ConnectionLostError("x"), SAFE_MESSAGES[ConnectionLostError]),
+        (ConnectTimeoutError("x"), SAFE_MESSAGES[MyshellConnectionError]),  # nearest in the MRO
+        (HomeMadeError("x"), GENERIC_MESSAGE),
+        (MyshellError("x"), GENERIC_MESSAGE),
+    ],
+    ids=["subclass", "own-entry", "mro", "unlisted", "base"],
+)
+def test_a_class_without_its_own_message_gets_its_nearest_parents(error, message):
+    def source() -> Iterator[str]:
+        raise error
+        yield  # a generator
+
+    [event] = decode("".join(to_sse(source())))
+    assert event.json() == {"error": type(error).__name__, "message": message}
+
+
+def test_every_safe_message_is_a_plain_sentence():
+    assert SAFE_MESSAGES[MyshellError] == GENERIC_MESSAGE
+    for cls, message in SAFE_MESSAGES.items():
+        assert issubclass(cls, MyshellError)
+        assert message[:1].isupper() and message.endswith(".") and "\n" not in message
 
 
 def test_other_exceptions_propagate():
@@ -167,15 +239,17 @@ def serve_wsgi(app: Any) -> Iterator[str]:
 
 @pytest.fixture
 def flask_site() -> Iterator[Callable[..., Tuple[str, LocalMyshellServer, Myshell]]]:
-    """``start(transport=..., **switches)`` -> (url, server, client); all stopped after."""
+    """``start(transport=..., path=..., proxy=..., **switches)`` -> (url, server, client); all
+    stopped after. ``path`` is appended to the server's base URL."""
     pytest.importorskip("flask")
     flask_app = load_example("flask_app")
     with contextlib.ExitStack() as stack:
 
-        def start(transport: str = "websocket", **switches: Any) -> Tuple[str, LocalMyshellServer, Myshell]:
+        def start(transport: str = "websocket", path: str = "", proxy: Optional[str] = None,
+                  **switches: Any) -> Tuple[str, LocalMyshellServer, Myshell]:
             server = stack.enter_context(LocalMyshellServer(**switches))
-            client = stack.enter_context(
-                Myshell(server.base_url, captcha_delay=0, timeout=10, transport=transport))
+            client = stack.enter_context(Myshell(server.base_url + path, captcha_delay=0, timeout=10,
+                                                 transport=transport, proxy=proxy))
             url = stack.enter_context(serve_wsgi(flask_app.create_app(client)))
             return url, server, client
 
@@ -240,12 +314,46 @@ def test_flask_first_chunk_arrives_before_the_bot_is_done(flask_site):
     assert len(server.completed) == 1
 
 
+def flask_events(url: str, prompt: str = "hi") -> List[ServerSentEvent]:
+    with requests.get(url + "/stream", params={"prompt": prompt}, stream=True, timeout=10) as response:
+        return EventReader(response).rest()
+
+
 def test_flask_error_event(flask_site):
     url, _, _ = flask_site(captcha_window=60.0)
-    with requests.get(url + "/stream", params={"prompt": "hi"}, stream=True, timeout=10) as response:
-        events = EventReader(response).rest()
+    events = flask_events(url)
     assert [e.event for e in events] == ["error"]
-    assert "captcha" in events[0].data
+    assert events[0].json() == {"error": "CaptchaRequiredError",
+                                "message": SAFE_MESSAGES[CaptchaRequiredError]}
+    assert "captcha_delay" not in events[0].data  # the library's advice is for the developer
+
+
+def test_flask_error_event_hides_the_base_url_and_a_token_in_it(flask_site, caplog):
+    caplog.set_level(logging.WARNING, logger="myshell_sync")
+    url, server, client = flask_site(path=f"/{FAKE_TOKEN}")  # /<token>/ws/ is a 404
+    port = str(server.port)
+    events = flask_events(url)
+    assert [e.event for e in events] == ["error"]
+    assert events[0].json() == {"error": "MyshellConnectionError",
+                                "message": SAFE_MESSAGES[MyshellConnectionError]}
+    for secret in (FAKE_TOKEN, port, "127.0.0.1", "ws://"):
+        assert secret not in events[0].data
+    logged = [r.getMessage() for r in caplog.records if r.name == "myshell_sync"
+              and r.levelno == logging.WARNING and "MyshellConnectionError" in r.getMessage()]
+    assert any(FAKE_TOKEN in text and port in text for text in logged), logged
+
+
+def test_flask_error_event_hides_the_proxy(flask_site, caplog):
+    with socket.socket() as sock:  # a proxy port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        proxy_port = str(sock.getsockname()[1])
+    caplog.set_level(logging.WARNING, logger="myshell_sync")
+    url, _, _ = flask_site(transport="http", proxy=f"http://localhost:{proxy_port}")
+    events = flask_events(url)
+    assert [e.event for e in events] == ["error"]
+    assert events[0].json()["error"] == "MyshellConnectionError"
+    assert proxy_port not in events[0].data and "localhost" not in events[0].data
+    assert any(proxy_port in r.getMessage() for r in caplog.records if r.name == "myshell_sync")
 
 
 def test_flask_closing_the_connection_cancels_the_http_upstream(flask_site):
@@ -303,6 +411,52 @@ def test_flask_page_in_headless_chromium(flask_site, tmp_path):
     assert reply.group(1) == "samantha: hello from chromium"
     assert re.search(r'<p id="status"[^>]*>done</p>', text)
     assert len(server.requests) == 1  # the page closed its EventSource: no reconnect
+
+
+# ---------------------------------------------------------------------------
+# The page's script in Node, with a fake DOM and EventSource
+
+PAGE_HARNESS = r"""
+const elements = {};
+const element = (id) => (elements[id] ??= {id, value: "", className: "", textContent: "",
+                                           addEventListener() {}});
+globalThis.document = {getElementById: element};
+globalThis.location = {search: "?prompt=hi"};
+const sources = [];
+globalThis.EventSource = class {
+  constructor(url) { this.url = url; this.listeners = {}; sources.push(this); }
+  addEventListener(name, fn) { this.listeners[name] = fn; }
+  close() { this.closed = true; }
+};
+eval(require("fs").readFileSync(0, "utf8"));
+const [source] = sources;
+source.onmessage({data: "partial"});
+source.listeners.error(JSON.parse(process.argv[1]));
+console.log(JSON.stringify({status: elements.status.textContent, reply: elements.reply.textContent,
+                            closed: source.closed === true}));
+"""
+
+
+def page_after_error(event: Dict[str, Any]) -> Dict[str, Any]:
+    """What the page shows after a chunk and then ``event`` (an ``error`` event's fields)."""
+    script = re.search(r"<script>(.*?)</script>", PAGE.read_text(encoding="utf-8"), re.S)
+    assert script is not None
+    result = subprocess.run([str(NODE), "-e", PAGE_HARNESS, json.dumps(event)], input=script.group(1),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(NODE is None, reason="needs node")
+def test_page_shows_the_safe_message_of_an_error_event():
+    data = json.dumps({"error": "ServerError", "message": SAFE_MESSAGES[ServerError]})
+    shown = page_after_error({"data": data})
+    assert shown == {"status": "error: " + SAFE_MESSAGES[ServerError], "reply": "partial", "closed": True}
+
+
+@pytest.mark.skipif(NODE is None, reason="needs node")
+def test_page_reports_a_lost_connection():
+    assert page_after_error({})["status"] == "error: connection lost"  # a network error has no data
 
 
 # ---------------------------------------------------------------------------
