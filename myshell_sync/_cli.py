@@ -170,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; return the exit status."""
+    _replace_unencodable(sys.stdout, "replace")
+    _replace_unencodable(sys.stderr, "backslashreplace")
     if threading.current_thread() is threading.main_thread():
         # A background job inherits SIGINT as ignored; Ctrl-C must still work.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -191,6 +193,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MyshellError as exc:
         _error_line(_describe(exc))
         return exit_code_for(exc)
+
+
+# Error handlers under which writing to a text stream never raises.
+_NON_RAISING_ERRORS = frozenset({"replace", "backslashreplace", "xmlcharrefreplace", "namereplace", "ignore"})
+
+
+def _replace_unencodable(stream: Optional[IO[str]], errors: str) -> None:
+    """Make ``stream`` write what its encoding cannot hold (a lone surrogate;
+    any non-ASCII character on an ASCII stdout) with ``errors`` instead of
+    raising ``UnicodeEncodeError``. A handler that never raises is kept."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if getattr(stream, "errors", None) in _NON_RAISING_ERRORS or not callable(reconfigure):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        reconfigure(errors=errors)
 
 
 def _quiet_sigint() -> None:
@@ -405,7 +422,7 @@ def _reply(client: Myshell, args: argparse.Namespace, messages: List[Dict[str, s
 
 def _json_writer(out: IO[str]) -> Callable[[Dict[str, Any]], None]:
     def emit(obj: Dict[str, Any]) -> None:
-        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        out.write(json.dumps(obj) + "\n")  # ASCII: any stdout can encode it, losing nothing
         out.flush()
 
     return emit

@@ -7,6 +7,7 @@ it with ``--base-url``. ``--local`` runs start the CLI's own embedded server.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pty
@@ -17,11 +18,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
 from myshell_sync import Myshell, models
+from myshell_sync import _cli
 from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 
@@ -151,6 +154,87 @@ def test_http_transport(server):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "assistant: over http\n"
     assert len(server.http_requests) == 1 and server.requests == []
+
+
+# ---------------------------------------------------------------------------
+# Output encoding: what stdout cannot encode is replaced, never a traceback
+
+NON_ASCII_PROMPT = "caf\u00e9 \u2615 \u65e5\u672c \U0001f600"
+MODES = pytest.mark.parametrize("mode", [[], ["--json"], ["--no-stream"]], ids=["plain", "json", "no-stream"])
+
+
+def run_cli_bytes(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """``run_cli`` with extra environment variables, stdout and stderr as bytes."""
+    return subprocess.run([str(CLI), *args], capture_output=True, timeout=30,
+                          env=child_env(**env), stdin=subprocess.DEVNULL)
+
+
+def check_output(mode: List[str], stdout: str, reply: str, shown: str) -> None:
+    """``stdout`` is ``reply`` as ``mode`` prints it, the text printed as ``shown``."""
+    if mode == ["--json"]:
+        events = [json.loads(line) for line in stdout.splitlines()]
+        assert "".join(e["text"] for e in events[:-1]) == reply  # JSON loses nothing
+        assert events[-1]["type"] == "end" and events[-1]["text"] == reply
+    else:
+        assert stdout == shown + "\n"
+
+
+@MODES
+def test_chat_replaces_what_an_ascii_stdout_cannot_encode(server, mode):
+    reply = "samantha: " + NON_ASCII_PROMPT
+    result = run_cli_bytes("chat", NON_ASCII_PROMPT, *mode, *remote(server), PYTHONIOENCODING="ascii")
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"Traceback" not in result.stderr and result.stderr == b""
+    check_output(mode, result.stdout.decode("ascii"), reply, reply.encode("ascii", "replace").decode())
+
+
+@MODES
+def test_chat_prints_non_ascii_unchanged_when_stdout_can_encode_it(server, mode):
+    reply = "samantha: " + NON_ASCII_PROMPT
+    result = run_cli_bytes("chat", NON_ASCII_PROMPT, *mode, *remote(server), PYTHONIOENCODING="utf-8")
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    check_output(mode, result.stdout.decode("utf-8"), reply, reply)
+
+
+LONE_SURROGATE_CHUNKS = ["samantha: ", "half \ud83d", " emoji"]
+
+
+class FakeStream:
+    """What ``_reply`` reads of a ``Stream``: its chunks, then text, req_id, timings."""
+
+    def __init__(self, chunks: List[str]) -> None:
+        self._chunks = chunks
+        self.text = "".join(chunks)
+        self.req_id = "req-1"
+        self.timings = SimpleNamespace(connect=0.0, first_chunk=0.0, total=0.0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chunks)
+
+
+class SurrogateClient:
+    """A stand-in for ``Myshell`` whose reply holds a lone surrogate, which the
+    local server cannot be made to send (a prompt cannot carry one: its
+    request signature cannot encode it)."""
+
+    def stream(self, model: Optional[str], messages: List[Dict[str, str]]) -> Any:
+        return contextlib.nullcontext(FakeStream(LONE_SURROGATE_CHUNKS))
+
+
+@MODES
+def test_chat_replaces_a_lone_surrogate_on_a_utf8_stdout(monkeypatch, mode):
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # errors="strict"
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(_cli, "_client", lambda args: contextlib.nullcontext(SurrogateClient()))
+    assert _cli.main(["chat", "hi", *mode]) == 0
+    stdout.flush()
+    stderr.flush()
+    reply = "".join(LONE_SURROGATE_CHUNKS)
+    check_output(mode, stdout.buffer.getvalue().decode("utf-8"), reply,
+                 reply.encode("utf-8", "replace").decode("utf-8"))
+    assert stderr.buffer.getvalue() == b""
 
 
 # ---------------------------------------------------------------------------
