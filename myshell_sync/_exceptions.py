@@ -17,12 +17,13 @@
 
 Errors raised while a reply is streaming carry ``partial_text`` (the text
 already yielded) and ``req_id`` (the request's id). Messages never contain
-the account token.
+the account token. Every error survives ``pickle`` (a process pool returns
+it typed, attributes and all).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Tuple, Type
 
 __all__ = [
     "MyshellError",
@@ -60,6 +61,19 @@ class MyshellError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # The default calls type(self)(*self.args): the subclass __init__ with
+        # the message alone, a TypeError for any __init__ that takes something
+        # else (UnsupportedModelError). Rebuild from the class and attributes.
+        return _rebuild, (type(self), self.args), self.__dict__.copy()
+
+
+def _rebuild(cls: Type[MyshellError], args: Tuple[Any, ...]) -> MyshellError:
+    """Unpickle an error without calling its ``__init__`` (its state follows)."""
+    error = cls.__new__(cls)
+    error.args = args  # OSError.__new__ leaves args to __init__
+    return error
 
 
 class UnsupportedModelError(MyshellError, ValueError):
