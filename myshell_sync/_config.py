@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import ssl
 import urllib.parse
@@ -17,7 +18,17 @@ from ._constants import (
 __all__ = ["Timeout", "TimeoutTypes", "ProxyConfig", "parse_proxy", "environment_proxy", "tls_options"]
 
 
-@dataclass(frozen=True)
+class _Unset(enum.Enum):
+    """The type of ``_UNSET``: a keyword the caller did not pass."""
+
+    UNSET = "UNSET"
+
+
+_UNSET = _Unset.UNSET
+_Seconds = Optional[float]  # an int is fine too
+
+
+@dataclass(frozen=True, init=False)
 class Timeout:
     """How long each wait may last, in seconds; ``None`` means no limit.
 
@@ -25,33 +36,65 @@ class Timeout:
     - ``first_chunk``: from sending the request to its first event.
     - ``idle``: silence between two events of one reply.
     - ``total``: the whole reply, connect included.
+
+    ``Timeout(5)`` sets ``connect``, ``first_chunk`` and ``idle`` to 5 (not
+    ``total``: it stays None, as with ``timeout=5``); ``Timeout(None)`` lifts
+    those three limits. Keyword arguments override the positional value.
+    ``Timeout()`` gives the defaults (``repr(Timeout())`` shows them).
     """
 
-    connect: Optional[float] = DEFAULT_CONNECT_TIMEOUT
-    first_chunk: Optional[float] = DEFAULT_FIRST_CHUNK_TIMEOUT
-    idle: Optional[float] = DEFAULT_IDLE_TIMEOUT
-    total: Optional[float] = None
+    connect: Optional[float]
+    first_chunk: Optional[float]
+    idle: Optional[float]
+    total: Optional[float]
 
-    def __post_init__(self) -> None:
-        for name in ("connect", "first_chunk", "idle", "total"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Timeout.{name} must be a number or None, not {value!r}")
-            if not value > 0:
-                raise ValueError(f"Timeout.{name} must be > 0 (or None for no limit), not {value!r}")
+    def __init__(
+        self,
+        default: Union[_Seconds, _Unset] = _UNSET,
+        *,
+        connect: Union[_Seconds, _Unset] = _UNSET,
+        first_chunk: Union[_Seconds, _Unset] = _UNSET,
+        idle: Union[_Seconds, _Unset] = _UNSET,
+        total: _Seconds = None,
+    ) -> None:
+        if default is _UNSET:
+            fallbacks: Tuple[_Seconds, ...] = (
+                DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_CHUNK_TIMEOUT, DEFAULT_IDLE_TIMEOUT)
+        else:
+            _check_seconds("Timeout(default)", default)
+            fallbacks = (default, default, default)
+        given = {"connect": connect, "first_chunk": first_chunk, "idle": idle}
+        for (name, value), fallback in zip(given.items(), fallbacks):
+            if value is _UNSET:
+                value = fallback
+            else:
+                _check_seconds(f"Timeout {name}=", value)
+            object.__setattr__(self, name, value)
+        _check_seconds("Timeout total=", total)
+        object.__setattr__(self, "total", total)
 
     @classmethod
     def coerce(cls, value: "TimeoutTypes") -> "Timeout":
-        """A ``Timeout`` from a ``Timeout``, or a number used for the three waits."""
+        """A ``Timeout`` from a ``Timeout``, or ``Timeout(value)`` from a
+        number of seconds or None."""
         if isinstance(value, Timeout):
             return value
-        if value is None:
-            return cls(None, None, None, None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"timeout must be a number or a Timeout, not {value!r}")
-        return cls(connect=value, first_chunk=value, idle=value)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(
+                f"timeout must be a number of seconds, None (no limit) or a Timeout; got {value!r}")
+        _check_seconds("timeout", value)
+        return cls(value)
+
+
+def _check_seconds(what: str, value: object) -> None:
+    """Raise TypeError or ValueError, saying what to pass, unless ``value``
+    is a number of seconds > 0 or None."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, or None for no limit; got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{what} must be > 0 seconds, or None for no limit; got {value!r}")
 
 
 TimeoutTypes = Union[Timeout, float, int, None]
