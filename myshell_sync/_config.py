@@ -1,4 +1,4 @@
-"""Configuration value objects: timeouts and proxies."""
+"""Configuration value objects: timeouts, proxies and TLS verification."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from ._constants import (
     DEFAULT_IDLE_TIMEOUT,
 )
 
-__all__ = ["Timeout", "TimeoutTypes", "ProxyConfig", "parse_proxy", "environment_proxy", "tls_options"]
+__all__ = [
+    "Timeout",
+    "TimeoutTypes",
+    "ProxyConfig",
+    "parse_proxy",
+    "environment_proxy",
+    "VerifyTypes",
+    "check_verify",
+    "tls_options",
+]
 
 
 class _Unset(enum.Enum):
@@ -200,21 +209,29 @@ def environment_proxy(url: str) -> Optional[ProxyConfig]:
     return parse_proxy(chosen)
 
 
-def tls_options(verify: Union[bool, str]) -> Dict[str, Any]:
-    """``sslopt`` for websocket-client from requests-style ``verify``."""
+VerifyTypes = Union[bool, str, ssl.SSLContext]
+
+
+def tls_options(verify: VerifyTypes) -> Dict[str, Any]:
+    """``sslopt`` for websocket-client from a ``check_verify`` value."""
     if verify is True:
         return {}
     if verify is False:
         return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    if isinstance(verify, ssl.SSLContext):
+        return {"context": verify}  # used as is: its verify_mode, CAs, hostname check
     return {"ca_certs": verify}
 
 
-def check_verify(verify: Any) -> Union[bool, str]:
-    if isinstance(verify, bool):
+def check_verify(verify: Any) -> VerifyTypes:
+    """``verify`` as both transports take it: a bool, a CA bundle path (as
+    a str) or an ``ssl.SSLContext`` (as is)."""
+    if isinstance(verify, (bool, ssl.SSLContext)):
         return verify
     if isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
         if not os.path.exists(path):
             raise ValueError(f"verify={path!r}: no such CA bundle file")
         return path
-    raise TypeError(f"verify must be True, False or a CA bundle path, not {verify!r}")
+    raise TypeError(
+        f"verify must be True, False, a CA bundle path or an ssl.SSLContext, not {verify!r}")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import ssl
+from pathlib import Path
 
 import pytest
+import websocket._http
 
 from myshell_sync import Timeout
+from myshell_sync._config import check_verify, tls_options
 from myshell_sync._constants import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FIRST_CHUNK_TIMEOUT,
@@ -99,3 +103,64 @@ def test_timeout_is_an_immutable_hashable_value():
     assert pickle.loads(pickle.dumps(timeout)) == timeout
     assert dataclasses.replace(timeout, idle=1) == Timeout(5, idle=1, total=60)
     assert repr(timeout) == "Timeout(connect=5, first_chunk=5, idle=5, total=60)"
+
+
+# ----------------------------------------------------------------------
+# verify
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text("not parsed here")
+    return path
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_check_verify_keeps_a_bool(value):
+    assert check_verify(value) is value
+
+
+def test_check_verify_gives_a_bundle_path_as_a_string(bundle):
+    assert check_verify(str(bundle)) == str(bundle)
+    assert check_verify(bundle) == str(bundle)  # any os.PathLike
+
+
+def test_check_verify_refuses_a_missing_bundle(tmp_path):
+    with pytest.raises(ValueError, match="no such CA bundle file"):
+        check_verify(str(tmp_path / "missing.pem"))
+
+
+def test_check_verify_keeps_an_ssl_context():
+    context = ssl.create_default_context()
+    assert check_verify(context) is context
+
+
+@pytest.mark.parametrize("value", [None, 1, b"/etc/ssl/ca.pem", ssl.create_default_context])
+def test_check_verify_says_what_it_accepts(value):
+    with pytest.raises(TypeError, match=r"verify must be True, False, a CA bundle path or an ssl\.SSLContext"):
+        check_verify(value)
+
+
+def test_tls_options_for_each_kind_of_verify(bundle):
+    assert tls_options(True) == {}  # websocket-client verifies by default
+    assert tls_options(False) == {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    assert tls_options(str(bundle)) == {"ca_certs": str(bundle)}
+    context = ssl.create_default_context()
+    assert tls_options(context) == {"context": context}
+
+
+def test_websocket_client_wraps_the_socket_with_the_given_context():
+    """The ``sslopt`` tls_options gives makes websocket-client use the context as is."""
+
+    class Recording(ssl.SSLContext):
+        def wrap_socket(self, sock, **kwargs):  # type: ignore[override]
+            self.wrapped = (sock, kwargs["server_hostname"])
+            return "wrapped"
+
+    context = Recording(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # to see them kept
+    sock = object()
+    assert websocket._http._ssl_socket(sock, tls_options(context), "bots.example") == "wrapped"
+    assert context.wrapped == (sock, "bots.example")
+    assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_NONE)
