@@ -13,6 +13,7 @@ from ._client import Energy, Myshell, Reply, Stream, Timings, generate
 from ._config import Timeout
 from ._exceptions import (
     AuthenticationError,
+    BadRequestError,
     CaptchaRequiredError,
     ClientClosedError,
     ConnectionLostError,
@@ -23,6 +24,7 @@ from ._exceptions import (
     MyshellTimeoutError,
     ProtocolError,
     RateLimitError,
+    RequestTooLargeError,
     ServerError,
     UnsupportedModelError,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "AuthenticationError",
     "CaptchaRequiredError",
     "InsufficientEnergyError",
+    "BadRequestError",
+    "RequestTooLargeError",
     "ServerError",
     "RateLimitError",
     "ProtocolError",

@@ -1,7 +1,8 @@
-"""Configuration value objects: timeouts and proxies."""
+"""Configuration value objects: timeouts, proxies and TLS verification."""
 
 from __future__ import annotations
 
+import enum
 import os
 import ssl
 import urllib.parse
@@ -14,10 +15,29 @@ from ._constants import (
     DEFAULT_IDLE_TIMEOUT,
 )
 
-__all__ = ["Timeout", "TimeoutTypes", "ProxyConfig", "parse_proxy", "environment_proxy", "tls_options"]
+__all__ = [
+    "Timeout",
+    "TimeoutTypes",
+    "ProxyConfig",
+    "parse_proxy",
+    "environment_proxy",
+    "VerifyTypes",
+    "check_verify",
+    "tls_options",
+]
 
 
-@dataclass(frozen=True)
+class _Unset(enum.Enum):
+    """The type of ``_UNSET``: a keyword the caller did not pass."""
+
+    UNSET = "UNSET"
+
+
+_UNSET = _Unset.UNSET
+_Seconds = Optional[float]  # an int is fine too
+
+
+@dataclass(frozen=True, init=False)
 class Timeout:
     """How long each wait may last, in seconds; ``None`` means no limit.
 
@@ -25,33 +45,65 @@ class Timeout:
     - ``first_chunk``: from sending the request to its first event.
     - ``idle``: silence between two events of one reply.
     - ``total``: the whole reply, connect included.
+
+    ``Timeout(5)`` sets ``connect``, ``first_chunk`` and ``idle`` to 5 (not
+    ``total``: it stays None, as with ``timeout=5``); ``Timeout(None)`` lifts
+    those three limits. Keyword arguments override the positional value.
+    ``Timeout()`` gives the defaults (``repr(Timeout())`` shows them).
     """
 
-    connect: Optional[float] = DEFAULT_CONNECT_TIMEOUT
-    first_chunk: Optional[float] = DEFAULT_FIRST_CHUNK_TIMEOUT
-    idle: Optional[float] = DEFAULT_IDLE_TIMEOUT
-    total: Optional[float] = None
+    connect: Optional[float]
+    first_chunk: Optional[float]
+    idle: Optional[float]
+    total: Optional[float]
 
-    def __post_init__(self) -> None:
-        for name in ("connect", "first_chunk", "idle", "total"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Timeout.{name} must be a number or None, not {value!r}")
-            if not value > 0:
-                raise ValueError(f"Timeout.{name} must be > 0 (or None for no limit), not {value!r}")
+    def __init__(
+        self,
+        default: Union[_Seconds, _Unset] = _UNSET,
+        *,
+        connect: Union[_Seconds, _Unset] = _UNSET,
+        first_chunk: Union[_Seconds, _Unset] = _UNSET,
+        idle: Union[_Seconds, _Unset] = _UNSET,
+        total: _Seconds = None,
+    ) -> None:
+        if default is _UNSET:
+            fallbacks: Tuple[_Seconds, ...] = (
+                DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_CHUNK_TIMEOUT, DEFAULT_IDLE_TIMEOUT)
+        else:
+            _check_seconds("Timeout(default)", default)
+            fallbacks = (default, default, default)
+        given = {"connect": connect, "first_chunk": first_chunk, "idle": idle}
+        for (name, value), fallback in zip(given.items(), fallbacks):
+            if value is _UNSET:
+                value = fallback
+            else:
+                _check_seconds(f"Timeout {name}=", value)
+            object.__setattr__(self, name, value)
+        _check_seconds("Timeout total=", total)
+        object.__setattr__(self, "total", total)
 
     @classmethod
     def coerce(cls, value: "TimeoutTypes") -> "Timeout":
-        """A ``Timeout`` from a ``Timeout``, or a number used for the three waits."""
+        """A ``Timeout`` from a ``Timeout``, or ``Timeout(value)`` from a
+        number of seconds or None."""
         if isinstance(value, Timeout):
             return value
-        if value is None:
-            return cls(None, None, None, None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"timeout must be a number or a Timeout, not {value!r}")
-        return cls(connect=value, first_chunk=value, idle=value)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(
+                f"timeout must be a number of seconds, None (no limit) or a Timeout; got {value!r}")
+        _check_seconds("timeout", value)
+        return cls(value)
+
+
+def _check_seconds(what: str, value: object) -> None:
+    """Raise TypeError or ValueError, saying what to pass, unless ``value``
+    is a number of seconds > 0 or None."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, or None for no limit; got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{what} must be > 0 seconds, or None for no limit; got {value!r}")
 
 
 TimeoutTypes = Union[Timeout, float, int, None]
@@ -157,21 +209,29 @@ def environment_proxy(url: str) -> Optional[ProxyConfig]:
     return parse_proxy(chosen)
 
 
-def tls_options(verify: Union[bool, str]) -> Dict[str, Any]:
-    """``sslopt`` for websocket-client from requests-style ``verify``."""
+VerifyTypes = Union[bool, str, ssl.SSLContext]
+
+
+def tls_options(verify: VerifyTypes) -> Dict[str, Any]:
+    """``sslopt`` for websocket-client from a ``check_verify`` value."""
     if verify is True:
         return {}
     if verify is False:
         return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    if isinstance(verify, ssl.SSLContext):
+        return {"context": verify}  # used as is: its verify_mode, CAs, hostname check
     return {"ca_certs": verify}
 
 
-def check_verify(verify: Any) -> Union[bool, str]:
-    if isinstance(verify, bool):
+def check_verify(verify: Any) -> VerifyTypes:
+    """``verify`` as both transports take it: a bool, a CA bundle path (as
+    a str) or an ``ssl.SSLContext`` (as is)."""
+    if isinstance(verify, (bool, ssl.SSLContext)):
         return verify
     if isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
         if not os.path.exists(path):
             raise ValueError(f"verify={path!r}: no such CA bundle file")
         return path
-    raise TypeError(f"verify must be True, False or a CA bundle path, not {verify!r}")
+    raise TypeError(
+        f"verify must be True, False, a CA bundle path or an ssl.SSLContext, not {verify!r}")

@@ -5,6 +5,8 @@
     ├── AuthenticationError
     ├── CaptchaRequiredError
     ├── InsufficientEnergyError
+    ├── BadRequestError
+    │   └── RequestTooLargeError
     ├── ServerError
     ├── RateLimitError
     ├── ProtocolError
@@ -16,13 +18,16 @@
         └── ConnectTimeoutError
 
 Errors raised while a reply is streaming carry ``partial_text`` (the text
-already yielded) and ``req_id`` (the request's id). Messages never contain
-the account token.
+already yielded) and ``req_id`` (the request's id). Errors from an HTTP
+status carry ``status_code`` and ``body`` (a bounded excerpt of the response
+body, never shown by ``str`` or ``repr``). Messages never contain the
+account token. Every error survives ``pickle`` (a process pool returns
+it typed, attributes and all).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Tuple, Type
 
 __all__ = [
     "MyshellError",
@@ -30,6 +35,8 @@ __all__ = [
     "AuthenticationError",
     "CaptchaRequiredError",
     "InsufficientEnergyError",
+    "BadRequestError",
+    "RequestTooLargeError",
     "ServerError",
     "RateLimitError",
     "ProtocolError",
@@ -42,7 +49,11 @@ __all__ = [
 
 
 class MyshellError(Exception):
-    """Root of every error raised by myshell_sync."""
+    """Root of every error raised by myshell_sync.
+
+    ``status_code`` is the HTTP status the error came from and ``body`` a
+    bounded excerpt of that response's body (both None otherwise).
+    """
 
     def __init__(
         self,
@@ -50,6 +61,8 @@ class MyshellError(Exception):
         *,
         req_id: Optional[str] = None,
         partial_text: str = "",
+        status_code: Optional[int] = None,
+        body: Optional[str] = None,
     ) -> None:
         # One positional argument only: OSError subclasses (ConnectionError,
         # TimeoutError) would read a second one as errno/strerror.
@@ -57,9 +70,24 @@ class MyshellError(Exception):
         self.message = message
         self.req_id = req_id
         self.partial_text = partial_text
+        self.status_code = status_code
+        self.body = body
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # The default calls type(self)(*self.args): the subclass __init__ with
+        # the message alone, a TypeError for any __init__ that takes something
+        # else (UnsupportedModelError). Rebuild from the class and attributes.
+        return _rebuild, (type(self), self.args), self.__dict__.copy()
+
+
+def _rebuild(cls: Type[MyshellError], args: Tuple[Any, ...]) -> MyshellError:
+    """Unpickle an error without calling its ``__init__`` (its state follows)."""
+    error = cls.__new__(cls)
+    error.args = args  # OSError.__new__ leaves args to __init__
+    return error
 
 
 class UnsupportedModelError(MyshellError, ValueError):
@@ -81,6 +109,22 @@ class CaptchaRequiredError(MyshellError):
 
 class InsufficientEnergyError(MyshellError):
     """The account has no energy left for this bot."""
+
+
+class BadRequestError(MyshellError):
+    """The server rejected the request: an HTTP 4xx with no more specific
+    class (e.g. 400, 404, 413). Check the request: model, prompt size,
+    base_url."""
+
+
+class RequestTooLargeError(BadRequestError):
+    """The request is larger than the server accepts; it was refused before
+    anything was sent. ``size`` and ``limit`` are in bytes."""
+
+    def __init__(self, message: str, *, size: int, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.size = size
+        self.limit = limit
 
 
 class ServerError(MyshellError):
@@ -111,12 +155,8 @@ class MyshellConnectionError(MyshellError, ConnectionError):
     """Could not connect to the server or finish the handshake.
 
     ``status_code`` is the HTTP status when the server refused a WebSocket
-    upgrade (or None).
+    upgrade or redirected (or None).
     """
-
-    def __init__(self, message: str, *, status_code: Optional[int] = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.status_code = status_code
 
 
 class ConnectionLostError(MyshellConnectionError):

@@ -5,8 +5,10 @@ Pure code, no I/O, no clocks. ``SSEDecoder`` follows the WHATWG
 9.2.6); the MyShell HTTP chat API streams its reply this way (PROTOCOL.md
 section 2.2). Bytes may be fed in pieces of any size: a line end or a UTF-8
 character split across two ``feed()`` calls decodes as if it arrived whole.
-Malformed input (invalid UTF-8, an event over the size bound) raises
-``ProtocolError`` and nothing else.
+As the spec says, the stream is decoded as UTF-8 with replacement: invalid
+bytes, and a character cut by the end of the stream, become U+FFFD exactly
+as ``bytes.decode("utf-8", "replace")`` gives. An event over the size bound
+raises ``ProtocolError``; nothing else is raised.
 """
 
 from __future__ import annotations
@@ -107,25 +109,19 @@ class SSEDecoder:
     def feed(self, data: bytes) -> List[ServerSentEvent]:
         """Decode one piece of the body; return the events it completed."""
         self._truncated = False
-        try:
-            text = self._utf8.decode(data)
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"event stream is not valid UTF-8: {exc.reason}") from None
-        return self._feed_text(text)
+        return self._feed_text(self._utf8.decode(data))
 
     def flush(self) -> List[ServerSentEvent]:
         """End the stream: discard an incomplete event and reset for a new one.
 
-        Raises ``ProtocolError`` if the stream ended inside a UTF-8 character.
         Returns an empty list: at the end of a stream nothing is dispatched.
         """
         truncated = self.pending
-        utf8_tail = self._utf8.getstate()[0]
+        # A character cut by the end becomes U+FFFD on the unfinished line: it
+        # cannot end a line, but it counts towards the size bound.
+        self._feed_text(self._utf8.decode(b"", final=True))
         self._reset_stream()
         self._truncated = truncated
-        if utf8_tail:
-            raise ProtocolError(
-                f"event stream ended inside a UTF-8 character ({utf8_tail!r})")
         return []
 
     # ------------------------------------------------------------------
@@ -133,7 +129,7 @@ class SSEDecoder:
 
     def _reset_stream(self) -> None:
         """Forget everything but the last event id and the retry time."""
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._bom_checked = False
         self._skip_lf = False  # the last chunk ended with CR: a LF now is its pair
         self._parts: List[str] = []  # the unfinished line, in pieces

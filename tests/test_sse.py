@@ -105,6 +105,19 @@ SAMPLES = {
         b"data\ndata:a:b\nevent:x: y\n\n",
         [ServerSentEvent("x: y", "\na:b")],
     ),
+    # The stream is decoded as UTF-8 with replacement (WHATWG 9.2.6): each
+    # maximal invalid subpart becomes one U+FFFD, as bytes.decode(errors="replace").
+    "invalid utf-8 in data, comment, event and id": (
+        b"data:a\xffb\n\n: bad \xfe comment\ndata: \xed\xa0\x80|\xf0\x9f\x8e\n\n"
+        b"id: \xc0\xaf\nevent: \xe4\xbd\r\ndata: \xf4\x90\x80\x80\r\n\n",
+        [ServerSentEvent("message", "a\ufffdb"),
+         ServerSentEvent("message", "\ufffd\ufffd\ufffd|\ufffd"),
+         ServerSentEvent("\ufffd", "\ufffd" * 4, "\ufffd\ufffd")],
+    ),
+    "a cut bom is no bom": (
+        b"\xef\xbbdata: unknown field\n\ndata: x\n\n",
+        [ServerSentEvent("message", "x")],
+    ),
 }
 
 
@@ -170,11 +183,7 @@ def test_a_truncated_stream_is_reported_as_pending(tail):
     assert decoder.feed(b"data: whole\n\n") == [ServerSentEvent("message", "whole")]
     decoder.feed(tail)
     assert decoder.pending
-    if tail == b"\xe4\xbd":
-        with pytest.raises(ProtocolError):
-            decoder.flush()
-    else:
-        assert decoder.flush() == []
+    assert decoder.flush() == []
     assert decoder.pending, "flush() must report that it discarded an event"
     decoder.feed(b"")
     assert not decoder.pending
@@ -188,18 +197,29 @@ def test_a_complete_stream_is_not_pending(tail):
     assert not decoder.pending
 
 
-def test_truncated_utf8_at_the_end_is_a_protocol_error():
+def test_a_character_cut_by_the_end_of_the_stream_is_replaced_not_an_error():
     decoder = SSEDecoder()
     assert decoder.feed("data: 你好\n\ndata: ".encode() + "好".encode()[:2]) == [
         ServerSentEvent("message", "你好")]
-    with pytest.raises(ProtocolError, match="UTF-8"):
-        decoder.flush()
+    assert decoder.flush() == []  # the unfinished event ("\ufffd") is discarded
+    assert decoder.pending
+    # the decoder reads the next stream from a clean state
+    assert decoder.feed("好\n\n".encode()[2:]) == []  # a lone continuation byte: "\ufffd\n\n"
+    assert decoder.feed("data: 好\n\n".encode()) == [ServerSentEvent("message", "好")]
 
 
-@pytest.mark.parametrize("body", [b"data: \xff\n\n", b"data: \xed\xa0\x80\n\n", b"\xc0\xaf"])
-def test_invalid_utf8_is_a_protocol_error(body):
-    with pytest.raises(ProtocolError):
-        decode([body])
+@pytest.mark.parametrize(
+    "body, data",
+    [(b"data: a\xffb\n\n", "a\ufffdb"), (b"data: \xed\xa0\x80\n\n", "\ufffd" * 3),
+     (b"data: \xc0\xaf\n\n", "\ufffd" * 2), (b"data: \xf0\x9f\x8e\n\n", "\ufffd"),
+     (b"data: \xe4\ndata: \xbd\n\n", "\ufffd\n\ufffd")],
+    ids=["lone byte", "surrogate", "overlong", "cut 4-byte", "line end inside a character"],
+)
+def test_invalid_utf8_decodes_to_replacement_characters(body, data):
+    for cut in range(len(body) + 1):
+        events, decoder = decode([body[:cut], body[cut:]])
+        assert events == [ServerSentEvent("message", data)], f"split at byte {cut}"
+        assert not decoder.pending
 
 
 def test_a_character_split_across_chunks_is_not_garbled():
@@ -215,14 +235,17 @@ def test_a_character_split_across_chunks_is_not_garbled():
         [b"data: " + b"x" * 60 + b"\n", b"data: " + b"x" * 60 + b"\n"],  # many lines
         [b"x" * 60, b"x" * 60],  # an unterminated line, in pieces
         [b": " + b"x" * 200],  # even a comment line is bounded while unfinished
+        [b"data: " + b"\xff" * 200],  # one character per invalid byte
+        [b"data: " + b"x" * 94, b"\xe4"],  # the 101st character: a cut one, at flush
     ],
-    ids=["long line", "many lines", "unterminated", "comment"],
+    ids=["long line", "many lines", "unterminated", "comment", "invalid utf-8", "cut character"],
 )
 def test_an_oversized_event_is_a_protocol_error(chunks):
     decoder = SSEDecoder(max_event_size=100)
     with pytest.raises(ProtocolError, match="exceeds 100"):
         for chunk in chunks:
             decoder.feed(chunk)
+        decoder.flush()
 
 
 def test_the_size_bound_is_per_event():
@@ -307,6 +330,32 @@ def test_arbitrary_bytes_raise_only_protocol_error(data, cuts):
         decoder.flush()
     except ProtocolError:
         pass
+
+
+def _outcome(chunks, max_event_size):
+    """The events, ``pending`` and error a decoder gives for ``chunks``."""
+    decoder = SSEDecoder(max_event_size=max_event_size)
+    events = []
+    try:
+        for chunk in chunks:
+            events.extend(decoder.feed(chunk))
+        decoder.flush()
+    except ProtocolError as exc:
+        return events, None, str(exc)
+    return events, decoder.pending, None
+
+
+_utf8ish = st.lists(st.sampled_from([b"data: ", b":", b"\n", b"\r", b"x", "é".encode(), "🎉".encode(),
+                                     b"\xff", b"\xe4", b"\xbd", b"\xf0\x9f", b"\xed\xa0", b"\xef\xbb\xbf"]),
+                    max_size=40).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _utf8ish), st.lists(st.integers(min_value=0), max_size=10))
+def test_any_bytes_decode_as_their_utf8_replacement_decoding_however_split(data, cuts):
+    # the oracle: Python's decoder with errors="replace", then valid UTF-8 again
+    replaced = data.decode("utf-8", "replace").encode("utf-8")
+    assert _outcome(_split(data, cuts), 32) == _outcome([replaced], 32)
 
 
 @settings(max_examples=200, deadline=None)
