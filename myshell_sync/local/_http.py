@@ -60,16 +60,16 @@ import itertools
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from aiohttp import web
 
-from .._signing import generate_header_timestamp
 from .._sse import encode_sse
-from ._server import ERROR_EVENTS, _reached, reply_chunks
+from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
+                     reply_chunks, send_message_problem, valid_timestamp)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._server import LocalMyshellServer, _Plan
+    from ._server import LocalMyshellServer
 
 SEND_MESSAGE_PATH = "/v1/bot/chat/send_message"
 ENERGY_PATH = "/user/getUserEnergyInfo"
@@ -78,22 +78,6 @@ EVENT_PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 DAILY_ENERGY = 200  # reported as dailyEnergy (and as energy when unlimited)
 POLL_INTERVAL = 0.02  # seconds between client-gone checks during a delay
 FLUSH_TIMEOUT = 1.0  # seconds drop_after waits for the TCP buffer to drain
-# The in-stream errorReason for each ``error_event`` (WS event names).
-ERROR_REASONS: Mapping[str, str] = {
-    "exception": "ERROR_REASON_INTERNAL_SERVER_ERROR",
-    "message_error": "ERROR_REASON_UNSPECIFIED",
-    "need_verify_captcha": "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
-    "no_enough_energy": "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
-    "chat_login_popup": "ERROR_REASON_UNAUTHORIZED",
-    "auth_fail": "ERROR_REASON_UNAUTHORIZED",
-}
-# reason and message of the JSON body ``http_status`` answers with.
-STATUS_ERRORS: Mapping[int, Tuple[str, str]] = {
-    401: ("ERROR_REASON_UNAUTHORIZED", "login required (simulated)"),
-    429: ("ERROR_REASON_TOO_MANY_REQUESTS", "too many requests (simulated)"),
-    500: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "internal server error (simulated)"),
-    502: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "bad gateway (simulated)"),
-}
 CHALLENGE_HTML = (
     "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
     "<body><noscript>Enable JavaScript and cookies to continue</noscript>"
@@ -143,28 +127,6 @@ def _bearer(request: web.Request) -> Optional[str]:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
-
-
-def _valid_timestamp(value: str) -> bool:
-    """Whether ``value`` ends with its own check digit, variant B."""
-    return (value.isascii() and value.isdigit() and len(value) <= 20
-            and generate_header_timestamp(int(value)) == value)
-
-
-def _invalid_body(body: Any) -> Optional[str]:
-    """Return why a send_message body is malformed, or None if it is fine."""
-    if not isinstance(body, dict):
-        return "the body must be a JSON object"
-    for field in ("botId", "message"):
-        if not isinstance(body.get(field), str):
-            return f"field {field!r} is missing or not a string"
-    kind = body.get("messageType")
-    if kind != 1 or isinstance(kind, bool):
-        return "field 'messageType' must be 1 (text)"
-    scenario = body.get("conversation_scenario")
-    if scenario is not None and (not isinstance(scenario, int) or isinstance(scenario, bool)):
-        return "field 'conversation_scenario' must be an integer"
-    return None
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -271,14 +233,14 @@ class HttpApi:
             return _error_response(400, "ERROR_REASON_INVALID_SERVICE_NAME",
                                    f"myshell-service-name must be {SERVICE_NAME}", headers)
         stamp = request.headers.get("timestamp")
-        if stamp is not None and not _valid_timestamp(stamp):
+        if stamp is not None and not valid_timestamp(stamp):
             return _error_response(400, "ERROR_REASON_INVALID_TIMESTAMP",
                                    "invalid timestamp", headers)
         tokens = server.tokens
         if tokens is not None and _bearer(request) not in tokens:
             return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
                                    headers)
-        problem = _invalid_body(body)
+        problem = send_message_problem(body)
         if problem is not None:
             return _error_response(400, "ERROR_REASON_INVALID_REQUEST", problem, headers)
         if body["botId"] not in server.http_bots:
@@ -309,7 +271,7 @@ class HttpApi:
     # The stream
 
     async def _stream(self, request: web.Request, body: Dict[str, Any],
-                      plan: "_Plan") -> web.StreamResponse:
+                      plan: Plan) -> web.StreamResponse:
         """Stream the reply; keep the open/cancelled counters right."""
         response = web.StreamResponse(headers=self._headers())
         response.content_type = "text/event-stream"
@@ -338,7 +300,7 @@ class HttpApi:
         return response
 
     async def _reply(self, request: web.Request, response: web.StreamResponse,
-                     body: Dict[str, Any], plan: "_Plan") -> None:
+                     body: Dict[str, Any], plan: Plan) -> None:
         """Write the events of one reply, or stop where a switch says."""
         bot_id, text = body["botId"], body["message"]
         user = self._message("TEXT", bot_id, text, "DONE")
@@ -371,20 +333,21 @@ class HttpApi:
                              userEnergyInfo=self._energy_info())
 
     async def _interrupted(self, request: web.Request, response: web.StreamResponse,
-                           plan: "_Plan", sent: int, last: bool = False) -> bool:
+                           plan: Plan, sent: int, last: bool = False) -> bool:
         """Drop the connection or send the ERROR event once ``sent`` chunks are out."""
-        if plan.drop_after is not None and _reached(plan.drop_after, sent, last):
+        cut = plan.cut_at(sent, last)
+        if cut == DROP:
             transport = request.transport
             if transport is not None:
                 await _flush(transport)
                 transport.abort()
             raise _Dropped
-        if plan.error_event is not None and _reached(plan.error_after, sent, last):
+        if cut == ERROR:
+            assert plan.error_event is not None
             await self._send(request, response, "ERROR",
                              errorReason=ERROR_REASONS[plan.error_event],
                              status={"message": ERROR_EVENTS[plan.error_event]})
-            return True
-        return False
+        return cut is not None
 
     async def _send(self, request: web.Request, response: web.StreamResponse,
                     name: str, **fields: Any) -> None:

@@ -13,12 +13,8 @@ synchronous code and tests can use it directly::
         url = server.ws_url  # ws://127.0.0.1:PORT/ws/?EIO=4&transport=websocket
         api = server.base_url + "/v1/bot/chat/send_message"
 
-Reply rule (deterministic, so tests can predict every frame): the reply to
-``text`` from the bot named ``name`` is ``f"{name}: {text}"``. It is streamed
-as one ``text_stream`` frame per chunk, where the chunks are
-``re.findall(r"\\S+\\s*|\\s+", reply)``: words that keep their trailing
-whitespace, so ``"".join(chunks) == reply``. ``reply_chunks()`` computes them.
-The last chunk's frame carries text *and* ``isFinal: true``.
+What the bots answer (the reply rule, ``reply_chunks``) and how the fault
+switches cut a reply are in ``_rules.py``.
 
 Events of a normal reply, in order, all carrying the request's ``reqId``:
 ``message_sent``, ``reply_message_created``, ``text_stream`` (one per
@@ -53,7 +49,6 @@ import contextlib
 import itertools
 import logging
 import math
-import re
 import socket
 import ssl
 import threading
@@ -68,71 +63,18 @@ import socketio
 from aiohttp import web
 from socketio import exceptions as sio_exceptions
 
-__all__ = ["DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "ERROR_EVENTS", "LocalMyshellServer",
-           "reply_chunks"]
+from ._rules import (DEFAULT_BOTS, DEFAULT_HTTP_BOTS, DROP, ERROR, ERROR_EVENTS, Plan,
+                     reply_chunks, text_chat_problem)
+
+__all__ = ["LocalMyshellServer"]
 
 logger = logging.getLogger("myshell_sync.local")
 
-# The WS bot uids known from public clients (PROTOCOL.md section 5).
-DEFAULT_BOTS: Mapping[str, str] = {
-    "1e3be7fe89e94a809408b1154a2ee3e1": "samantha",
-    "8077335db7cd47e29f7de486612cc7fd": "gpt-3.5-turbo",
-    "01c8de4fbfc548df903712b0922a4e01": "gpt-4",
-}
-# The HTTP API's numeric bot ids -> names. Both ids were seen in public
-# clients (PROTOCOL.md section 5); 4738 is a general assistant, what bot 1 runs
-# is unknown. The names match the client's ``http_models``.
-DEFAULT_HTTP_BOTS: Mapping[str, str] = {
-    "4738": "assistant",
-    "1": "bot-1",
-}
-# Events that ``error_event`` may name, each with the message it carries.
-ERROR_EVENTS: Mapping[str, str] = {
-    "exception": "internal server error (simulated)",
-    "message_error": "message error (simulated)",
-    "need_verify_captcha": "need verify captcha",
-    "no_enough_energy": "no enough energy",
-    "chat_login_popup": "login required (simulated)",
-    "auth_fail": "auth fail (simulated)",
-}
-# Fields every text_chat must carry, all strings (PROTOCOL.md 1.3).
-REQUIRED_FIELDS: Tuple[str, ...] = (
-    "reqId", "botUid", "sourceFrom", "text", "signature", "timestamp", "version",
-)
 NAMESPACE = "/chat"
 ENGINEIO_PATH = "ws"  # python-socketio serves it as /ws/
-SOURCE_FROM = "myshellWebsite"
 THREAD_NAME = "myshell-local-server"
 STARTUP_TIMEOUT = 10.0  # seconds start() waits for the site to serve
 CLOSE_GRACE = 0.5  # seconds clients get to close after the Engine.IO close
-_CHUNK_RE = re.compile(r"\S+\s*|\s+")
-
-
-def reply_chunks(bot_name: str, prompt: str) -> List[str]:
-    """Return the chunks the server streams for ``prompt`` sent to ``bot_name``.
-
-    ``"".join(reply_chunks(name, prompt)) == f"{name}: {prompt}"`` always holds.
-    """
-    return _CHUNK_RE.findall(f"{bot_name}: {prompt}")
-
-
-def _invalid_reason(payload: Any) -> Optional[str]:
-    """Return why a text_chat payload is malformed, or None if it is fine."""
-    if not isinstance(payload, dict):
-        return "text_chat payload must be an object"
-    for field in REQUIRED_FIELDS:
-        if not isinstance(payload.get(field), str):
-            return f"text_chat field {field!r} is missing or not a string"
-    if not payload["reqId"]:
-        return "text_chat field 'reqId' is empty"
-    if payload["sourceFrom"] != SOURCE_FROM:
-        return f"text_chat field 'sourceFrom' must be {SOURCE_FROM!r}"
-    return None
-
-
-def _reached(threshold: int, sent: int, last: bool) -> bool:
-    """Whether a "after N chunks" threshold is met once ``sent`` chunks are out."""
-    return sent == threshold or (last and threshold > sent)
 
 
 def _ping_interval_arg(seconds: float) -> Tuple[float, float]:
@@ -201,20 +143,6 @@ class _Session:
 
     connected_at: float
     transport: Optional[asyncio.BaseTransport]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The fault switches as they were when one request arrived."""
-
-    error_event: Optional[str]
-    error_after: int
-    chunk_delay: float
-    reply_delay: float
-    drop_after: Optional[int]
-    report_energy: bool
-    missing_replied: bool  # HTTP only
-    truncate_utf8: bool  # HTTP only
 
 
 class LocalMyshellServer:
@@ -683,7 +611,7 @@ class LocalMyshellServer:
         with self._changing():
             self._requests.append(
                 dict(payload) if isinstance(payload, dict) else payload)
-        problem = _invalid_reason(payload)
+        problem = text_chat_problem(payload)
         if problem is not None:
             req_id = payload.get("reqId") if isinstance(payload, dict) else None
             await self._emit_error(sid, req_id, "exception", problem)
@@ -721,9 +649,9 @@ class LocalMyshellServer:
             self.energy -= 1
             return True
 
-    def _plan(self) -> _Plan:
+    def _plan(self) -> Plan:
         """Snapshot the switches that shape a reply."""
-        return _Plan(
+        return Plan(
             error_event=self.error_event,
             error_after=max(0, self.error_after),
             chunk_delay=self.chunk_delay,
@@ -737,7 +665,7 @@ class LocalMyshellServer:
     # ------------------------------------------------------------------
     # Replies (loop thread)
 
-    async def _reply(self, sid: str, payload: Dict[str, Any], plan: _Plan) -> None:
+    async def _reply(self, sid: str, payload: Dict[str, Any], plan: Plan) -> None:
         """Stream one reply, or stop it where a fault switch says."""
         req_id, bot_uid = payload["reqId"], payload["botUid"]
         user = self._message("TEXT", bot_uid, payload["text"], "DONE", None)
@@ -765,20 +693,17 @@ class LocalMyshellServer:
         if plan.report_energy:
             await self._emit(sid, "energy_info", {"data": self.energy})
 
-    async def _interrupted(self, sid: str, req_id: str, plan: _Plan,
+    async def _interrupted(self, sid: str, req_id: str, plan: Plan,
                            sent: int, last: bool = False) -> bool:
-        """Drop or fail the reply once ``sent`` chunks are out, if planned.
-
-        ``last`` means every chunk is out, so any larger threshold is reached.
-        """
-        if plan.drop_after is not None and _reached(plan.drop_after, sent, last):
+        """Drop or fail the reply once ``sent`` chunks are out, if planned."""
+        cut = plan.cut_at(sent, last)
+        if cut == DROP:
             await self._drop(sid)
-            return True
-        if plan.error_event is not None and _reached(plan.error_after, sent, last):
+        elif cut == ERROR:
+            assert plan.error_event is not None
             await self._emit_error(sid, req_id, plan.error_event,
                                    ERROR_EVENTS[plan.error_event])
-            return True
-        return False
+        return cut is not None
 
     async def _drop(self, sid: str) -> None:
         """Abort the sid's TCP connection after flushing what was emitted."""
