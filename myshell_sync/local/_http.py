@@ -60,16 +60,16 @@ import itertools
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
+from typing import Any, Dict, Optional, Set
 
 from aiohttp import web
 
 from .._sse import encode_sse
 from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
                      reply_chunks, send_message_problem, valid_timestamp)
+from ._state import ServerState
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._server import LocalMyshellServer
+__all__ = ["ENERGY_PATH", "HttpApi", "SEND_MESSAGE_PATH"]
 
 SEND_MESSAGE_PATH = "/v1/bot/chat/send_message"
 ENERGY_PATH = "/user/getUserEnergyInfo"
@@ -161,19 +161,14 @@ async def _flush(transport: asyncio.BaseTransport) -> None:
 
 
 class HttpApi:
-    """The send_message and energy routes of one ``LocalMyshellServer``.
+    """The send_message and energy routes of one server, recording into its state.
 
-    Counters are guarded by the server's condition; every change notifies
-    it, so ``server.wait_for`` sees them. The stream set lives on the loop.
+    Everything but ``__init__`` runs on the server's loop thread.
     """
 
-    def __init__(self, server: "LocalMyshellServer") -> None:
-        self._server = server
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
         self._ids = itertools.count(1)
-        self.requests: List[Dict[str, Any]] = []
-        self.open_streams = 0
-        self.cancelled = 0
-        # Touched only on the server's loop thread.
         self._streams: Set["asyncio.Task[Any]"] = set()
         self._closing = False
         self._started_at = 0.0
@@ -200,20 +195,17 @@ class HttpApi:
     async def send_message(self, request: web.Request) -> web.StreamResponse:
         """Answer one send_message: an error response, or the SSE stream."""
         body = await self._read_json(request)
-        with self._server._changing():
-            self.requests.append({
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "json": body,
-            })
+        self._state.record_http_request(
+            {k.lower(): v for k, v in request.headers.items()}, body)
         refusal = self._refusal(request, body)
         if refusal is not None:
             return refusal
-        return await self._stream(request, body, self._server._plan())
+        return await self._stream(request, body, self._state.plan())
 
     async def energy_info(self, request: web.Request) -> web.Response:
         """``GET /user/getUserEnergyInfo``: the account's energy, by bearer."""
         token = _bearer(request)
-        tokens = self._server.tokens
+        tokens = self._state.tokens
         if token is None or (tokens is not None and token not in tokens):
             return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
                                    self._headers())
@@ -224,9 +216,9 @@ class HttpApi:
 
     def _refusal(self, request: web.Request, body: Any) -> Optional[web.Response]:
         """Return the response refusing this request, or None to stream."""
-        server = self._server
+        state = self._state
         headers = self._headers()
-        status = server.http_status
+        status = state.http_status
         if status is not None:
             return self._status_response(status, headers)
         if request.headers.get("myshell-service-name") != SERVICE_NAME:
@@ -236,20 +228,20 @@ class HttpApi:
         if stamp is not None and not valid_timestamp(stamp):
             return _error_response(400, "ERROR_REASON_INVALID_TIMESTAMP",
                                    "invalid timestamp", headers)
-        tokens = server.tokens
+        tokens = state.tokens
         if tokens is not None and _bearer(request) not in tokens:
             return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
                                    headers)
         problem = send_message_problem(body)
         if problem is not None:
             return _error_response(400, "ERROR_REASON_INVALID_REQUEST", problem, headers)
-        if body["botId"] not in server.http_bots:
+        if body["botId"] not in state.http_bots:
             return _error_response(400, "ERROR_REASON_BOT_NOT_FOUND", "bot not found",
                                    headers)
-        if time.monotonic() - self._started_at < server.captcha_window:
+        if time.monotonic() - self._started_at < state.captcha_window:
             return _error_response(400, "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
                                    "need verify captcha", headers)
-        if server.error_event is None and not server._take_energy():
+        if state.error_event is None and not state.take_energy():
             return _error_response(400, "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
                                    "no enough energy", headers)
         return None
@@ -260,7 +252,7 @@ class HttpApi:
             headers["cf-mitigated"] = "challenge"
             return web.Response(status=403, text=CHALLENGE_HTML, content_type="text/html",
                                 headers=headers)
-        retry_after = self._server.http_retry_after
+        retry_after = self._state.http_retry_after
         if status == 429 and retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         reason, message = STATUS_ERRORS.get(
@@ -281,7 +273,7 @@ class HttpApi:
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
-        self._count(opened=1)
+        self._state.count_http_stream(opened=1)
         client_left = False
         try:
             await response.prepare(request)
@@ -296,7 +288,7 @@ class HttpApi:
             raise
         finally:
             self._streams.discard(task)
-            self._count(opened=-1, cancelled=int(client_left))
+            self._state.count_http_stream(opened=-1, cancelled=int(client_left))
         return response
 
     async def _reply(self, request: web.Request, response: web.StreamResponse,
@@ -308,7 +300,7 @@ class HttpApi:
         placeholder = self._message("REPLY", bot_id, "", "PROCESSING", reply_to=user)
         await self._send(request, response, "USER_SENT_MESSAGE_REPLYING",
                          message=placeholder)
-        chunks = reply_chunks(self._server.http_bots.get(bot_id, bot_id), text)
+        chunks = reply_chunks(self._state.http_bots.get(bot_id, bot_id), text)
         await _pause(request, plan.reply_delay)
         for index, chunk in enumerate(chunks):
             if await self._interrupted(request, response, plan, index):
@@ -369,13 +361,13 @@ class HttpApi:
     def _headers(self) -> Dict[str, str]:
         """Headers every response of the HTTP API carries."""
         headers = {"X-Request-Id": uuid.uuid4().hex}
-        token = self._server.refreshed_token
+        token = self._state.refreshed_token
         if token is not None:
             headers["refreshed-auth-token"] = token
         return headers
 
     def _energy_info(self) -> Dict[str, int]:
-        energy = self._server.energy
+        energy = self._state.energy
         return {"energy": DAILY_ENERGY if energy is None else energy,
                 "dailyEnergy": DAILY_ENERGY}
 
@@ -395,8 +387,3 @@ class HttpApi:
             "createdDateUnix": now,
             "updatedDateUnix": now,
         }
-
-    def _count(self, opened: int = 0, cancelled: int = 0) -> None:
-        with self._server._changing():
-            self.open_streams += opened
-            self.cancelled += cancelled
