@@ -67,7 +67,7 @@ from aiohttp import web
 from .._sse import encode_sse
 from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
                      reply_chunks, send_message_problem, valid_timestamp)
-from ._state import ServerState
+from ._state import Recorder, ServerState
 
 __all__ = ["ENERGY_PATH", "HttpApi", "SEND_MESSAGE_PATH"]
 
@@ -168,6 +168,7 @@ class HttpApi:
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
+        self._recorder = Recorder(state)
         self._ids = itertools.count(1)
         self._streams: Set["asyncio.Task[Any]"] = set()
         self._closing = False
@@ -195,12 +196,12 @@ class HttpApi:
     async def send_message(self, request: web.Request) -> web.StreamResponse:
         """Answer one send_message: an error response, or the SSE stream."""
         body = await self._read_json(request)
-        self._state.record_http_request(
+        self._recorder.record_http_request(
             {k.lower(): v for k, v in request.headers.items()}, body)
         refusal = self._refusal(request, body)
         if refusal is not None:
             return refusal
-        return await self._stream(request, body, self._state.plan())
+        return await self._stream(request, body, self._recorder.plan())
 
     async def energy_info(self, request: web.Request) -> web.Response:
         """``GET /user/getUserEnergyInfo``: the account's energy, by bearer."""
@@ -241,7 +242,7 @@ class HttpApi:
         if time.monotonic() - self._started_at < state.captcha_window:
             return _error_response(400, "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
                                    "need verify captcha", headers)
-        if state.error_event is None and not state.take_energy():
+        if state.error_event is None and not self._recorder.take_energy():
             return _error_response(400, "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
                                    "no enough energy", headers)
         return None
@@ -273,7 +274,7 @@ class HttpApi:
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
-        self._state.count_http_stream(opened=1)
+        self._recorder.count_http_stream(opened=1)
         client_left = False
         try:
             await response.prepare(request)
@@ -288,7 +289,7 @@ class HttpApi:
             raise
         finally:
             self._streams.discard(task)
-            self._state.count_http_stream(opened=-1, cancelled=int(client_left))
+            self._recorder.count_http_stream(opened=-1, cancelled=int(client_left))
         return response
 
     async def _reply(self, request: web.Request, response: web.StreamResponse,

@@ -38,7 +38,7 @@ from aiohttp import web
 from socketio import exceptions as sio_exceptions
 
 from ._rules import DROP, ERROR, ERROR_EVENTS, Plan, reply_chunks, text_chat_problem
-from ._state import ServerState
+from ._state import Recorder, ServerState
 
 __all__ = ["CLOSE_GRACE", "ENGINEIO_PATH", "NAMESPACE", "SocketIoChat"]
 
@@ -93,6 +93,7 @@ class SocketIoChat:
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
+        self._recorder = Recorder(state)
         self._ids = itertools.count(1)
         self._sio: Optional[socketio.AsyncServer] = None
         self._sessions: Dict[str, _Session] = {}
@@ -162,16 +163,16 @@ class SocketIoChat:
                           auth: Any = None) -> None:
         """Accept or refuse a /chat connect, by token."""
         token = auth.get("token") if isinstance(auth, dict) else None
-        self._state.record_auth(auth)
+        self._recorder.record_auth(auth)
         tokens = self._state.tokens
         if tokens is not None and token not in tokens:
-            self._state.count_refused()
+            self._recorder.count_refused()
             logger.info("refused %s: bad token", sid)
             raise sio_exceptions.ConnectionRefusedError("invalid token")
         request = environ.get("aiohttp.request")
         transport = request.transport if request is not None else None
         self._sessions[sid] = _Session(time.monotonic(), transport)
-        self._state.count_connect(sid)
+        self._recorder.count_connect(sid)
         logger.info("connected %s", sid)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -179,14 +180,14 @@ class SocketIoChat:
         self._sessions.pop(sid, None)
         for task in self._tasks.pop(sid, set()):
             task.cancel()
-        self._state.count_disconnect(sid)
+        self._recorder.count_disconnect(sid)
         logger.info("disconnected %s (%s)", sid, reason)
 
     async def _on_text_chat(self, sid: str, payload: Any = None,
                             *_ignored: Any) -> None:
         """Answer one text_chat: an error event now, or a reply task."""
         received_at = time.monotonic()
-        self._state.record_request(payload)
+        self._recorder.record_request(payload)
         problem = text_chat_problem(payload)
         if problem is not None:
             req_id = payload.get("reqId") if isinstance(payload, dict) else None
@@ -197,7 +198,7 @@ class SocketIoChat:
         if rejection is not None:
             await self._emit_error(sid, req_id, *rejection)
             return
-        self._spawn(sid, req_id, self._reply(sid, payload, self._state.plan()))
+        self._spawn(sid, req_id, self._reply(sid, payload, self._recorder.plan()))
 
     def _rejection(self, sid: str, payload: Dict[str, Any],
                    received_at: float) -> Optional[Tuple[str, str]]:
@@ -211,7 +212,7 @@ class SocketIoChat:
         event = state.error_event
         if event is not None and state.error_after <= 0:
             return event, ERROR_EVENTS[event]
-        if event is None and not state.take_energy():
+        if event is None and not self._recorder.take_energy():
             return "no_enough_energy", "no enough energy"
         return None
 
@@ -310,7 +311,7 @@ class SocketIoChat:
         else:
             payload["message"] = message
         await self._emit(sid, event, payload)
-        self._state.mark_done(req_id if isinstance(req_id, str) else None)
+        self._recorder.mark_done(req_id if isinstance(req_id, str) else None)
 
     def _spawn(self, sid: str, req_id: str, coro: Any) -> None:
         """Run a reply as a task owned by ``sid``."""
@@ -322,4 +323,4 @@ class SocketIoChat:
         self._tasks.get(sid, set()).discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("reply %s failed", req_id, exc_info=task.exception())
-        self._state.mark_done(req_id)
+        self._recorder.mark_done(req_id)

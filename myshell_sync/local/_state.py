@@ -1,9 +1,9 @@
 """The local server's switches, counters and records, and ``wait_for``.
 
 ``ServerState`` is the base of ``LocalMyshellServer``: tests set its switches
-and read its counters from any thread, the Socket.IO and HTTP sides record
-into it from the server's loop thread. Every change goes through one
-condition and wakes every ``wait_for``.
+and read its counters from any thread. The Socket.IO and HTTP sides change
+it only through a ``Recorder``, from the server's loop thread; every change
+holds the state's one condition and wakes every ``wait_for``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, TypeVar
 
 from ._rules import ERROR_EVENTS, Plan
 
-__all__ = ["ServerState"]
+__all__ = ["Recorder", "ServerState"]
 
 _State = TypeVar("_State", bound="ServerState")
 
@@ -31,7 +31,8 @@ class ServerState:
     """Switches (plain attributes, read once per request), counters and records.
 
     ``LocalMyshellServer`` gives every switch its value; its docstring says
-    what each one does.
+    what each one does. Counters and records are read-only here; a
+    ``Recorder`` changes them.
     """
 
     bots: Dict[str, str]
@@ -96,29 +97,6 @@ class ServerState:
     @ws_refuse_status.setter
     def ws_refuse_status(self, value: Optional[int]) -> None:
         self._ws_refuse_status = _checked_status("ws_refuse_status", value, 300)
-
-    def plan(self) -> Plan:
-        """Snapshot the switches that shape a reply."""
-        return Plan(
-            error_event=self.error_event,
-            error_after=max(0, self.error_after),
-            chunk_delay=self.chunk_delay,
-            reply_delay=self.reply_delay,
-            drop_after=self.drop_after,
-            report_energy=self.energy is not None,
-            missing_replied=self.missing_replied,
-            truncate_utf8=self.truncate_utf8,
-        )
-
-    def take_energy(self) -> bool:
-        """Spend one unit of the energy budget; False if none is left."""
-        with self._cond:
-            if self.energy is None:
-                return True
-            if self.energy <= 0:
-                return False
-            self.energy -= 1
-            return True
 
     # ------------------------------------------------------------------
     # Counters and records (read from any thread)
@@ -192,52 +170,85 @@ class ServerState:
         with self._cond:
             return bool(self._cond.wait_for(lambda: predicate(self), timeout))
 
-    # ------------------------------------------------------------------
-    # Recording (the protocol sides, on the loop thread)
+
+class Recorder:
+    """What a protocol side does to a ``ServerState``: snapshot, spend, record.
+
+    Every change holds the state's condition and wakes every ``wait_for``.
+    """
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+
+    def plan(self) -> Plan:
+        """Snapshot the switches that shape a reply."""
+        state = self._state
+        return Plan(
+            error_event=state.error_event,
+            error_after=max(0, state.error_after),
+            chunk_delay=state.chunk_delay,
+            reply_delay=state.reply_delay,
+            drop_after=state.drop_after,
+            report_energy=state.energy is not None,
+            missing_replied=state.missing_replied,
+            truncate_utf8=state.truncate_utf8,
+        )
+
+    def take_energy(self) -> bool:
+        """Spend one unit of the energy budget; False if none is left."""
+        state = self._state
+        with state._cond:
+            if state.energy is None:
+                return True
+            if state.energy <= 0:
+                return False
+            state.energy -= 1
+            return True
 
     def record_auth(self, auth: Any) -> None:
         """Keep a copy of a /chat connect's auth payload."""
         with self._changing():
-            self._auths.append(dict(auth) if isinstance(auth, dict) else auth)
+            self._state._auths.append(dict(auth) if isinstance(auth, dict) else auth)
 
     def count_refused(self) -> None:
         with self._changing():
-            self._refused += 1
+            self._state._refused += 1
 
     def count_connect(self, sid: str) -> None:
         with self._changing():
-            self._connects += 1
-            self._active.add(sid)
+            self._state._connects += 1
+            self._state._active.add(sid)
 
     def count_disconnect(self, sid: str) -> None:
         with self._changing():
-            self._disconnects += 1
-            self._active.discard(sid)
+            self._state._disconnects += 1
+            self._state._active.discard(sid)
 
     def record_request(self, payload: Any) -> None:
         """Keep a copy of a text_chat payload."""
         with self._changing():
-            self._requests.append(dict(payload) if isinstance(payload, dict) else payload)
+            self._state._requests.append(
+                dict(payload) if isinstance(payload, dict) else payload)
 
     def mark_done(self, req_id: Optional[str]) -> None:
         """Note that the handling of a text_chat ended."""
         with self._changing():
-            self._completed.append(req_id)
+            self._state._completed.append(req_id)
 
     def record_http_request(self, headers: Dict[str, str], body: Any) -> None:
         """Keep a send_message's (lower-cased) headers and JSON body."""
         with self._changing():
-            self._http_requests.append({"headers": headers, "json": body})
+            self._state._http_requests.append({"headers": headers, "json": body})
 
     def count_http_stream(self, opened: int = 0, cancelled: int = 0) -> None:
         """Add to the open-streams and the client-went-away counters."""
         with self._changing():
-            self._open_http_streams += opened
-            self._http_cancelled += cancelled
+            self._state._open_http_streams += opened
+            self._state._http_cancelled += cancelled
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
         """Hold the state lock; on exit wake every ``wait_for``."""
-        with self._cond:
+        with self._state._cond:
             yield
-            self._cond.notify_all()
+            self._state._cond.notify_all()
