@@ -19,8 +19,8 @@ from myshell_sync import Myshell
 from myshell_sync._exceptions import ProtocolError
 from myshell_sync._signing import generate_header_timestamp
 from myshell_sync._sse import SSEDecoder
-from myshell_sync.local._server import (DEFAULT_HTTP_BOTS, ERROR_EVENTS, LocalMyshellServer,
-                                        reply_chunks)
+from myshell_sync.local import DEFAULT_HTTP_BOTS, LocalMyshellServer, reply_chunks
+from myshell_sync.local._rules import ERROR_EVENTS
 
 SEND = "/v1/bot/chat/send_message"
 ENERGY = "/user/getUserEnergyInfo"

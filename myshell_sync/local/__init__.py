@@ -11,6 +11,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'the local server needs its extra: pip install "myshell_sync[local]"'
     ) from exc
 
-from ._server import DEFAULT_BOTS, DEFAULT_HTTP_BOTS, LocalMyshellServer, reply_chunks
+from ._rules import DEFAULT_BOTS, DEFAULT_HTTP_BOTS, reply_chunks
+from ._server import LocalMyshellServer
 
 __all__ = ["DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "LocalMyshellServer", "reply_chunks"]

@@ -60,16 +60,16 @@ import itertools
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set
 
 from aiohttp import web
 
-from .._signing import generate_header_timestamp
 from .._sse import encode_sse
-from ._server import ERROR_EVENTS, _reached, reply_chunks
+from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
+                     reply_chunks, send_message_problem, valid_timestamp)
+from ._state import Recorder, ServerState
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._server import LocalMyshellServer, _Plan
+__all__ = ["ENERGY_PATH", "HttpApi", "SEND_MESSAGE_PATH"]
 
 SEND_MESSAGE_PATH = "/v1/bot/chat/send_message"
 ENERGY_PATH = "/user/getUserEnergyInfo"
@@ -78,22 +78,6 @@ EVENT_PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 DAILY_ENERGY = 200  # reported as dailyEnergy (and as energy when unlimited)
 POLL_INTERVAL = 0.02  # seconds between client-gone checks during a delay
 FLUSH_TIMEOUT = 1.0  # seconds drop_after waits for the TCP buffer to drain
-# The in-stream errorReason for each ``error_event`` (WS event names).
-ERROR_REASONS: Mapping[str, str] = {
-    "exception": "ERROR_REASON_INTERNAL_SERVER_ERROR",
-    "message_error": "ERROR_REASON_UNSPECIFIED",
-    "need_verify_captcha": "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
-    "no_enough_energy": "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
-    "chat_login_popup": "ERROR_REASON_UNAUTHORIZED",
-    "auth_fail": "ERROR_REASON_UNAUTHORIZED",
-}
-# reason and message of the JSON body ``http_status`` answers with.
-STATUS_ERRORS: Mapping[int, Tuple[str, str]] = {
-    401: ("ERROR_REASON_UNAUTHORIZED", "login required (simulated)"),
-    429: ("ERROR_REASON_TOO_MANY_REQUESTS", "too many requests (simulated)"),
-    500: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "internal server error (simulated)"),
-    502: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "bad gateway (simulated)"),
-}
 CHALLENGE_HTML = (
     "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
     "<body><noscript>Enable JavaScript and cookies to continue</noscript>"
@@ -145,28 +129,6 @@ def _bearer(request: web.Request) -> Optional[str]:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _valid_timestamp(value: str) -> bool:
-    """Whether ``value`` ends with its own check digit, variant B."""
-    return (value.isascii() and value.isdigit() and len(value) <= 20
-            and generate_header_timestamp(int(value)) == value)
-
-
-def _invalid_body(body: Any) -> Optional[str]:
-    """Return why a send_message body is malformed, or None if it is fine."""
-    if not isinstance(body, dict):
-        return "the body must be a JSON object"
-    for field in ("botId", "message"):
-        if not isinstance(body.get(field), str):
-            return f"field {field!r} is missing or not a string"
-    kind = body.get("messageType")
-    if kind != 1 or isinstance(kind, bool):
-        return "field 'messageType' must be 1 (text)"
-    scenario = body.get("conversation_scenario")
-    if scenario is not None and (not isinstance(scenario, int) or isinstance(scenario, bool)):
-        return "field 'conversation_scenario' must be an integer"
-    return None
-
-
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -199,19 +161,15 @@ async def _flush(transport: asyncio.BaseTransport) -> None:
 
 
 class HttpApi:
-    """The send_message and energy routes of one ``LocalMyshellServer``.
+    """The send_message and energy routes of one server, recording into its state.
 
-    Counters are guarded by the server's condition; every change notifies
-    it, so ``server.wait_for`` sees them. The stream set lives on the loop.
+    Everything but ``__init__`` runs on the server's loop thread.
     """
 
-    def __init__(self, server: "LocalMyshellServer") -> None:
-        self._server = server
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._recorder = Recorder(state)
         self._ids = itertools.count(1)
-        self.requests: List[Dict[str, Any]] = []
-        self.open_streams = 0
-        self.cancelled = 0
-        # Touched only on the server's loop thread.
         self._streams: Set["asyncio.Task[Any]"] = set()
         self._closing = False
         self._started_at = 0.0
@@ -238,20 +196,17 @@ class HttpApi:
     async def send_message(self, request: web.Request) -> web.StreamResponse:
         """Answer one send_message: an error response, or the SSE stream."""
         body = await self._read_json(request)
-        with self._server._changing():
-            self.requests.append({
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "json": body,
-            })
+        self._recorder.record_http_request(
+            {k.lower(): v for k, v in request.headers.items()}, body)
         refusal = self._refusal(request, body)
         if refusal is not None:
             return refusal
-        return await self._stream(request, body, self._server._plan())
+        return await self._stream(request, body, self._recorder.plan())
 
     async def energy_info(self, request: web.Request) -> web.Response:
         """``GET /user/getUserEnergyInfo``: the account's energy, by bearer."""
         token = _bearer(request)
-        tokens = self._server.tokens
+        tokens = self._state.tokens
         if token is None or (tokens is not None and token not in tokens):
             return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
                                    self._headers())
@@ -262,32 +217,32 @@ class HttpApi:
 
     def _refusal(self, request: web.Request, body: Any) -> Optional[web.Response]:
         """Return the response refusing this request, or None to stream."""
-        server = self._server
+        state = self._state
         headers = self._headers()
-        status = server.http_status
+        status = state.http_status
         if status is not None:
             return self._status_response(status, headers)
         if request.headers.get("myshell-service-name") != SERVICE_NAME:
             return _error_response(400, "ERROR_REASON_INVALID_SERVICE_NAME",
                                    f"myshell-service-name must be {SERVICE_NAME}", headers)
         stamp = request.headers.get("timestamp")
-        if stamp is not None and not _valid_timestamp(stamp):
+        if stamp is not None and not valid_timestamp(stamp):
             return _error_response(400, "ERROR_REASON_INVALID_TIMESTAMP",
                                    "invalid timestamp", headers)
-        tokens = server.tokens
+        tokens = state.tokens
         if tokens is not None and _bearer(request) not in tokens:
             return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
                                    headers)
-        problem = _invalid_body(body)
+        problem = send_message_problem(body)
         if problem is not None:
             return _error_response(400, "ERROR_REASON_INVALID_REQUEST", problem, headers)
-        if body["botId"] not in server.http_bots:
+        if body["botId"] not in state.http_bots:
             return _error_response(400, "ERROR_REASON_BOT_NOT_FOUND", "bot not found",
                                    headers)
-        if time.monotonic() - self._started_at < server.captcha_window:
+        if time.monotonic() - self._started_at < state.captcha_window:
             return _error_response(400, "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
                                    "need verify captcha", headers)
-        if server.error_event is None and not server._take_energy():
+        if state.error_event is None and not self._recorder.take_energy():
             return _error_response(400, "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
                                    "no enough energy", headers)
         return None
@@ -298,7 +253,7 @@ class HttpApi:
             headers["cf-mitigated"] = "challenge"
             return web.Response(status=403, text=CHALLENGE_HTML, content_type="text/html",
                                 headers=headers)
-        retry_after = self._server.http_retry_after
+        retry_after = self._state.http_retry_after
         if status == 429 and retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         reason, message = STATUS_ERRORS.get(
@@ -309,7 +264,7 @@ class HttpApi:
     # The stream
 
     async def _stream(self, request: web.Request, body: Dict[str, Any],
-                      plan: "_Plan") -> web.StreamResponse:
+                      plan: Plan) -> web.StreamResponse:
         """Stream the reply; keep the open/cancelled counters right."""
         response = web.StreamResponse(headers=self._headers())
         response.content_type = "text/event-stream"
@@ -319,7 +274,7 @@ class HttpApi:
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
-        self._count(opened=1)
+        self._recorder.count_http_stream(opened=1)
         client_left = False
         try:
             await response.prepare(request)
@@ -334,11 +289,11 @@ class HttpApi:
             raise
         finally:
             self._streams.discard(task)
-            self._count(opened=-1, cancelled=int(client_left))
+            self._recorder.count_http_stream(opened=-1, cancelled=int(client_left))
         return response
 
     async def _reply(self, request: web.Request, response: web.StreamResponse,
-                     body: Dict[str, Any], plan: "_Plan") -> None:
+                     body: Dict[str, Any], plan: Plan) -> None:
         """Write the events of one reply, or stop where a switch says."""
         bot_id, text = body["botId"], body["message"]
         user = self._message("TEXT", bot_id, text, "DONE")
@@ -346,7 +301,7 @@ class HttpApi:
         placeholder = self._message("REPLY", bot_id, "", "PROCESSING", reply_to=user)
         await self._send(request, response, "USER_SENT_MESSAGE_REPLYING",
                          message=placeholder)
-        chunks = reply_chunks(self._server.http_bots.get(bot_id, bot_id), text)
+        chunks = reply_chunks(self._state.http_bots.get(bot_id, bot_id), text)
         await _pause(request, plan.reply_delay)
         for index, chunk in enumerate(chunks):
             if await self._interrupted(request, response, plan, index):
@@ -371,20 +326,21 @@ class HttpApi:
                              userEnergyInfo=self._energy_info())
 
     async def _interrupted(self, request: web.Request, response: web.StreamResponse,
-                           plan: "_Plan", sent: int, last: bool = False) -> bool:
+                           plan: Plan, sent: int, last: bool = False) -> bool:
         """Drop the connection or send the ERROR event once ``sent`` chunks are out."""
-        if plan.drop_after is not None and _reached(plan.drop_after, sent, last):
+        cut = plan.cut_at(sent, last)
+        if cut == DROP:
             transport = request.transport
             if transport is not None:
                 await _flush(transport)
                 transport.abort()
             raise _Dropped
-        if plan.error_event is not None and _reached(plan.error_after, sent, last):
+        if cut == ERROR:
+            assert plan.error_event is not None
             await self._send(request, response, "ERROR",
                              errorReason=ERROR_REASONS[plan.error_event],
                              status={"message": ERROR_EVENTS[plan.error_event]})
-            return True
-        return False
+        return cut is not None
 
     async def _send(self, request: web.Request, response: web.StreamResponse,
                     name: str, **fields: Any) -> None:
@@ -406,13 +362,13 @@ class HttpApi:
     def _headers(self) -> Dict[str, str]:
         """Headers every response of the HTTP API carries."""
         headers = {"X-Request-Id": uuid.uuid4().hex}
-        token = self._server.refreshed_token
+        token = self._state.refreshed_token
         if token is not None:
             headers["refreshed-auth-token"] = token
         return headers
 
     def _energy_info(self) -> Dict[str, int]:
-        energy = self._server.energy
+        energy = self._state.energy
         return {"energy": DAILY_ENERGY if energy is None else energy,
                 "dailyEnergy": DAILY_ENERGY}
 
@@ -432,8 +388,3 @@ class HttpApi:
             "createdDateUnix": now,
             "updatedDateUnix": now,
         }
-
-    def _count(self, opened: int = 0, cancelled: int = 0) -> None:
-        with self._server._changing():
-            self.open_streams += opened
-            self.cancelled += cancelled

@@ -1,0 +1,149 @@
+"""What the local server's bots answer, and how a fault plan cuts a reply.
+
+Pure rules, no I/O, shared by the Socket.IO and the HTTP side.
+
+Reply rule (deterministic, so tests can predict every frame): the reply to
+``text`` from the bot named ``name`` is ``f"{name}: {text}"``, streamed one
+chunk per frame or event, where the chunks are
+``re.findall(r"\\S+\\s*|\\s+", reply)``: words that keep their trailing
+whitespace, so ``"".join(chunks) == reply``. ``reply_chunks()`` computes them.
+
+A ``Plan`` is the fault switches as one request found them;
+``Plan.cut_at()`` says where its reply stops early.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Tuple
+
+from .._signing import generate_header_timestamp
+
+__all__ = [
+    "DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "DROP", "ERROR", "ERROR_EVENTS", "ERROR_REASONS",
+    "Plan", "REQUIRED_FIELDS", "SOURCE_FROM", "STATUS_ERRORS", "reply_chunks",
+    "send_message_problem", "text_chat_problem", "valid_timestamp",
+]
+
+# The WS bot uids known from public clients (PROTOCOL.md section 5).
+DEFAULT_BOTS: Mapping[str, str] = {
+    "1e3be7fe89e94a809408b1154a2ee3e1": "samantha",
+    "8077335db7cd47e29f7de486612cc7fd": "gpt-3.5-turbo",
+    "01c8de4fbfc548df903712b0922a4e01": "gpt-4",
+}
+# The HTTP API's numeric bot ids -> names. Both ids were seen in public
+# clients (PROTOCOL.md section 5); 4738 is a general assistant, what bot 1 runs
+# is unknown. The names match the client's ``http_models``.
+DEFAULT_HTTP_BOTS: Mapping[str, str] = {
+    "4738": "assistant",
+    "1": "bot-1",
+}
+# Events that ``error_event`` may name, each with the message it carries.
+ERROR_EVENTS: Mapping[str, str] = {
+    "exception": "internal server error (simulated)",
+    "message_error": "message error (simulated)",
+    "need_verify_captcha": "need verify captcha",
+    "no_enough_energy": "no enough energy",
+    "chat_login_popup": "login required (simulated)",
+    "auth_fail": "auth fail (simulated)",
+}
+# The HTTP in-stream errorReason for each ``error_event`` (WS event names).
+ERROR_REASONS: Mapping[str, str] = {
+    "exception": "ERROR_REASON_INTERNAL_SERVER_ERROR",
+    "message_error": "ERROR_REASON_UNSPECIFIED",
+    "need_verify_captcha": "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
+    "no_enough_energy": "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
+    "chat_login_popup": "ERROR_REASON_UNAUTHORIZED",
+    "auth_fail": "ERROR_REASON_UNAUTHORIZED",
+}
+# reason and message of the JSON body ``http_status`` answers with.
+STATUS_ERRORS: Mapping[int, Tuple[str, str]] = {
+    401: ("ERROR_REASON_UNAUTHORIZED", "login required (simulated)"),
+    429: ("ERROR_REASON_TOO_MANY_REQUESTS", "too many requests (simulated)"),
+    500: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "internal server error (simulated)"),
+    502: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "bad gateway (simulated)"),
+}
+# Fields every text_chat must carry, all strings (PROTOCOL.md 1.3).
+REQUIRED_FIELDS: Tuple[str, ...] = (
+    "reqId", "botUid", "sourceFrom", "text", "signature", "timestamp", "version",
+)
+SOURCE_FROM = "myshellWebsite"
+# What ``Plan.cut_at`` answers: abort the connection, or send the error.
+DROP = "drop"
+ERROR = "error"
+_CHUNK_RE = re.compile(r"\S+\s*|\s+")
+
+
+def reply_chunks(bot_name: str, prompt: str) -> List[str]:
+    """Return the chunks the server streams for ``prompt`` sent to ``bot_name``.
+
+    ``"".join(reply_chunks(name, prompt)) == f"{name}: {prompt}"`` always holds.
+    """
+    return _CHUNK_RE.findall(f"{bot_name}: {prompt}")
+
+
+def _reached(threshold: int, sent: int, last: bool) -> bool:
+    """Whether an "after N chunks" threshold is met once ``sent`` chunks are out."""
+    return sent == threshold or (last and threshold > sent)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The fault switches as they were when one request arrived."""
+
+    error_event: Optional[str]
+    error_after: int
+    chunk_delay: float
+    reply_delay: float
+    drop_after: Optional[int]
+    report_energy: bool
+    missing_replied: bool  # HTTP only
+    truncate_utf8: bool  # HTTP only
+
+    def cut_at(self, sent: int, last: bool = False) -> Optional[str]:
+        """``DROP``, ``ERROR`` or None: how the reply ends once ``sent`` chunks are out.
+
+        ``last`` means every chunk is out, so any larger threshold is reached.
+        """
+        if self.drop_after is not None and _reached(self.drop_after, sent, last):
+            return DROP
+        if self.error_event is not None and _reached(self.error_after, sent, last):
+            return ERROR
+        return None
+
+
+def text_chat_problem(payload: Any) -> Optional[str]:
+    """Return why a text_chat payload is malformed, or None if it is fine."""
+    if not isinstance(payload, dict):
+        return "text_chat payload must be an object"
+    for field in REQUIRED_FIELDS:
+        if not isinstance(payload.get(field), str):
+            return f"text_chat field {field!r} is missing or not a string"
+    if not payload["reqId"]:
+        return "text_chat field 'reqId' is empty"
+    if payload["sourceFrom"] != SOURCE_FROM:
+        return f"text_chat field 'sourceFrom' must be {SOURCE_FROM!r}"
+    return None
+
+
+def send_message_problem(body: Any) -> Optional[str]:
+    """Return why a send_message body is malformed, or None if it is fine."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    for field in ("botId", "message"):
+        if not isinstance(body.get(field), str):
+            return f"field {field!r} is missing or not a string"
+    kind = body.get("messageType")
+    if kind != 1 or isinstance(kind, bool):
+        return "field 'messageType' must be 1 (text)"
+    scenario = body.get("conversation_scenario")
+    if scenario is not None and (not isinstance(scenario, int) or isinstance(scenario, bool)):
+        return "field 'conversation_scenario' must be an integer"
+    return None
+
+
+def valid_timestamp(value: str) -> bool:
+    """Whether a ``timestamp`` header ends with its own check digit, variant B."""
+    return (value.isascii() and value.isdigit() and len(value) <= 20
+            and generate_header_timestamp(int(value)) == value)
