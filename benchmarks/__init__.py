@@ -24,5 +24,6 @@ figures), :mod:`~benchmarks.fresh` (the scenarios run in fresh processes),
 :mod:`~benchmarks.cli` (the command line and the order of the steps).
 
 Only the public API of myshell_sync is used (``from myshell_sync import ...``
-and ``myshell_sync.local``). ``pool.py`` and ``soak.py`` stay scripts.
+and ``myshell_sync.local``). ``pool.py`` and ``soak.py`` stay scripts;
+``soak.py`` runs its server through :mod:`~benchmarks.local_peer`.
 """
