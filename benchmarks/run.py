@@ -1,4 +1,4 @@
-"""``python benchmarks/run.py``: the same as ``python -m benchmarks`` (see benchmarks/__init__.py)."""
+"""``python benchmarks/run.py``: the same as ``python -m benchmarks`` (see the package)."""
 
 import os
 import sys
