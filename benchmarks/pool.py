@@ -4,7 +4,8 @@ Cold calls (a new client each), warm calls (one reused connection), and 32
 threads sharing one client with max_connections=8; every reply's text is
 checked, and the exit status is 1 if any was wrong or any call failed. The
 peer is LocalMyshellServer (python-socketio on aiohttp) in this process, so
-every figure includes that server's cost. ``--json`` for machine output.
+every figure includes that server's cost; "connections opened" is how many
+/chat connects that server accepted. ``--json`` for machine output.
 """
 
 from __future__ import annotations
@@ -85,19 +86,20 @@ def bench_cold(url: str, runs: int, checker: Checker) -> Dict[str, Any]:
     return dict(latency_stats(calls), close_median_ms=percentile(closes, 50) * 1e3)
 
 
-def bench_warm(url: str, runs: int, checker: Checker) -> Dict[str, Any]:
+def bench_warm(server: LocalMyshellServer, runs: int, checker: Checker) -> Dict[str, Any]:
     """One client, one warm-up call, then ``runs`` calls on its connection."""
     samples: List[float] = []
-    with Myshell(url, captcha_delay=0) as client:
+    connects = server.connects
+    with Myshell(server.base_url, captcha_delay=0) as client:
         checker.call(client, "gpt-4", "hi")
         for _ in range(runs):
             started = time.perf_counter()
             if checker.call(client, "gpt-4", "hi") is not None:
                 samples.append(time.perf_counter() - started)
-        return dict(latency_stats(samples), connections_opened=client._pool.opened)
+    return dict(latency_stats(samples), connections_opened=server.connects - connects)
 
 
-def bench_threads(url: str, threads: int, calls: int, max_connections: int,
+def bench_threads(server: LocalMyshellServer, threads: int, calls: int, max_connections: int,
                   checker: Checker) -> Dict[str, Any]:
     """``threads`` threads share one client, each making ``calls`` calls."""
     chunk_counts = [0] * threads
@@ -120,7 +122,8 @@ def bench_threads(url: str, threads: int, calls: int, max_connections: int,
                 chunk_counts[index] += count
                 done[index] += 1
 
-    with Myshell(url, captcha_delay=0, max_connections=max_connections) as client:
+    connects = server.connects
+    with Myshell(server.base_url, captcha_delay=0, max_connections=max_connections) as client:
         sampler = threading.Thread(target=sample, name="bench-sampler")
         workers = [threading.Thread(target=worker, args=(client, i), name=f"bench-{i}")
                    for i in range(threads)]
@@ -133,7 +136,7 @@ def bench_threads(url: str, threads: int, calls: int, max_connections: int,
         wall = time.perf_counter() - started
         stop.set()
         sampler.join()
-        opened = client._pool.opened
+    opened = server.connects - connects
     return {"threads": threads, "calls_per_thread": calls, "max_connections": max_connections,
             "calls": sum(done), "wall_s": wall, "calls_per_s": sum(done) / wall,
             "chunks": sum(chunk_counts), "chunks_per_s": sum(chunk_counts) / wall,
@@ -193,8 +196,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     checker = Checker()
     with LocalMyshellServer() as server:
         cold = bench_cold(server.base_url, args.cold, checker)
-        warm = bench_warm(server.base_url, args.warm, checker)
-        threads = bench_threads(server.base_url, args.threads, args.calls,
+        warm = bench_warm(server, args.warm, checker)
+        threads = bench_threads(server, args.threads, args.calls,
                                 args.max_connections, checker)
     results = {"machine": machine(), "cold": cold, "warm": warm, "threads": threads,
                "cold_warm_ratio": cold["median_ms"] / warm["median_ms"],

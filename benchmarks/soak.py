@@ -6,9 +6,11 @@ Usage::
     python benchmarks/soak.py --calls 500 --abandoned 100      # the short run CI does
     python benchmarks/soak.py --transport websocket --json     # one transport, JSON on stdout
 
-The local MyShell server runs in its own process (``python -m
-myshell_sync.local --port 0``), so this process holds only the client and its
-figures are the client's. For each transport, one client makes ``--calls``
+The local MyShell server runs in its own process (``benchmarks.local_peer``:
+LocalMyshellServer with its defaults, as ``python -m myshell_sync.local``
+runs it), so this process holds only the client and its figures are the
+client's; the WebSocket connections opened are the /chat connects that
+server accepted. For each transport, one client makes ``--calls``
 sequential calls (each reply checked against the expected text), then starts
 ``--abandoned`` streams, takes the first chunk of each and closes it while
 the server is still streaming the rest (a 40-word reply). Threads, open file
@@ -30,14 +32,18 @@ import os
 import platform
 import re
 import resource
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Dict, List
 
+if not __package__:  # run as a file: make the benchmarks package importable
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import myshell_sync
 from myshell_sync import Myshell
+
+from benchmarks.process import ServerProcess
 
 MODELS = {"websocket": "gpt-4", "http": "assistant"}
 RSS_SLACK_KB = 10 * 1024
@@ -53,31 +59,6 @@ def figures() -> Dict[str, int]:
         "fds": len(os.listdir("/proc/self/fd")),
         "rss_kb": rss,
     }
-
-
-class ServerProcess:
-    """``python -m myshell_sync.local`` on an OS-chosen port, in its own process."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "myshell_sync.local", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        line = self.process.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the local server did not start: {line!r}")
-        self.base_url = match.group(1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self.process.stdout.close()
 
 
 def expected(model: str, prompt: str) -> str:
@@ -96,12 +77,13 @@ def warm_up(base_url: str, transports: List[str]) -> None:
                 gen.close()
 
 
-def soak(base_url: str, transport: str, calls: int, abandoned: int) -> Dict[str, Any]:
+def soak(server: ServerProcess, transport: str, calls: int, abandoned: int) -> Dict[str, Any]:
     model = MODELS[transport]
+    connects = int(server.ask("connects"))
     before = figures()
     failures = 0
     started = time.monotonic()
-    client = Myshell(base_url, transport=transport, captcha_delay=0, timeout=10)
+    client = Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10)
     try:
         for i in range(calls):
             prompt = f"call {i}"
@@ -120,11 +102,11 @@ def soak(base_url: str, transport: str, calls: int, abandoned: int) -> Dict[str,
         # the client still works after all that
         if "".join(client.generate(model, [{"role": "user", "content": "last"}])) != expected(model, "last"):
             failures += 1
-        connections = client._pool.opened
     finally:
         client.close()
     del client
     after = figures()
+    connections = int(server.ask("connects")) - connects
     return {
         "transport": transport,
         "calls": calls,
@@ -178,12 +160,9 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     transports = ["websocket", "http"] if args.transport == "both" else [args.transport]
-    server = ServerProcess()
-    try:
+    with ServerProcess("benchmarks.local_peer", quiet=True) as server:
         warm_up(server.base_url, transports)
-        runs = [soak(server.base_url, t, args.calls, args.abandoned) for t in transports]
-    finally:
-        server.stop()
+        runs = [soak(server, t, args.calls, args.abandoned) for t in transports]
     report = {
         "command": "python benchmarks/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "myshell_sync": myshell_sync.__version__,

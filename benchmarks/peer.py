@@ -1,0 +1,224 @@
+"""The fast WebSocket peer: a minimal MyShell server on raw sockets, in its own process.
+
+It does the WebSocket upgrade, unmasked server frames and the
+Engine.IO/Socket.IO text protocol by hand, and writes pre-encoded frames in
+big ``sendall`` batches (see :func:`build_reply`); a thread serves each
+connection. :class:`Peer` starts it (``python_command("benchmarks.peer")``)
+and stops it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import os
+import re
+import socket
+import sys
+import threading
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .process import ServerProcess
+from .protocol import EVENT_PREFIX, WS_PATH, chunk_text, expected_text
+
+OPEN_PACKET = (
+    '0{"sid":"%s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,'
+    '"maxPayload":1000000}'
+)
+MAX_REPLY_CHUNKS = 1_000_000
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_STREAM_HEAD = b'42/chat,["text_stream",{"reqId":"'
+_REPLIED_HEAD = b'42/chat,["message_replied",{"reqId":"'
+_BATCH_FRAMES = 512  # frames per sendall after the first frame
+_CLOSE_FRAME = b"\x88\x02\x03\xe8"  # close, status 1000
+
+_reply_cache: Dict[Tuple[int, int], List[List[bytes]]] = {}
+
+
+def _ws_header(length: int, opcode: int = 1) -> bytes:
+    """Header of one unmasked, final server frame."""
+    first = 0x80 | opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+def _ws_frame(text: str) -> bytes:
+    data = text.encode()
+    return _ws_header(len(data)) + data
+
+
+def build_reply(n: int, rid_len: int) -> List[List[bytes]]:
+    """The reply to ``N=n`` as batches of separators.
+
+    ``rid.join(batch)`` is the wire bytes of that batch of frames for the
+    request id ``rid`` (``rid_len`` bytes long): every frame is
+    ``header + head + rid + tail``, so the only per-request work is one
+    ``bytes.join`` per batch. The first batch is the first frame alone, so
+    the first chunk leaves at once.
+    """
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    parts: List[Tuple[bytes, bytes]] = []
+    for i in range(n):
+        tail = '","data":{"text":%s,"index":%d,"isFinal":%s}}]' % (
+            dumps(chunk_text(i)), i, "true" if i == n - 1 else "false")
+        parts.append((_STREAM_HEAD, tail.encode()))
+    parts.append((_REPLIED_HEAD, ('","data":{"text":%s}}]' % dumps(expected_text(n))).encode()))
+    frames = [(_ws_header(len(head) + rid_len + len(tail)) + head, tail) for head, tail in parts]
+    groups = [frames[:1]] + [frames[k:k + _BATCH_FRAMES]
+                             for k in range(1, len(frames), _BATCH_FRAMES)]
+    batches = []
+    for group in groups:
+        seps = [group[0][0]]
+        for j in range(len(group) - 1):
+            seps.append(group[j][1] + group[j + 1][0])
+        seps.append(group[-1][1])
+        batches.append(seps)
+    return batches
+
+
+def reply_bytes(n: int, rid: bytes) -> int:
+    """How many bytes the peer sends for the reply to ``N=n``."""
+    return sum(len(rid.join(seps)) for seps in build_reply(n, len(rid)))
+
+
+class PeerConnection:
+    """One client connection to the peer, served by one thread."""
+
+    def __init__(self, sock: socket.socket, number: int) -> None:
+        self.sock = sock
+        self.number = number
+        self.buf = bytearray()
+
+    def run(self) -> None:
+        try:
+            if self._upgrade():
+                self.sock.sendall(_ws_frame(OPEN_PACKET % f"peer-{self.number}"))
+                self._serve()
+        except (OSError, EOFError, ValueError):
+            pass
+        finally:
+            self.sock.close()
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = self.buf
+        while len(buf) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            buf += data
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    def _upgrade(self) -> bool:
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                return False
+            self.buf += data
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray(rest)
+        match = re.search(rb"(?im)^sec-websocket-key:[ \t]*(\S+)", head)
+        if match is None:
+            self.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            return False
+        accept = base64.b64encode(hashlib.sha1(match.group(1) + _WS_GUID).digest())
+        self.sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        return True
+
+    def _serve(self) -> None:
+        fragments: List[bytes] = []
+        message_opcode = 0
+        while True:
+            b0, b1 = self._recv_exact(2)
+            opcode = b0 & 0x0F
+            length = b1 & 0x7F
+            if length == 126:
+                length = int.from_bytes(self._recv_exact(2), "big")
+            elif length == 127:
+                length = int.from_bytes(self._recv_exact(8), "big")
+            mask = self._recv_exact(4) if b1 & 0x80 else b""
+            payload = self._recv_exact(length)
+            if mask and length:
+                key = (mask * (length // 4 + 1))[:length]
+                unmasked = int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")
+                payload = unmasked.to_bytes(length, "big")
+            if opcode == 8:  # close: answer it and hang up
+                self.sock.sendall(_CLOSE_FRAME)
+                return
+            if opcode == 9:  # ping
+                self.sock.sendall(_ws_header(len(payload), 10) + payload)
+                continue
+            if opcode not in (0, 1, 2):
+                continue
+            if opcode != 0:
+                message_opcode = opcode
+            fragments.append(payload)
+            if not b0 & 0x80:
+                continue
+            message = b"".join(fragments)
+            fragments = []
+            if message_opcode == 1 and not self._on_text(message.decode("utf-8")):
+                return
+
+    def _on_text(self, text: str) -> bool:
+        """Answer one Engine.IO packet; False closes the connection."""
+        if text.startswith(EVENT_PREFIX):
+            event = json.loads(text[len(EVENT_PREFIX):])
+            if event[0] == "text_chat":
+                payload = event[1]
+                found = re.search(r"N=(\d+)", str(payload.get("text", "")))
+                n = min(int(found.group(1)), MAX_REPLY_CHUNKS) if found else 1
+                self._send_reply(str(payload["reqId"]).encode(), max(n, 1))
+        elif text.startswith("40/chat"):
+            self.sock.sendall(_ws_frame('40/chat,{"sid":"peer-sid-%d"}' % self.number))
+        elif text == "1":  # Engine.IO close
+            self.sock.sendall(_CLOSE_FRAME)
+            return False
+        elif text.startswith("2"):  # a client ping (not used in EIO v4)
+            self.sock.sendall(_ws_frame("3" + text[1:]))
+        # "41/chat," (leave the namespace) and pongs need no answer.
+        return True
+
+    def _send_reply(self, rid: bytes, n: int) -> None:
+        key = (n, len(rid))
+        batches = _reply_cache.get(key)
+        if batches is None:
+            batches = _reply_cache[key] = build_reply(n, len(rid))
+        sendall = self.sock.sendall
+        for seps in batches:
+            sendall(rid.join(seps))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Serve until stdin closes (the parent ended or went away)."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=512)
+    print(server.getsockname()[1], flush=True)
+
+    def exit_with_parent() -> None:
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+    numbers = itertools.count(1)
+    while True:
+        sock, _ = server.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = PeerConnection(sock, next(numbers))
+        threading.Thread(target=conn.run, daemon=True).start()
+
+
+class Peer(ServerProcess):
+    """The peer process, seen from the benchmark."""
+
+    def __init__(self) -> None:
+        super().__init__("benchmarks.peer")
+        self.ws_url = f"ws://127.0.0.1:{self.port}{WS_PATH}"
