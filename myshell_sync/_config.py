@@ -124,16 +124,20 @@ class ProxyConfig:
     @property
     def safe_url(self) -> str:
         """The URL with the password replaced by ``***``."""
-        user = f"{urllib.parse.quote(self.auth[0], safe='')}:***@" if self.auth else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
+        return self._url(hide_password=True)
 
     @property
     def url(self) -> str:
         """The full URL, credentials included (for requests' ``proxies``)."""
+        return self._url(hide_password=False)
+
+    def _url(self, *, hide_password: bool) -> str:
         user = ""
         if self.auth:
-            user = ":".join(urllib.parse.quote(part, safe="") for part in self.auth) + "@"
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
+            name, password = (urllib.parse.quote(part, safe="") for part in self.auth)
+            user = f"{name}:{'***' if hide_password else password}@"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return f"{self.scheme}://{user}{host}:{self.port}"
 
     def websocket_options(self) -> Dict[str, Any]:
         """``websocket.create_connection`` keyword arguments for this proxy."""

@@ -334,3 +334,12 @@ def test_a_bad_variable_says_what_to_use(env):
     env.setenv("HTTPS_PROXY", "ftp://p:21")
     with pytest.raises(ValueError, match=f"unsupported proxy scheme 'ftp': {USAGE}"):
         environment_proxy("https://api.example")
+
+
+def test_an_ipv6_proxy_keeps_its_brackets_in_urls():
+    config = parse_proxy("http://user:pw@[::1]:3128")
+    assert config.host == "::1"  # what a socket connects to
+    assert config.websocket_options()["http_proxy_host"] == "::1"
+    assert config.url == "http://user:pw@[::1]:3128"
+    assert config.safe_url == "http://user:***@[::1]:3128"
+    assert parse_proxy(config.url) == config
