@@ -165,9 +165,13 @@ def parse_proxy(url: Optional[str]) -> Optional[ProxyConfig]:
     if parts.scheme not in _PROXY_SCHEMES:
         raise ValueError(f"unsupported proxy scheme {parts.scheme!r}: {_PROXY_USAGE}")
     try:
-        port = parts.port or (1080 if parts.scheme.startswith("socks") else 8080)
+        port = parts.port
     except ValueError:
-        raise ValueError(f"proxy URL has a bad port: {_PROXY_USAGE}") from None
+        port = 0  # not a number, or out of range: refused below
+    if port is None:
+        port = 1080 if parts.scheme.startswith("socks") else 8080
+    elif port == 0:
+        raise ValueError(f"proxy URL has a bad port: {_PROXY_USAGE}")
     if not parts.hostname:
         raise ValueError(f"proxy URL has no host: {_PROXY_USAGE}")
     if parts.scheme.startswith("socks"):

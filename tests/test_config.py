@@ -221,7 +221,7 @@ def test_parse_proxy_refuses_other_schemes(url, scheme):
         parse_proxy(url)
 
 
-@pytest.mark.parametrize("url", ["http://p:port", "http://p:65536", "http://p:-1"])
+@pytest.mark.parametrize("url", ["http://p:port", "http://p:65536", "http://p:-1", "http://p:0"])
 def test_parse_proxy_refuses_a_bad_port(url):
     with pytest.raises(ValueError, match=f"proxy URL has a bad port: {USAGE}"):
         parse_proxy(url)
