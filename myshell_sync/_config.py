@@ -228,18 +228,20 @@ def tls_options(verify: VerifyTypes) -> Dict[str, Any]:
         return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
     if isinstance(verify, ssl.SSLContext):
         return {"context": verify}  # used as is: its verify_mode, CAs, hostname check
+    if os.path.isdir(verify):
+        return {"ca_cert_path": verify}  # a c_rehash'ed directory, as requests' ca_cert_dir
     return {"ca_certs": verify}
 
 
 def check_verify(verify: Any) -> VerifyTypes:
-    """``verify`` as both transports take it: a bool, a CA bundle path (as
-    a str) or an ``ssl.SSLContext`` (as is)."""
+    """``verify`` as both transports take it: a bool, the path of a CA
+    bundle file or directory (as a str), or an ``ssl.SSLContext`` (as is)."""
     if isinstance(verify, (bool, ssl.SSLContext)):
         return verify
     if isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
         if not os.path.exists(path):
-            raise ValueError(f"verify={path!r}: no such CA bundle file")
+            raise ValueError(f"verify={path!r}: no such CA bundle file or directory")
         return path
     raise TypeError(
         f"verify must be True, False, a CA bundle path or an ssl.SSLContext, not {verify!r}")

@@ -135,7 +135,7 @@ def test_check_verify_gives_a_bundle_path_as_a_string(bundle):
 
 
 def test_check_verify_refuses_a_missing_bundle(tmp_path):
-    with pytest.raises(ValueError, match="no such CA bundle file"):
+    with pytest.raises(ValueError, match="no such CA bundle file or directory"):
         check_verify(str(tmp_path / "missing.pem"))
 
 
@@ -156,6 +156,12 @@ def test_tls_options_for_each_kind_of_verify(bundle):
     assert tls_options(str(bundle)) == {"ca_certs": str(bundle)}
     context = ssl.create_default_context()
     assert tls_options(context) == {"context": context}
+
+
+def test_a_ca_directory_is_a_capath_for_websocket_client(tmp_path):
+    # requests takes a directory too (as ca_cert_dir); cafile= would be IsADirectoryError
+    assert check_verify(tmp_path) == str(tmp_path)
+    assert tls_options(str(tmp_path)) == {"ca_cert_path": str(tmp_path)}
 
 
 def test_websocket_client_wraps_the_socket_with_the_given_context():
