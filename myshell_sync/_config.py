@@ -124,16 +124,20 @@ class ProxyConfig:
     @property
     def safe_url(self) -> str:
         """The URL with the password replaced by ``***``."""
-        user = f"{urllib.parse.quote(self.auth[0], safe='')}:***@" if self.auth else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
+        return self._url(hide_password=True)
 
     @property
     def url(self) -> str:
         """The full URL, credentials included (for requests' ``proxies``)."""
+        return self._url(hide_password=False)
+
+    def _url(self, *, hide_password: bool) -> str:
         user = ""
         if self.auth:
-            user = ":".join(urllib.parse.quote(part, safe="") for part in self.auth) + "@"
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
+            name, password = (urllib.parse.quote(part, safe="") for part in self.auth)
+            user = f"{name}:{'***' if hide_password else password}@"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return f"{self.scheme}://{user}{host}:{self.port}"
 
     def websocket_options(self) -> Dict[str, Any]:
         """``websocket.create_connection`` keyword arguments for this proxy."""
@@ -161,9 +165,13 @@ def parse_proxy(url: Optional[str]) -> Optional[ProxyConfig]:
     if parts.scheme not in _PROXY_SCHEMES:
         raise ValueError(f"unsupported proxy scheme {parts.scheme!r}: {_PROXY_USAGE}")
     try:
-        port = parts.port or (1080 if parts.scheme.startswith("socks") else 8080)
+        port = parts.port
     except ValueError:
-        raise ValueError(f"proxy URL has a bad port: {_PROXY_USAGE}") from None
+        port = 0  # not a number, or out of range: refused below
+    if port is None:
+        port = 1080 if parts.scheme.startswith("socks") else 8080
+    elif port == 0:
+        raise ValueError(f"proxy URL has a bad port: {_PROXY_USAGE}")
     if not parts.hostname:
         raise ValueError(f"proxy URL has no host: {_PROXY_USAGE}")
     if parts.scheme.startswith("socks"):
@@ -220,18 +228,20 @@ def tls_options(verify: VerifyTypes) -> Dict[str, Any]:
         return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
     if isinstance(verify, ssl.SSLContext):
         return {"context": verify}  # used as is: its verify_mode, CAs, hostname check
+    if os.path.isdir(verify):
+        return {"ca_cert_path": verify}  # a c_rehash'ed directory, as requests' ca_cert_dir
     return {"ca_certs": verify}
 
 
 def check_verify(verify: Any) -> VerifyTypes:
-    """``verify`` as both transports take it: a bool, a CA bundle path (as
-    a str) or an ``ssl.SSLContext`` (as is)."""
+    """``verify`` as both transports take it: a bool, the path of a CA
+    bundle file or directory (as a str), or an ``ssl.SSLContext`` (as is)."""
     if isinstance(verify, (bool, ssl.SSLContext)):
         return verify
     if isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
         if not os.path.exists(path):
-            raise ValueError(f"verify={path!r}: no such CA bundle file")
+            raise ValueError(f"verify={path!r}: no such CA bundle file or directory")
         return path
     raise TypeError(
         f"verify must be True, False, a CA bundle path or an ssl.SSLContext, not {verify!r}")

@@ -135,7 +135,7 @@ def test_check_verify_gives_a_bundle_path_as_a_string(bundle):
 
 
 def test_check_verify_refuses_a_missing_bundle(tmp_path):
-    with pytest.raises(ValueError, match="no such CA bundle file"):
+    with pytest.raises(ValueError, match="no such CA bundle file or directory"):
         check_verify(str(tmp_path / "missing.pem"))
 
 
@@ -156,6 +156,12 @@ def test_tls_options_for_each_kind_of_verify(bundle):
     assert tls_options(str(bundle)) == {"ca_certs": str(bundle)}
     context = ssl.create_default_context()
     assert tls_options(context) == {"context": context}
+
+
+def test_a_ca_directory_is_a_capath_for_websocket_client(tmp_path):
+    # requests takes a directory too (as ca_cert_dir); cafile= would be IsADirectoryError
+    assert check_verify(tmp_path) == str(tmp_path)
+    assert tls_options(str(tmp_path)) == {"ca_cert_path": str(tmp_path)}
 
 
 def test_websocket_client_wraps_the_socket_with_the_given_context():
@@ -221,7 +227,7 @@ def test_parse_proxy_refuses_other_schemes(url, scheme):
         parse_proxy(url)
 
 
-@pytest.mark.parametrize("url", ["http://p:port", "http://p:65536", "http://p:-1"])
+@pytest.mark.parametrize("url", ["http://p:port", "http://p:65536", "http://p:-1", "http://p:0"])
 def test_parse_proxy_refuses_a_bad_port(url):
     with pytest.raises(ValueError, match=f"proxy URL has a bad port: {USAGE}"):
         parse_proxy(url)
@@ -334,3 +340,12 @@ def test_a_bad_variable_says_what_to_use(env):
     env.setenv("HTTPS_PROXY", "ftp://p:21")
     with pytest.raises(ValueError, match=f"unsupported proxy scheme 'ftp': {USAGE}"):
         environment_proxy("https://api.example")
+
+
+def test_an_ipv6_proxy_keeps_its_brackets_in_urls():
+    config = parse_proxy("http://user:pw@[::1]:3128")
+    assert config.host == "::1"  # what a socket connects to
+    assert config.websocket_options()["http_proxy_host"] == "::1"
+    assert config.url == "http://user:pw@[::1]:3128"
+    assert config.safe_url == "http://user:***@[::1]:3128"
+    assert parse_proxy(config.url) == config

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from myshell_sync._exceptions import ProtocolError
 from myshell_sync._signing import generate_header_timestamp
-from myshell_sync._sse import SSEDecoder, ServerSentEvent, encode_sse
+from myshell_sync._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, ServerSentEvent, encode_sse
 
 PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 
@@ -121,8 +121,8 @@ SAMPLES = {
 }
 
 
-def decode(chunks):
-    decoder = SSEDecoder()
+def decode(chunks, max_event_size=DEFAULT_MAX_EVENT_SIZE):
+    decoder = SSEDecoder(max_event_size)
     events = []
     for chunk in chunks:
         events.extend(decoder.feed(chunk))
@@ -333,16 +333,12 @@ def test_arbitrary_bytes_raise_only_protocol_error(data, cuts):
 
 
 def _outcome(chunks, max_event_size):
-    """The events, ``pending`` and error a decoder gives for ``chunks``."""
-    decoder = SSEDecoder(max_event_size=max_event_size)
-    events = []
+    """The events and ``pending`` a decoder gives for ``chunks``, or its error."""
     try:
-        for chunk in chunks:
-            events.extend(decoder.feed(chunk))
-        decoder.flush()
+        events, decoder = decode(chunks, max_event_size)
     except ProtocolError as exc:
-        return events, None, str(exc)
-    return events, decoder.pending, None
+        return str(exc)
+    return events, decoder.pending
 
 
 _utf8ish = st.lists(st.sampled_from([b"data: ", b":", b"\n", b"\r", b"x", "é".encode(), "🎉".encode(),
