@@ -9,7 +9,8 @@
 
 import logging as _logging
 
-from ._client import Energy, Myshell, Reply, Stream, Timings, generate
+from ._client import Energy, Myshell, generate
+from ._stream import Reply, Stream, Timings
 from ._config import Timeout
 from ._exceptions import (
     AuthenticationError,

@@ -16,7 +16,8 @@ import sys
 import threading
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
-from ._client import Myshell, Stream
+from ._client import Myshell
+from ._stream import Stream
 from ._config import Timeout
 from ._constants import DEFAULT_BASE_URL, TOKEN_ENV
 from ._exceptions import (

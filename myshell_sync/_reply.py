@@ -1,34 +1,29 @@
 """What the events of one reply mean: chunks, the end, or an error.
 
-``iter_reply`` consumes a request's mailbox (filled by the transport's reader
-thread) on the caller's thread, with bounded waits, and yields text deltas.
+``iter_reply`` consumes a request's mailbox (filled by a transport's thread)
+on the caller's thread, with bounded waits, and yields text deltas. The same
+for every transport: ``Timeout.first_chunk`` is the wait for the first text
+(or the end, or an error; acknowledgements do not end it), ``Timeout.idle``
+the silence between two events after that, ``Timeout.total`` the whole call.
 """
 
 from __future__ import annotations
 
 import queue
-import time
+import re
 from typing import Any, Dict, Generator, List, NoReturn, Optional, Tuple, Type
 
-from ._config import Timeout
 from ._constants import FINAL_GRACE, WAIT_SLICE
+from ._deadline import Deadline, Limit
 from ._exceptions import (
     AuthenticationError,
     CaptchaRequiredError,
     InsufficientEnergyError,
     MyshellError,
-    MyshellTimeoutError,
     ProtocolError,
     ServerError,
 )
-
-#: Mailbox event name for "the connection failed"; payload is the exception.
-DEAD = "\0dead"
-#: Mailbox event name for "the reply ended well without message_replied".
-END = "\0end"
-
-#: What a transport puts into a reply's mailbox: events in arrival order.
-Batch = List[Tuple[str, Any]]
+from .transports.base import CANCELLED, DEAD, END, ERROR_EVENT_NAMES, MALFORMED, Batch, Cancelled
 
 # Terminal error events: the error class and what the caller can do about it.
 ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
@@ -52,22 +47,21 @@ ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
     "message_error": (ServerError, "the server could not handle the message; retry later"),
     "exception": (ServerError, "the server failed; retry later"),
 }
+assert set(ERROR_EVENTS) == ERROR_EVENT_NAMES
 
 
 def iter_reply(
-    mailbox: "queue.Queue[Batch]",
-    req_id: str,
-    timeout: Timeout,
-    started: float,
+    mailbox: "queue.Queue[Batch]", req_id: str, deadline: Deadline
 ) -> Generator[str, None, Optional[Dict[str, Any]]]:
     """Yield the reply's text deltas; return the ``message_replied`` payload.
 
-    ``started`` is the ``time.monotonic()`` at which the call began (for
-    ``Timeout.total``). Returns None when the reply ended by the grace period
-    after an ``isFinal`` frame rather than by ``message_replied``.
+    Returns None when the reply ended by the grace period after an
+    ``isFinal`` frame rather than by ``message_replied``. Raises
+    ``Cancelled`` when the caller cancelled it from another thread.
     """
     parts: List[str] = []
-    clock = _Deadlines(timeout, started, req_id)
+    text = SurrogateJoiner()
+    clock = _Waits(deadline, req_id)
     get = mailbox.get
     while True:
         try:
@@ -79,21 +73,34 @@ def iter_reply(
         clock.event(parts)
         for name, payload in batch:
             if name == "text_stream":
-                text, is_final = _stream_text(payload, req_id, parts)
-                if text:
-                    parts.append(text)
-                    yield text
+                delta, is_final = _stream_text(payload, req_id, parts)
+                if delta:
+                    clock.text()
+                    delta = text.feed(delta)
+                    if delta:
+                        parts.append(delta)
+                        yield delta
                 if is_final:
                     clock.final()
             elif name == "message_replied":
+                rest = text.flush()
+                if rest:
+                    parts.append(rest)
+                    yield rest
                 return (yield from _replied(payload, req_id, parts))
             elif name == END:
+                rest = text.flush()
+                if rest:
+                    parts.append(rest)
+                    yield rest
                 return None
             elif name == DEAD:
                 error: MyshellError = payload
                 error.req_id = req_id
                 error.partial_text = "".join(parts)
                 raise error
+            elif name == CANCELLED:
+                raise Cancelled()
             elif name in ERROR_EVENTS:
                 cls, advice = ERROR_EVENTS[name]
                 raise cls(
@@ -124,67 +131,54 @@ def _replied(
     return message
 
 
-class _Deadlines:
-    """The waits of one reply: first event, between events, total, grace."""
+class _Waits:
+    """The waits of one reply: first text, between events, total, grace."""
 
-    def __init__(self, timeout: Timeout, started: float, req_id: str) -> None:
-        self.timeout = timeout
-        self.started = started
+    def __init__(self, deadline: Deadline, req_id: str) -> None:
+        self.deadline = deadline
         self.req_id = req_id
-        self.last_event = time.monotonic()
-        self.got_any = False
+        self.started = self.last_event = deadline.now()  # the request was sent
+        self.got_text = False
         self.final_at: Optional[float] = None
 
     def event(self, parts: List[str]) -> None:
-        now = self.last_event = time.monotonic()
-        self.got_any = True
-        total = self.timeout.total
-        if total is not None and now - self.started >= total:
-            self._raise(total, "the whole reply (Timeout.total)", parts)
+        self.last_event = self.deadline.now()
+        if self.deadline.expired():
+            self._raise(self.deadline.total(), "the whole reply", parts)
+
+    def text(self) -> None:
+        self.got_text = True
 
     def final(self) -> None:
         if self.final_at is None:
-            self.final_at = time.monotonic()
+            self.final_at = self.deadline.now()
 
     def expired(self, parts: List[str]) -> bool:
         """True when the grace period is over; raises when a timeout is."""
-        now = time.monotonic()
-        timeout = self.timeout
+        deadline = self.deadline
+        now = deadline.now()
         if self.final_at is not None and now - self.final_at >= FINAL_GRACE:
             return True
-        if timeout.total is not None and now - self.started >= timeout.total:
-            limit, what = timeout.total, "the whole reply (Timeout.total)"
-        elif self.final_at is not None:
+        if deadline.expired():
+            self._raise(deadline.total(), "the whole reply", parts)
+        if self.final_at is not None:
             return False
-        elif not self.got_any and timeout.first_chunk is not None and now - self.last_event >= timeout.first_chunk:
-            limit, what = timeout.first_chunk, "the first event (Timeout.first_chunk)"
-        elif self.got_any and timeout.idle is not None and now - self.last_event >= timeout.idle:
-            limit, what = timeout.idle, "the next event (Timeout.idle)"
+        timeout = deadline.timeout
+        if not self.got_text:
+            # Acknowledgements do not end the wait for the first text.
+            name, limit, what = "first_chunk", timeout.first_chunk, "the first chunk"
+            since = self.started
         else:
-            return False
-        self._raise(limit, what, parts)
+            name, limit, what = "idle", timeout.idle, "the next event"
+            since = self.last_event
+        if limit is not None and now - since >= limit:
+            self._raise(Limit(0.0, name, limit), what, parts)
+        return False
 
-    def _raise(self, limit: float, what: str, parts: List[str]) -> NoReturn:
-        raise MyshellTimeoutError(
-            f"waited {limit:g}s for {what} of request {self.req_id}; the bot may be busy: "
-            "retry, or raise the timeout",
-            req_id=self.req_id,
-            partial_text="".join(parts),
-        )
-
-
-def text_item(data: Any) -> Tuple[Any, bool]:
-    """The mailbox payload of a ``text_stream`` event: ``(text, is_final)``.
-
-    ``text`` is whatever ``data.text`` held (checked by the consumer), or
-    ``_MALFORMED`` when ``data`` is not an object.
-    """
-    if data.__class__ is not dict:
-        return _MALFORMED, False
-    return data.get("text"), data.get("isFinal") is True
-
-
-_MALFORMED = object()
+    def _raise(self, limit: Limit, what: str, parts: List[str]) -> NoReturn:
+        error = limit.error(f"waiting for {what} of request {self.req_id}", req_id=self.req_id)
+        error.partial_text = "".join(parts)
+        raise error
 
 
 def _stream_text(item: Tuple[Any, bool], req_id: str, parts: List[str]) -> Tuple[str, bool]:
@@ -193,7 +187,7 @@ def _stream_text(item: Tuple[Any, bool], req_id: str, parts: List[str]) -> Tuple
         return text, is_final
     if text is None:  # JSON null: no text on this frame
         return "", is_final
-    what = "data" if text is _MALFORMED else f"data.text ({type(text).__name__})"
+    what = "data" if text is MALFORMED else f"data.text ({type(text).__name__})"
     raise ProtocolError(
         f"text_stream {what} is malformed: expected a string",
         req_id=req_id,
@@ -209,6 +203,46 @@ def _unstreamed_rest(final_text: Any, parts: List[str]) -> str:
     if len(final_text) > len(streamed) and final_text.startswith(streamed):
         return final_text[len(streamed):]
     return ""
+
+
+class SurrogateJoiner:
+    """Never yield a lone UTF-16 surrogate.
+
+    A server that slices text by UTF-16 code units (any JavaScript server)
+    can send ``"a\\ud83d"`` then ``"\\ude00b"``. A trailing high surrogate is
+    held until the next chunk and joined with its low half; a surrogate
+    with no partner becomes U+FFFD.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if self._held:
+            text, self._held = self._held + text, ""
+        if text.isascii() or not _SURROGATE.search(text):
+            return text
+        if "\ud800" <= text[-1] <= "\udbff":
+            text, self._held = text[:-1], text[-1]
+        return _PAIR_OR_LONE.sub(_join_pair, text)
+
+    def flush(self) -> str:
+        """What is held at the end: a lone high surrogate, as U+FFFD."""
+        held, self._held = self._held, ""
+        return "\ufffd" if held else ""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PAIR_OR_LONE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+
+
+def _join_pair(match: "re.Match[str]") -> str:
+    pair = match.group()
+    if len(pair) == 1:
+        return "\ufffd"
+    return chr(0x10000 + ((ord(pair[0]) - 0xD800) << 10) + (ord(pair[1]) - 0xDC00))
 
 
 def _server_message(payload: Any) -> str:

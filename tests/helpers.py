@@ -76,3 +76,15 @@ def load_example(name: str):
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def ws_pool(client):
+    """The connection pool of a client's WebSocket transport (also under auto)."""
+    transport = client._transport
+    return getattr(transport, "websocket", transport).pool
+
+
+def http_transport(client):
+    """A client's HTTP transport (made on demand under auto)."""
+    transport = client._transport
+    return transport.http if transport.name == "auto" else transport

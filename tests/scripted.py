@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Tuple
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-OPEN_PACKET = '0{"sid":"scripted","upgrades":[],"pingInterval":%d,"pingTimeout":%d,"maxPayload":1000000}'
+OPEN_PACKET = '0{"sid":"scripted","upgrades":[],"pingInterval":%d,"pingTimeout":%d,"maxPayload":%d}'
 
 
 class ScriptedServer:
@@ -71,9 +71,9 @@ class Peer:
         self.received.append(frame)
         return frame
 
-    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000) -> dict:
+    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000, max_payload: int = 1000000) -> dict:
         """Open packet, then accept the /chat connect; returns its auth payload."""
-        self.send(OPEN_PACKET % (ping_interval, ping_timeout))
+        self.send(OPEN_PACKET % (ping_interval, ping_timeout, max_payload))
         frame = self.recv()
         assert frame.startswith("40/chat,"), frame
         self.send('40/chat,{"sid":"scripted-sid"}')

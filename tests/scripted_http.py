@@ -297,10 +297,10 @@ class RawConn:
             if opcode == OP_CLOSE:
                 raise EOFError("the client sent a close frame")
 
-    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000) -> dict:
+    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000, max_payload: int = 1000000) -> dict:
         """Upgrade, open packet, accept the /chat connect; returns its auth payload."""
         self.accept_upgrade()
-        self.send_frame(OPEN_PACKET % (ping_interval, ping_timeout))
+        self.send_frame(OPEN_PACKET % (ping_interval, ping_timeout, max_payload))
         frame = self.recv_text()
         assert frame.startswith("40/chat,"), frame
         self.send_frame('40/chat,{"sid":"raw-sid"}')

@@ -16,7 +16,7 @@ import requests
 from myshell_sync import Myshell
 from myshell_sync._sse import SSEDecoder
 from myshell_sync.local import LocalMyshellServer
-from helpers import EXAMPLES, load_example
+from helpers import EXAMPLES, load_example, ws_pool
 
 
 
@@ -67,7 +67,7 @@ def test_threads_share_one_client_concurrently():
     with LocalMyshellServer(chunk_delay=0.05) as server:
         with Myshell(server.base_url, captcha_delay=0, timeout=10, max_connections=3) as client:
             replies = threads.ask_all(client, "gpt-4", prompts, workers=3)
-            pooled = len(client._pool.connections())
+            pooled = len(ws_pool(client).connections())
     assert replies == [f"gpt-4: {p}" for p in prompts]
     # Requests to one bot never share a connection, so overlapping ones opened more.
     assert server.connects == pooled >= 2

@@ -132,7 +132,7 @@ def test_bad_open_packet_is_a_protocol_error(frame):
 
 def test_refused_namespace_is_an_authentication_error():
     def play(peer):
-        peer.send(OPEN_PACKET % (25000, 20000))
+        peer.send(OPEN_PACKET % (25000, 20000, 1000000))
         peer.recv()
         peer.send('44/chat,{"message":"Not authorized"}')
         peer.wait_closed()

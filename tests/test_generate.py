@@ -26,7 +26,7 @@ from myshell_sync import (
     models,
 )
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import client_sockets
+from helpers import client_sockets, ws_pool
 
 USER = [{"role": "user", "content": "Write a poem about love"}]
 
@@ -228,7 +228,7 @@ def test_garbage_collected_generator_releases_its_request(local_server, client):
     local_server.chunk_delay = 0.05
     gen = client.generate("gpt-4", USER)
     next(gen)
-    (conn,) = client._pool.connections()
+    (conn,) = ws_pool(client).connections()
     assert conn.in_flight == 1
     del gen
     gc.collect()

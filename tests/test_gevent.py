@@ -45,9 +45,8 @@ CHILD = textwrap.dedent(
     def waiting(client, transport):
         # whether a request is in flight (so close() has something to wake)
         if transport == "websocket":
-            return any(c.in_flight for c in client._pool.connections())
-        http = client._http._transport
-        return http is not None and bool(http._active)
+            return any(c.in_flight for c in client._transport.pool.connections())
+        return bool(client._transport._active)
 
     for transport, model in (("websocket", "gpt-4"), ("http", "assistant")):
         seen = report[transport] = {}
@@ -63,7 +62,7 @@ CHILD = textwrap.dedent(
             seen["first"] = next(gen)
             gen.close()
             if transport == "websocket":
-                seen["in_flight_after_break"] = sum(c.in_flight for c in client._pool.connections())
+                seen["in_flight_after_break"] = sum(c.in_flight for c in client._transport.pool.connections())
             seen["after_break"] = "".join(client.generate(model, user("still works")))
             # ten greenlets at once
             jobs = [gevent.spawn(lambda i=i: "".join(client.generate(model, user(f"greenlet {i}"))))

@@ -14,7 +14,7 @@ import myshell_sync
 
 def test_all_matches_the_public_names():
     public = {name for name in dir(myshell_sync) if not name.startswith("_")}
-    submodules = {"local"}  # imported only when used
+    submodules = {"local", "transports"}  # the local server; the transport interface
     assert set(myshell_sync.__all__) - {"__version__"} == public - submodules
 
 

@@ -23,9 +23,9 @@ from myshell_sync import (
     Timeout,
     models,
 )
-from myshell_sync._pool import backoff_delay
+from myshell_sync.transports._pool import backoff_delay
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import client_sockets, eventually, open_fds
+from helpers import client_sockets, eventually, open_fds, ws_pool
 from scripted import ScriptedServer
 
 MODELS = sorted(models)
@@ -41,7 +41,7 @@ def test_warm_calls_reuse_one_connection(local_server, client):
     for i in range(5):
         assert ask(client, "gpt-4", f"q{i}") == f"gpt-4: q{i}"
     assert local_server.connects == 1
-    assert client._pool.opened == 1
+    assert ws_pool(client).opened == 1
 
 
 def test_captcha_delay_is_paid_once_per_connection():
@@ -79,7 +79,7 @@ def test_32_threads_times_5_calls_get_exactly_their_own_replies(local_server):
             t.start()
         for t in threads:
             t.join(60)
-        connections = client._pool.opened
+        connections = ws_pool(client).opened
     assert not errors
     assert len(results) == 160
     for model, prompt, text in results.values():
@@ -132,7 +132,7 @@ def test_same_bot_requests_use_different_connections(local_server):
         other = client.generate("samantha", [{"role": "user", "content": "seven"}])
         next(first), next(second), next(other)
         assert local_server.connects == 2
-        assert sorted(c.in_flight for c in client._pool.connections()) == [1, 2]
+        assert sorted(c.in_flight for c in ws_pool(client).connections()) == [1, 2]
         for gen in (first, second, other):
             gen.close()
 
@@ -218,7 +218,7 @@ def test_idle_connections_are_closed(local_server):
     with Myshell(local_server.base_url, captcha_delay=0, idle_close=0.3) as client:
         ask(client, "gpt-4", "hi")
         assert local_server.wait_for(lambda s: s.disconnects == 1, 5)
-        assert client._pool.connections() == []
+        assert ws_pool(client).connections() == []
         assert ask(client, "gpt-4", "again") == "gpt-4: again"
         assert local_server.connects == 2
 
@@ -262,14 +262,14 @@ def test_fifty_dropped_clients_leave_the_thread_count_bounded(local_server):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_opens_its_own_connection(local_server, client):
     assert ask(client, "gpt-4", "parent") == "gpt-4: parent"
-    (parent_conn,) = client._pool.connections()
+    (parent_conn,) = ws_pool(client).connections()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, never return into pytest
         code = 1
         try:
             text = ask(client, "gpt-4", "child")
-            os.write(write_end, json.dumps([text, client._pool.opened]).encode())
+            os.write(write_end, json.dumps([text, ws_pool(client).opened]).encode())
             code = 0
         finally:
             os._exit(code)
@@ -283,7 +283,7 @@ def test_forked_child_opens_its_own_connection(local_server, client):
     # the parent's connection is untouched and still serves
     assert parent_conn.alive
     assert ask(client, "gpt-4", "parent again") == "gpt-4: parent again"
-    assert client._pool.connections() == [parent_conn]
+    assert ws_pool(client).connections() == [parent_conn]
 
 
 def _soak(server, calls, abandoned):
@@ -296,8 +296,10 @@ def _soak(server, calls, abandoned):
             gen = client.generate(MODELS[i % 3], [{"role": "user", "content": f"abandoned {i} a b c"}])
             next(gen)
             gen.close()
+            # The bot stays busy on that connection until its reply ends there.
+            assert eventually(lambda: all(c.draining == 0 for c in ws_pool(client).connections()))
         assert threading.active_count() <= baseline_threads + 2
-        assert client._pool.opened == 1
+        assert ws_pool(client).opened == 1
     assert threading.active_count() == baseline_threads
     assert client_sockets(server.port) == 0
     assert server.wait_for(lambda s: s.disconnects == 1, 5)
@@ -372,7 +374,7 @@ def test_ctrl_c_lands_quickly_and_cancels_the_request():
                 try:
                     list(client.generate("gpt-4", [{"role": "user", "content": "x"}]))
                 except KeyboardInterrupt:
-                    in_flight = sum(c.in_flight for c in client._pool.connections())
+                    in_flight = sum(c.in_flight for c in client._transport.pool.connections())
                     print("interrupted", in_flight, flush=True)
         """
     )

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import http_transport, ws_pool
+
 from myshell_sync import (
     AuthenticationError,
     ConnectionLostError,
@@ -64,9 +66,11 @@ def test_tokens_never_appear_in_logs_reprs_or_errors(transport, caplog, capsys):
                 reply = good.chat(model, USER)
                 seen += [repr(good), str(good), repr(stream), repr(reply), repr(good.timeout),
                          repr(good.energy())]
-                seen += [repr(conn) for conn in good._pool.connections()]
-                if good._http._transport is not None:
-                    seen += [repr(good._http._transport), repr(good._http._transport.session.headers)]
+                if transport != "http":
+                    seen += [repr(conn) for conn in ws_pool(good).connections()]
+                seen += [repr(good._transport), repr(good._sessions)]
+                if transport == "http":
+                    seen.append(repr(good._sessions.get().headers))
                 # failures that carry server or transport messages
                 for switch, value, error in [
                     ("error_event", "message_error", ServerError),
@@ -144,11 +148,12 @@ def test_cli_output_never_shows_the_token(transport):
 def test_tls_verification_is_on_by_default_on_both_transports():
     with Myshell("https://example.invalid", transport="auto") as client:
         assert client.verify is True
-        assert client.ws_url.startswith("wss://")
-        assert "sslopt" not in client._websocket_options()  # websocket-client verifies by default
-        http = client._http.get()
+        websocket = client._transport.websocket
+        assert websocket.url.startswith("wss://")
+        assert "sslopt" not in websocket.pool._open_connection.keywords["options"]  # verified by default
+        http = http_transport(client)
         assert http.url.startswith("https://")
-        assert http.session.verify is True
+        assert client._sessions.get().verify is True
 
 
 @pytest.mark.parametrize("transport", ["websocket", "http", "auto"])

@@ -27,7 +27,7 @@ from myshell_sync import (
     generate_header_timestamp,
 )
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import client_sockets
+from helpers import client_sockets, ws_pool
 
 # The model and the bot name the local server answers with, per transport.
 MODEL = {"websocket": ("gpt-4", "gpt-4"), "http": ("assistant", "assistant")}
@@ -173,7 +173,7 @@ def test_garbage_collected_generator_cancels(server, transport):
         if transport == "http":
             assert server.wait_for(lambda s: s.http_cancelled == 1, 5)
         else:
-            assert all(c.in_flight == 0 for c in client._pool.connections())
+            assert all(c.in_flight == 0 for c in ws_pool(client).connections())
 
 
 def test_close_wakes_a_waiting_generator(server, transport):
@@ -260,10 +260,12 @@ def test_http_final_event_missing_still_ends_well(server):
     assert stream.message is None
 
 
-def test_http_truncated_utf8_is_a_protocol_error(server):
+def test_http_body_cut_inside_a_character_is_a_lost_connection(server):
+    # Invalid UTF-8 decodes to U+FFFD (WHATWG), and the unfinished event is
+    # dropped at the end of the stream: the reply is incomplete, not garbled.
     server.truncate_utf8 = True
     with make_client(server, "http") as client:
-        with pytest.raises(ProtocolError):
+        with pytest.raises(ConnectionLostError, match="ended before the reply was complete"):
             list(client.generate("assistant", user("x")))
 
 
@@ -310,12 +312,12 @@ def test_websocket_only_client_does_not_fall_back(server):
     assert server.http_requests == []
 
 
-def test_auto_falls_back_when_the_namespace_is_refused():
-    # The WebSocket refuses the token (44/chat,), so auto tries HTTP, where
-    # the same token is refused too: the error is HTTP's, and HTTP is used.
+def test_auto_never_falls_back_when_the_namespace_is_refused():
+    # A refused token (44/chat,) would be refused over HTTP too: auto keeps
+    # the WebSocket, raises its error and sends nothing over HTTP.
     with LocalMyshellServer(tokens={"good"}) as server:
         with make_client(server, "auto", token="bad", http_bot_ids={"gpt-4": "4738"}) as client:
-            with pytest.raises(AuthenticationError, match="401"):
+            with pytest.raises(AuthenticationError, match="refused the /chat namespace"):
                 list(client.generate("gpt-4", user("x")))
-            assert client._uses_http()
-        assert server.refused == 1 and len(server.http_requests) == 1
+            assert not client._transport.fell_back
+        assert server.refused == 1 and server.http_requests == []

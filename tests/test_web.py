@@ -34,7 +34,7 @@ from myshell_sync import (
 from myshell_sync._sse import SSEDecoder, ServerSentEvent
 from myshell_sync._web import GENERIC_MESSAGE, SAFE_MESSAGES
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import load_example
+from helpers import load_example, ws_pool
 
 CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
@@ -372,7 +372,7 @@ def test_flask_closing_the_connection_cancels_the_websocket_request(flask_site):
     url, server, client = flask_site(chunk_delay=0.05)  # 40 words: 2 s
 
     def in_flight() -> int:
-        return sum(conn.in_flight for conn in client._pool.connections())
+        return sum(conn.in_flight for conn in ws_pool(client).connections())
 
     response = requests.get(url + "/stream", params={"prompt": LONG_PROMPT}, stream=True, timeout=10)
     with response:

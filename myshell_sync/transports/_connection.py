@@ -1,4 +1,4 @@
-"""The WebSocket transport: one authenticated Socket.IO connection on ``/chat``.
+"""One Engine.IO session: an authenticated Socket.IO connection on ``/chat``.
 
 A ``Connection`` owns a websocket-client socket and one daemon reader thread.
 The reader is the only caller of ``recv``: it answers pings at once, routes
@@ -12,7 +12,10 @@ the socket in large blocks and hands over every event parsed from a block
 together, just before it would wait for more bytes, so a ready chunk is never
 held back and a fast stream costs one queue hand-off per block instead of one
 per chunk. The event name ``DEAD`` marks a connection failure whose payload
-is the exception to raise.
+is the exception to raise. A request abandoned by its consumer stays
+registered, discarding its frames, until the server ends it (the bot is busy
+on this socket until then). The websocket-client specifics live in
+``_socket``.
 """
 
 from __future__ import annotations
@@ -21,28 +24,28 @@ import contextlib
 import itertools
 import logging
 import queue
-import socket
-import ssl
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import websocket
 
-from . import _codec
-from ._codec import EIO_CLOSE, EIO_MESSAGE, EIO_PING
-from ._constants import NAMESPACE
-from ._exceptions import (
+from .. import _codec
+from .._codec import EIO_CLOSE, EIO_MESSAGE, EIO_PING
+from .._constants import NAMESPACE
+from .._deadline import Limit
+from .._exceptions import (
     AuthenticationError,
     ClientClosedError,
     ConnectionLostError,
     ConnectTimeoutError,
     MyshellConnectionError,
     MyshellError,
-    MyshellTimeoutError,
     ProtocolError,
+    RequestTooLargeError,
 )
-from ._reply import DEAD, Batch, text_item
+from ._socket import BufferedWebSocket, Watchdog, connect_error, kill
+from .base import CANCELLED, DEAD, TERMINAL_EVENTS, Batch, text_item
 
 log = logging.getLogger("myshell_sync")
 
@@ -51,159 +54,24 @@ _EVENT_PREFIX = "42" + NAMESPACE + ","
 # After a polite close, how long the reader gets once the socket is cut.
 _ABORT_GRACE = 0.2
 _reader_ids = itertools.count(1)
-# Bytes asked of the socket per read on an open connection.
-_READ_SIZE = 65536
 # A frame longer than this may not fit in the socket buffers, so its send is
 # watched against the request's deadline (a server may stop reading).
 _WATCHED_SEND_SIZE = 65536
 
 
-class _BufferedWebSocket(websocket.WebSocket):
-    """websocket-client's WebSocket reading the socket in large blocks.
-
-    websocket-client asks the socket for exactly the bytes each frame part
-    needs (two header bytes, the length, the payload): several system calls
-    per frame. Here one read fills a block that the frame parser consumes;
-    ``before_block`` runs whenever the block is used up and a read that may
-    wait is next.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._block = b""
-        self._pos = 0
-        self.before_block: Optional[Callable[[], None]] = None
-        self._frames = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
-        self.frame_buffer = self._frames
-        self._messages = _BoundedContinuousFrame(
-            self.cont_frame.fire_cont_frame, self.cont_frame.skip_utf8_validation
-        )
-        self.cont_frame = self._messages
-
-    def limit_frames(self, max_size: int) -> None:
-        """Fail (ProtocolError) on a frame announcing more than ``max_size``
-        bytes, or on a fragmented message growing past it."""
-        self._frames.max_size = max_size
-        self._messages.max_size = max_size
-
-    def pong(self, payload: Any = "") -> None:
-        """Answer a WebSocket ping (from inside ``recv``). If the peer is gone,
-        what it sent before may still wait in the socket: keep reading it."""
-        try:
-            super().pong(payload)
-        except (OSError, websocket.WebSocketConnectionClosedException):
-            pass
-
-    def _recv(self, bufsize: int) -> bytes:
-        block = self._block
-        pos = self._pos
-        if pos >= len(block):
-            hook = self.before_block
-            if hook is not None:
-                hook()
-            block = self._block = super()._recv(_READ_SIZE)
-            pos = 0
-        self._pos = pos + bufsize
-        return block[pos:pos + bufsize]
-
-
-class _BoundedFrameBuffer(websocket._abnf.frame_buffer):
-    """websocket-client's frame parser, refusing frames over a size limit
-    before reading their payload (so a huge frame cannot exhaust memory)."""
-
-    max_size: Optional[int] = None
-
-    def recv_length(self) -> None:
-        super().recv_length()
-        length = self.length
-        if self.max_size is not None and length is not None and length > self.max_size:
-            raise ProtocolError(
-                f"the server sent a {length}-byte frame, over the {self.max_size}-byte "
-                "limit (max_event_size)"
-            )
-
-
-class _BoundedContinuousFrame(websocket._abnf.continuous_frame):
-    """websocket-client's message reassembly, refusing a fragmented message
-    that grows past a size limit, and joining fragments once (not copying
-    the message so far for every fragment)."""
-
-    max_size: Optional[int] = None
-
-    def add(self, frame: websocket.ABNF) -> None:
-        data = self.cont_data
-        if data is None:  # the first frame of a message
-            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                self.recving_frames = frame.opcode
-            self.cont_data = data = [frame.opcode, [frame.data], len(frame.data)]
-        else:
-            data[1].append(frame.data)
-            data[2] += len(frame.data)
-            if self.max_size is not None and data[2] > self.max_size:
-                raise ProtocolError(
-                    f"the server sent a fragmented message of over {self.max_size} bytes, "
-                    "over the limit (max_event_size)"
-                )
-        if frame.fin:
-            self.recving_frames = None
-
-    def extract(self, frame: websocket.ABNF) -> tuple:
-        data = self.cont_data
-        if data is None:
-            raise websocket.WebSocketProtocolException("No continuation data available")
-        self.cont_data = None
-        parts = data[1]
-        frame.data = parts[0] if len(parts) == 1 else b"".join(parts)
-        return data[0], frame
-
-
-class _Watchdog:
-    """Cuts the connection's socket when a blocking step outlives its time.
-
-    Socket timeouts bound each read or write, not a whole step: a server
-    trickling bytes (or reading very slowly) could stretch an upgrade, a
-    handshake or one large send without limit. This thread waits until the
-    time is up and then shuts the socket down, which wakes the blocked call
-    with an error; ``fired`` tells the caller why it failed.
-    """
-
-    def __init__(self, ws_of: Callable[[], Optional[websocket.WebSocket]], timeout: float) -> None:
-        self.fired = False
-        self._ws_of = ws_of
-        self._timeout = max(timeout, 0.0)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="myshell-watchdog", daemon=True)
-
-    def __enter__(self) -> "_Watchdog":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        if self._done.wait(self._timeout):
-            return
-        self.fired = True
-        while True:  # during the TCP connect there is no socket to cut yet
-            ws = self._ws_of()
-            if ws is not None and ws.sock is not None:
-                _cut(ws)
-                return
-            if self._done.wait(0.05):
-                return
-
-
 class _Inbox:
     """One request's mailbox plus the events parsed for it from this block."""
 
-    __slots__ = ("queue", "batch", "streaming")
+    __slots__ = ("queue", "batch", "streaming", "ended", "on_end")
 
     def __init__(self) -> None:
         self.queue: "queue.Queue[Batch]" = queue.Queue()
         self.batch: Batch = []
         self.streaming = False  # a text_stream was routed already
+        self.ended = False  # the server sent the reply's last event
+        # Set when the consumer abandoned the reply: called once the server
+        # ends it (or the connection dies); its frames are discarded.
+        self.on_end: Optional[Callable[[], None]] = None
 
 
 class Connection:
@@ -238,6 +106,8 @@ class Connection:
         self.sid: Optional[str] = None
         self.ping_interval = 0.0
         self.ping_timeout = 0.0
+        #: The server's ``maxPayload`` (bytes per packet), if it announced one.
+        self.max_payload: Optional[int] = None
         #: ``time.monotonic()`` when the namespace connect was acknowledged.
         self.connected_at: Optional[float] = None
         #: ``time.monotonic()`` when the last request on it ended.
@@ -252,7 +122,13 @@ class Connection:
 
     @property
     def in_flight(self) -> int:
-        return len(self._inboxes)
+        """Requests whose consumer is still reading."""
+        return sum(1 for inbox in list(self._inboxes.values()) if inbox.on_end is None)
+
+    @property
+    def draining(self) -> int:
+        """Abandoned requests the server has not ended yet."""
+        return len(self._inboxes) - self.in_flight
 
     def __repr__(self) -> str:
         state = "alive" if self.alive else "dead"
@@ -260,16 +136,17 @@ class Connection:
 
     # -- opening -------------------------------------------------------------
 
-    def open(self, timeout: Optional[float]) -> None:
+    def open(self, limit: Limit) -> None:
         """Connect, read the open packet, join ``/chat``, start the reader.
 
-        Runs on the calling thread. Raises ``MyshellConnectionError``
-        (``ConnectTimeoutError`` when ``timeout`` runs out),
-        ``AuthenticationError`` if the namespace is refused, or
+        Runs on the calling thread, within ``limit``. Raises
+        ``MyshellConnectionError`` (``ConnectTimeoutError`` when the limit
+        runs out), ``AuthenticationError`` if the namespace is refused, or
         ``ProtocolError`` for a malformed handshake.
         """
+        timeout = limit.seconds
         deadline = None if timeout is None else time.monotonic() + timeout
-        watchdog = None if timeout is None else _Watchdog(lambda: self._ws, timeout)
+        watchdog = None if timeout is None else Watchdog(lambda: self._ws, timeout)
         try:
             with watchdog or contextlib.nullcontext():
                 websocket.create_connection(
@@ -283,24 +160,23 @@ class Connection:
                     redirect_limit=0,
                     **self._options,
                 )
-                self._handshake(deadline)
+                self._handshake(deadline, limit)
             if watchdog is not None and watchdog.fired:
-                raise self._connect_timeout(timeout)
-        except MyshellError as exc:
+                raise self._timed_out(limit)
+        except BaseException as exc:
             self._discard_socket()
-            if watchdog is not None and watchdog.fired and isinstance(exc, MyshellConnectionError):
-                raise self._connect_timeout(timeout) from exc
-            raise
-        except Exception as exc:
-            self._discard_socket()
-            if watchdog is not None and watchdog.fired:
-                raise self._connect_timeout(timeout) from exc
-            raise _connect_error(exc, self.url, timeout, self._ws) from exc
-        except BaseException:
-            self._discard_socket()
-            raise
+            fired = watchdog is not None and watchdog.fired
+            if isinstance(exc, MyshellError):
+                if fired and isinstance(exc, MyshellConnectionError) and not isinstance(exc, ConnectTimeoutError):
+                    raise self._timed_out(limit) from exc
+                raise
+            if not isinstance(exc, Exception):  # KeyboardInterrupt and the like
+                raise
+            if fired:
+                raise self._timed_out(limit) from exc
+            raise connect_error(exc, self.url, limit, self._ws) from exc
         ws = self._ws
-        assert isinstance(ws, _BufferedWebSocket)
+        assert isinstance(ws, BufferedWebSocket)
         ws.settimeout(self.ping_interval + self.ping_timeout)
         ws.before_block = self._flush
         self._reader = threading.Thread(
@@ -310,32 +186,32 @@ class Connection:
         )
         self._reader.start()
 
-    def _new_websocket(self, **options: Any) -> _BufferedWebSocket:
+    def _timed_out(self, limit: Limit) -> ConnectTimeoutError:
+        error = limit.error(f"connecting to {self.url} (upgrade and handshake)", ConnectTimeoutError)
+        assert isinstance(error, ConnectTimeoutError)
+        return error
+
+    def _new_websocket(self, **options: Any) -> BufferedWebSocket:
         """``create_connection``'s class: kept (and bounded) before it connects."""
-        ws = _BufferedWebSocket(**options)
+        ws = BufferedWebSocket(**options)
         if self._max_frame_size is not None:
             ws.limit_frames(self._max_frame_size)  # the handshake's frames too
         self._ws = ws
         return ws
 
-    def _connect_timeout(self, timeout: Optional[float]) -> ConnectTimeoutError:
-        return ConnectTimeoutError(
-            f"connecting to {self.url} (upgrade and handshake) took longer than {timeout}s; "
-            "raise Timeout.connect or check the server"
-        )
-
-    def _handshake(self, deadline: Optional[float]) -> None:
-        opened = _codec.decode_open(self._recv_before(deadline, "the open packet"))
+    def _handshake(self, deadline: Optional[float], limit: Limit) -> None:
+        opened = _codec.decode_open(self._recv_before(deadline, limit, "the open packet"))
         self.sid = opened.sid
         self.ping_interval = opened.ping_interval
         self.ping_timeout = opened.ping_timeout
+        self.max_payload = None if opened.max_payload is None else int(opened.max_payload)
         auth = self._auth()
         self._send(
             _codec.encode_connect(NAMESPACE, auth),
             log_as=_codec.encode_connect(NAMESPACE, _redacted(auth)),
         )
         while True:
-            frame = self._recv_before(deadline, "the namespace acknowledgement")
+            frame = self._recv_before(deadline, limit, "the namespace acknowledgement")
             kind = frame[:1]
             if kind == EIO_PING:
                 self._send(_codec.encode_pong(frame))
@@ -365,21 +241,18 @@ class Connection:
                     "handshake; check the token (or MYSHELL_TOKEN)"
                 )
 
-    def _recv_before(self, deadline: Optional[float], what: str) -> str:
+    def _recv_before(self, deadline: Optional[float], limit: Limit, what: str) -> str:
         ws = self._ws
         assert ws is not None
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ConnectTimeoutError(f"timed out waiting for {what} from {self.url}")
+                raise limit.error(f"waiting for {what} from {self.url}", ConnectTimeoutError)
             ws.settimeout(remaining)
         try:
             frame = ws.recv()
         except websocket.WebSocketTimeoutException:
-            raise ConnectTimeoutError(
-                f"timed out waiting for {what} from {self.url}; "
-                "raise Timeout.connect or check the server"
-            ) from None
+            raise limit.error(f"waiting for {what} from {self.url}", ConnectTimeoutError) from None
         if frame == "" and not ws.connected:  # websocket-client's value for a close frame
             raise MyshellConnectionError(
                 f"the server closed the connection while we waited for {what}; "
@@ -408,19 +281,44 @@ class Connection:
             self._inboxes.pop(req_id, None)
         self.last_used = time.monotonic()
 
-    def emit(self, event: str, payload: Any, timeout: Optional[float] = None) -> None:
+    def abandon(self, req_id: str, on_end: Callable[[], None]) -> None:
+        """The consumer left before the reply ended: discard its frames and
+        call ``on_end`` (once, from the reader) when the server ends it or
+        the connection dies."""
+        with self._lock:
+            inbox = self._inboxes.get(req_id)
+            waits = inbox is not None and self._dead is None and not inbox.ended
+            if waits:
+                inbox.on_end = on_end  # type: ignore[union-attr]
+            else:
+                self._inboxes.pop(req_id, None)
+        self.last_used = time.monotonic()
+        if not waits:  # the reply is over already (or the connection is)
+            on_end()
+
+    def cancel(self, req_id: str) -> None:
+        """Wake the consumer of ``req_id`` with ``CANCELLED`` (any thread)."""
+        with self._lock:
+            inbox = self._inboxes.get(req_id)
+        if inbox is not None:
+            inbox.queue.put([(CANCELLED, None)])
+
+    def emit(self, event: str, payload: Any, limit: Limit) -> None:
         """Send one Socket.IO event on ``/chat``.
 
-        A large frame blocks until the server reads it: with ``timeout``, its
-        send gives up after that many seconds (``MyshellTimeoutError``) and
-        the connection dies.
+        A frame over the server's ``maxPayload`` raises
+        ``RequestTooLargeError`` and nothing is sent. A large frame blocks
+        until the server reads it: its send gives up when ``limit`` runs out
+        (``MyshellTimeoutError``) and the connection dies.
         """
         if self._dead is not None:
             raise _copy_error(self._dead)
         frame = _codec.encode_event(NAMESPACE, event, payload)
+        self._check_size(frame, event)
+        timeout = limit.seconds
         watchdog = None
         if timeout is not None and len(frame) > _WATCHED_SEND_SIZE:
-            watchdog = _Watchdog(lambda: self._ws, timeout)
+            watchdog = Watchdog(lambda: self._ws, timeout)
         try:
             with watchdog or contextlib.nullcontext():
                 self._send(frame)
@@ -429,10 +327,7 @@ class Connection:
         except Exception as exc:
             if watchdog is not None and watchdog.fired:
                 self._die(ConnectionLostError(f"the server stopped reading while we sent {event}"))
-                raise MyshellTimeoutError(
-                    f"sending {event} took longer than {timeout:g}s: the server stopped "
-                    "reading; retry later"
-                ) from exc
+                raise limit.error(f"sending {event} (the server stopped reading)") from exc
             lost = ConnectionLostError(f"could not send {event}: {exc.__class__.__name__}: {exc}")
             self._die(lost)
             raise _copy_error(lost) from exc
@@ -440,6 +335,20 @@ class Connection:
             # Ctrl-C mid-send may leave half a frame on the wire.
             self._die(ConnectionLostError(f"interrupted while sending {event}"))
             raise
+
+    def _check_size(self, frame: str, event: str) -> None:
+        limit = self.max_payload
+        # Cheap bound first: a str never encodes to more than 4 bytes a char.
+        if limit is None or len(frame) * 4 <= limit:
+            return
+        size = len(frame.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise RequestTooLargeError(
+                f"the {event} message is {size} bytes, over the server's limit of {limit} bytes "
+                "(maxPayload); send a shorter prompt or fewer messages",
+                size=size,
+                limit=limit,
+            )
 
     def _send(self, frame: str, *, log_as: Optional[str] = None) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -557,11 +466,20 @@ class Connection:
             if inbox is None:
                 log.debug("ignored %s for unknown reqId %r", name, req_id)
                 return
-            if not inbox.batch:
-                self._filled.append(inbox)
             if name == "text_stream":
                 # Keep only what the reply needs, not the decoded frame.
                 item = text_item(payload.get("data"))
+                last = item[1]
+            else:
+                item = payload
+                last = name in TERMINAL_EVENTS
+            if last and self._ends(req_id, inbox):
+                return
+            if inbox.on_end is not None:
+                return  # an abandoned reply: its frames are discarded
+            if not inbox.batch:
+                self._filled.append(inbox)
+            if name == "text_stream":
                 inbox.batch.append((name, item))
                 if not inbox.streaming:
                     inbox.streaming = True
@@ -572,7 +490,7 @@ class Connection:
                         self._flush()
                         time.sleep(0)
             else:
-                inbox.batch.append((name, payload))
+                inbox.batch.append((name, item))
             return
         if name == "exception":
             # An exception with no reqId concerns the socket, so every reply on
@@ -582,10 +500,33 @@ class Connection:
         if self._on_account_event is not None:
             self._on_account_event(name, payload)
 
+    def _ends(self, req_id: str, inbox: _Inbox) -> bool:
+        """The server ended ``req_id`` (reader only). True if its consumer had
+        abandoned it: the reply is over and its bot free on this connection."""
+        with self._lock:
+            abandoned = inbox.on_end is not None
+            if abandoned:
+                self._inboxes.pop(req_id, None)
+            else:
+                inbox.ended = True
+        if abandoned:
+            self._end_abandoned([inbox])
+        return abandoned
+
+    @staticmethod
+    def _end_abandoned(inboxes: List[_Inbox]) -> None:
+        for inbox in inboxes:
+            on_end, inbox.on_end = inbox.on_end, None
+            if on_end is not None:
+                try:
+                    on_end()
+                except Exception:  # the reader must go on
+                    log.exception("ending an abandoned reply failed")
+
     def _fail_all(self, item: Tuple[str, Any]) -> None:
         self._flush()
         with self._lock:
-            inboxes = list(self._inboxes.values())
+            inboxes = [inbox for inbox in self._inboxes.values() if inbox.on_end is None]
         for inbox in inboxes:
             inbox.queue.put([item])
 
@@ -595,12 +536,14 @@ class Connection:
         with self._lock:
             if self._dead is None:
                 self._dead = error
-            inboxes = list(self._inboxes.values())
+            inboxes = [inbox for inbox in self._inboxes.values() if inbox.on_end is None]
+            abandoned = [inbox for inbox in self._inboxes.values() if inbox.on_end is not None]
         if inboxes and not self._closing:
             log.warning("connection %s failed with %d replies in flight: %s", self.sid, len(inboxes), error)
+        self._discard_socket()
         for inbox in inboxes:
             inbox.queue.put([(DEAD, _copy_error(error))])
-        self._discard_socket()
+        self._end_abandoned(abandoned)
 
     # -- closing -------------------------------------------------------------
 
@@ -626,9 +569,7 @@ class Connection:
             return
         reader.join(max(deadline - time.monotonic() - _ABORT_GRACE, 0))
         if reader.is_alive():
-            ws = self._ws
-            if ws is not None:
-                _cut(ws)
+            self._discard_socket()
             reader.join(_ABORT_GRACE)
             if reader.is_alive():
                 log.warning("reader thread %s did not stop in time", reader.name)
@@ -639,73 +580,21 @@ class Connection:
         if self._dead is not None or ws is None:
             return
         if not self._write_lock.acquire(timeout=timeout):
-            _cut(ws)  # a send is blocked: the server stopped reading
+            kill(ws)  # a send is blocked: the server stopped reading
             return
         try:
             ws.settimeout(timeout)
             ws.send(_codec.encode_disconnect(NAMESPACE))
             ws.send_close()
         except Exception:  # the socket may already be gone
-            _cut(ws)
+            kill(ws)
         finally:
             self._write_lock.release()
 
     def _discard_socket(self) -> None:
         ws = self._ws
         if ws is not None:
-            ws.shutdown()
-
-
-def _cut(ws: websocket.WebSocket) -> None:
-    """Shut the socket down, waking any thread blocked on it.
-
-    (websocket-client's ``abort()`` does nothing once a close frame was sent.)
-    """
-    sock = ws.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed
-            pass
-
-
-def _connect_error(
-    exc: BaseException, url: str, timeout: Optional[float], ws: Optional[websocket.WebSocket] = None
-) -> MyshellError:
-    """Translate a websocket-client/socket exception raised while connecting."""
-    response = getattr(ws, "handshake_response", None)
-    if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
-        return ConnectTimeoutError(
-            f"connecting to {url} took longer than {timeout}s; "
-            "raise Timeout.connect or check the network"
-        )
-    if isinstance(exc, websocket.WebSocketBadStatusException):
-        return MyshellConnectionError(
-            f"the server refused the WebSocket upgrade at {url} with HTTP "
-            f"{exc.status_code}; check base_url, or try transport=\"http\"",
-            status_code=exc.status_code,
-        )
-    if response is not None and 300 <= response.status < 400:
-        return MyshellConnectionError(
-            f"the server redirected the WebSocket upgrade at {url} (HTTP {response.status} to "
-            f"{response.headers.get('location')!r}); redirects are not followed, so a wss:// "
-            "URL is never downgraded: check base_url",
-            status_code=response.status,
-        )
-    if isinstance(exc, websocket.WebSocketProxyException):
-        return MyshellConnectionError(f"the proxy refused the connection: {exc}")
-    if isinstance(exc, ssl.SSLError):
-        return MyshellConnectionError(f"TLS failed for {url}: {exc}")
-    if isinstance(exc, UnicodeDecodeError):
-        return ProtocolError("the server sent a text frame that is not UTF-8 during the handshake")
-    if isinstance(exc, (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException)):
-        return ProtocolError(f"the server broke the WebSocket protocol during the handshake: {exc}")
-    if isinstance(exc, (OSError, websocket.WebSocketException, ValueError)):
-        return MyshellConnectionError(
-            f"cannot connect to {url}: {exc.__class__.__name__}: {exc}; "
-            "check base_url, the network and the proxy"
-        )
-    return MyshellConnectionError(f"cannot connect to {url}: {exc!r}")
+            kill(ws)
 
 
 def _copy_error(error: MyshellError) -> MyshellError:

@@ -5,21 +5,21 @@ go to different connections (the web client never has two requests in flight
 to one bot on one socket). A dead connection is never handed out again.
 Opening a connection is retried with backoff; a sent request never is.
 Connections idle for ``idle_close`` seconds are closed by a janitor thread
-that exists only while the pool holds connections.
+that exists only while the pool holds connections. Every wait is bounded by
+the call's ``Deadline``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from typing import Callable, Dict, List, Optional, Set
 
-from ._exceptions import ClientClosedError, MyshellConnectionError, MyshellTimeoutError
-from ._websocket import Connection
+from .._deadline import Deadline, Limit
+from .._exceptions import ClientClosedError, MyshellConnectionError
+from ._connection import Connection
 
 log = logging.getLogger("myshell_sync")
 
@@ -39,44 +39,32 @@ class Pool:
 
     def __init__(
         self,
-        open_connection: Callable[[Optional[float]], Connection],
+        open_connection: Callable[[Limit], Connection],
         *,
+        closed: threading.Event,
         max_connections: int,
         max_retries: int,
         idle_close: Optional[float],
     ) -> None:
+        """``closed`` is the client's: set, it ends every wait of the pool."""
         self._open_connection = open_connection
         self.max_connections = max_connections
         self.max_retries = max_retries
         self.idle_close = idle_close
-        self._closed = threading.Event()
-        self._reset()
-        _live_pools.add(self)
+        self._closed = closed
+        self.reset()
 
-    def _reset(self) -> None:
-        """Fresh state; also what a forked child starts from."""
+    def reset(self) -> None:
+        """Fresh state; also what a forked child starts from (the parent's
+        connections are forgotten, never touched)."""
         self._cond = threading.Condition()
         self._busy: Dict[Connection, Set[str]] = {}
         self._opening = 0
         self._waiters = 0  # callers waiting in acquire()
         self._sweeper_parked = False  # the janitor waits for a release
         self._janitor: Optional[threading.Thread] = None
-        self._pid = os.getpid()
         #: How many connections this pool has opened (in this process).
         self.opened = 0
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    @property
-    def closed_event(self) -> threading.Event:
-        """Set once the pool is closed; waits on it end when the client closes."""
-        return self._closed
-
-    def wait_closed(self, timeout: float) -> bool:
-        """Sleep up to ``timeout``; True at once if the pool is closed."""
-        return self._closed.wait(timeout)
 
     def connections(self) -> List[Connection]:
         with self._cond:
@@ -84,13 +72,14 @@ class Pool:
 
     # -- lending -------------------------------------------------------------
 
-    def acquire(self, bot_uid: str, timeout: Optional[float]) -> Connection:
+    def acquire(self, bot_uid: str, deadline: Deadline) -> Connection:
         """A live connection with no request in flight to ``bot_uid``.
 
-        Opens one when none is free and the pool has room; otherwise waits
-        up to ``timeout`` for one to be released.
+        Opens one when none is free and the pool has room; otherwise waits,
+        within ``deadline.connect()``, for one to be released.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        limit = deadline.connect()
+        until = None if limit.seconds is None else time.monotonic() + limit.seconds
         with self._cond:
             while True:
                 self._check_usable()
@@ -101,11 +90,11 @@ class Pool:
                 if len(self._busy) + self._opening < self.max_connections:
                     self._opening += 1
                     break
-                remaining = None if deadline is None else deadline - time.monotonic()
+                remaining = None if until is None else until - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise MyshellTimeoutError(
-                        f"all {self.max_connections} connections are busy with this bot; "
-                        "raise max_connections or Timeout.connect"
+                    raise limit.error(
+                        f"waiting for one of the {self.max_connections} connections, all busy "
+                        "with this bot (raise max_connections),"
                     )
                 self._waiters += 1
                 try:
@@ -113,7 +102,7 @@ class Pool:
                 finally:
                     self._waiters -= 1
         try:
-            conn = self._open_with_retries(timeout)
+            conn = self._open_with_retries(deadline)
         except BaseException:
             with self._cond:
                 self._opening -= 1
@@ -160,20 +149,19 @@ class Pool:
     def _check_usable(self) -> None:
         if self._closed.is_set():
             raise ClientClosedError()
-        if not _AT_FORK and os.getpid() != self._pid:
-            self._after_fork()
 
-    def _open_with_retries(self, timeout: Optional[float]) -> Connection:
+    def _open_with_retries(self, deadline: Deadline) -> Connection:
         attempt = 0
         while True:
             try:
-                return self._open_connection(timeout)
+                return self._open_connection(deadline.connect())
             except MyshellConnectionError as exc:
                 if self._closed.is_set():
                     raise ClientClosedError() from exc
-                if attempt >= self.max_retries:
-                    raise
                 delay = backoff_delay(attempt)
+                left = deadline.total().seconds
+                if attempt >= self.max_retries or (left is not None and left <= delay):
+                    raise  # out of retries, or of Timeout.total
                 log.info("connect failed (%s); retry %d in %.2fs", exc, attempt + 1, delay)
                 attempt += 1
                 if self._closed.wait(delay):
@@ -229,29 +217,9 @@ class Pool:
             self._busy.clear()
             janitor = self._janitor
             self._cond.notify_all()
-        _live_pools.discard(self)
-        if os.getpid() != self._pid:
-            return  # inherited from the parent: its sockets are not ours
         for conn in conns:
             conn.begin_close(timeout / 4)
         for conn in conns:
             conn.finish_close(deadline)
         if janitor is not None and janitor is not threading.current_thread():
             janitor.join(max(deadline - time.monotonic(), 0.1))
-
-    def _after_fork(self) -> None:
-        """In a forked child: forget the parent's connections without touching them."""
-        self._reset()
-
-
-_live_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
-
-
-def _reset_pools_in_child() -> None:
-    for pool in list(_live_pools):
-        pool._after_fork()
-
-
-_AT_FORK = hasattr(os, "register_at_fork")
-if _AT_FORK:
-    os.register_at_fork(after_in_child=_reset_pools_in_child)

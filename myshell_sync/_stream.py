@@ -1,0 +1,173 @@
+"""The consumer side of a call: ``Stream``, ``Reply`` and ``Timings``.
+
+``run()`` drives one request through a transport: it starts it within the
+call's deadline, reads the mailbox with ``iter_reply`` and tells the
+transport when the consumer is done. ``Stream`` wraps it with metadata and a
+``close()`` that works from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional
+
+from ._deadline import Deadline
+from ._exceptions import MyshellError
+from ._reply import iter_reply
+from .transports.base import Cancelled, ReplyHandle, Request, Transport
+
+__all__ = ["Stream", "Reply", "Timings", "run"]
+
+
+@dataclass
+class Timings:
+    """Seconds from the start of the call to each milestone (None if not reached)."""
+
+    connect: Optional[float] = None
+    first_chunk: Optional[float] = None
+    total: Optional[float] = None
+
+
+@dataclass
+class Reply:
+    """A whole reply, as returned by :meth:`Myshell.chat`."""
+
+    text: str
+    req_id: str
+    message: Optional[Dict[str, Any]]
+    timings: Timings
+
+
+def run(
+    transport: Transport,
+    request: Request,
+    deadline: Deadline,
+    timings: Timings,
+    on_start: Optional[Callable[[ReplyHandle], None]] = None,
+) -> Generator[str, None, Optional[Dict[str, Any]]]:
+    """Send ``request`` on ``transport`` and yield its chunks.
+
+    Returns the final message (None if the reply ended without one). Errors
+    carry the request's id. ``on_start`` receives the handle once sent.
+    """
+    try:
+        handle = transport.start(request, deadline)
+        completed = False
+        try:
+            if on_start is not None:
+                on_start(handle)
+            reply = iter_reply(handle.mailbox, request.req_id, deadline)
+            try:
+                chunk = next(reply)
+            except StopIteration as stop:
+                message = stop.value
+            else:
+                timings.first_chunk = deadline.elapsed()
+                _note_connect(handle, deadline, timings)
+                yield chunk
+                message = yield from reply
+            timings.total = deadline.elapsed()
+            completed = True
+            return message
+        finally:
+            _note_connect(handle, deadline, timings)
+            handle.finish(completed)
+    except MyshellError as exc:
+        if exc.req_id is None:
+            exc.req_id = request.req_id
+        raise
+
+
+def _note_connect(handle: ReplyHandle, deadline: Deadline, timings: Timings) -> None:
+    # An HTTP reply connects on its own thread, so this is known only later.
+    if timings.connect is None and handle.connected_at is not None:
+        timings.connect = handle.connected_at - deadline.started
+
+
+class Stream:
+    """One streaming reply: iterate for ``str`` chunks; a context manager.
+
+    After the end, ``message`` is the final ``message_replied`` payload,
+    ``text`` the whole reply and ``timings`` when each milestone was reached.
+    ``close()`` may be called from any thread (a web server's disconnect
+    handler, a UI's stop button): it cancels the request, and a thread
+    iterating the stream stops (its loop ends) within a fraction of a second.
+    """
+
+    def __init__(self, transport: Transport, request: Request, deadline: Deadline) -> None:
+        self.req_id = request.req_id
+        self.timings = Timings()
+        self.message: Optional[Dict[str, Any]] = None
+        self._parts: List[str] = []
+        self._text = ""
+        self._text_parts = 0
+        self._deadline = deadline
+        self._handle: Optional[ReplyHandle] = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._iterator = self._iterate(run(transport, request, deadline, self.timings, self._started))
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        parts = self._parts
+        if self._text_parts != len(parts):
+            self._text = "".join(parts)
+            self._text_parts = len(parts)
+        return self._text
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    def _started(self, handle: ReplyHandle) -> None:
+        with self._lock:
+            self._handle = handle
+            cancelled = self._closed
+        if cancelled:  # closed from another thread while the request went out
+            handle.cancel()
+
+    def _iterate(self, chunks: Generator[str, None, Optional[Dict[str, Any]]]) -> Generator[str, None, None]:
+        try:
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration as stop:
+                    self.message = stop.value
+                    return
+                self._parts.append(chunk)
+                yield chunk
+        except Cancelled:
+            return
+        finally:
+            chunks.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        """Stop the reply now, from any thread; idempotent."""
+        with self._lock:
+            self._closed = True
+            handle = self._handle
+        self._deadline.cancelled.set()
+        if handle is not None:
+            handle.cancel()
+        try:
+            self._iterator.close()
+        except ValueError:  # it is running in another thread: that thread stops on the cancel
+            pass
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Stream req_id={self.req_id} chars={len(self.text)}>"
