@@ -69,6 +69,10 @@ class AutoTransport(Transport):
                 if exc.status_code not in FALLBACK_STATUSES:
                     raise
                 self._fall_back(exc)
+            try:  # nothing was sent yet: a model HTTP cannot serve fails now, on its own
+                self.check_model(request.model)
+            except UnsupportedModelError as exc:
+                raise exc from None
         return self.http.start(dataclasses.replace(request, model=request.model or DEFAULT_MODEL), deadline)
 
     def _fall_back(self, exc: MyshellConnectionError) -> None:
