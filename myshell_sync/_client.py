@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 
-from ._config import ProxyConfig, Timeout, TimeoutTypes, check_verify, environment_proxy, parse_proxy
+from ._config import ProxyConfig, Timeout, TimeoutTypes, VerifyTypes, check_verify, environment_proxy, parse_proxy
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CAPTCHA_DELAY,
@@ -83,7 +83,7 @@ class Myshell:
         proxy: Optional[str] = None,
         transport: TransportName = "websocket",
         http_bot_ids: Optional[Mapping[str, str]] = None,
-        verify: Any = True,
+        verify: VerifyTypes = True,
         trust_env: bool = True,
         max_connections: int = 8,
         max_retries: int = 2,

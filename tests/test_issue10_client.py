@@ -268,3 +268,26 @@ def test_auto_model_without_http_id_fails_before_sending_not_chained_to_the_refu
             error = info.value
             assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
             assert server.http_requests == []
+
+
+# -- verify= accepts an ssl.SSLContext, on both transports ----------------------
+
+
+@pytest.mark.parametrize("transport, model", [("websocket", "gpt-4"), ("http", "assistant")])
+def test_verify_takes_an_ssl_context(tls, transport, model):
+    import ssl
+
+    from myshell_sync import MyshellConnectionError
+
+    server_context, ca_file = tls
+    with LocalMyshellServer(ssl_context=server_context) as server:
+        trusting = ssl.create_default_context(cafile=ca_file)
+        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10,
+                     verify=trusting, trust_env=False) as client:
+            assert client.base_url.startswith("https://")
+            assert "".join(client.generate(model, USER)) == "".join(reply_chunks(model, USER[0]["content"]))
+        stranger = ssl.create_default_context()  # does not know the test CA
+        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
+                     verify=stranger, trust_env=False) as client:
+            with pytest.raises(MyshellConnectionError, match="(?i)certificate|TLS"):
+                list(client.generate(model, USER))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import weakref
 from typing import Any, Optional
@@ -79,11 +80,21 @@ class CancellableAdapter(HTTPAdapter):
     """requests' adapter whose connections a reply can cut before any
     header arrived (for SOCKS proxies the read timeout remains the bound)."""
 
+    def __init__(self, *args: Any, ssl_context: Optional[ssl.SSLContext] = None, **kwargs: Any) -> None:
+        """``ssl_context``: the caller's context for every TLS connection
+        (``verify=<SSLContext>``), used as given."""
+        self._ssl_context = ssl_context
+        super().__init__(*args, **kwargs)
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        if self._ssl_context is not None:
+            proxy_kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = _WATCHED_POOLS

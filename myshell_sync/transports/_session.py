@@ -8,10 +8,11 @@ only when a session is first needed.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import TYPE_CHECKING, Any, Optional
 
-from .._config import ProxyConfig
+from .._config import ProxyConfig, VerifyTypes
 from .._exceptions import ClientClosedError
 from .base import reset_after_fork_too
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 class SessionHolder:
     """Makes the session on first use; closes it if it was made."""
 
-    def __init__(self, *, verify: Any, proxy: Optional[ProxyConfig], max_connections: int) -> None:
+    def __init__(self, *, verify: VerifyTypes, proxy: Optional[ProxyConfig], max_connections: int) -> None:
         self._verify = verify
         self._proxy = proxy
         self._max_connections = max_connections
@@ -57,16 +58,18 @@ class SessionHolder:
         return f"<SessionHolder {state}>"
 
 
-def _make_session(verify: Any, proxy: Optional[ProxyConfig], max_connections: int) -> "requests.Session":
+def _make_session(verify: VerifyTypes, proxy: Optional[ProxyConfig], max_connections: int) -> "requests.Session":
     import requests
 
     from ._requests_adapter import CancellableAdapter
 
     session = requests.Session()
-    adapter = CancellableAdapter(pool_connections=1, pool_maxsize=max_connections)
+    context = verify if isinstance(verify, ssl.SSLContext) else None
+    adapter = CancellableAdapter(pool_connections=1, pool_maxsize=max_connections, ssl_context=context)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.verify = verify
+    # With a context, requests must verify but load no CA file of its own.
+    session.verify = True if context is not None else verify
     session.trust_env = False  # environment proxies were resolved by the client
     if proxy is not None:
         session.proxies = {"http": proxy.url, "https": proxy.url}

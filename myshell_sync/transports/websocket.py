@@ -13,9 +13,9 @@ import functools
 import itertools
 import logging
 import time
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
-from .._config import ProxyConfig, tls_options
+from .._config import ProxyConfig, VerifyTypes, tls_options
 from .._constants import SOURCE_FROM, WAIT_SLICE, WS_PATH
 from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError
@@ -50,7 +50,7 @@ class WebSocketTransport(Transport):
         account: AccountEvents,
         closed: Any,
         proxy: Optional[ProxyConfig],
-        verify: Union[bool, str, Any],
+        verify: VerifyTypes,
         captcha_delay: float,
         max_connections: int,
         max_retries: int,
@@ -190,7 +190,7 @@ def _text_chat(request: Request, bot_uid: str) -> Dict[str, Any]:
     return payload
 
 
-def _websocket_options(proxy: Optional[ProxyConfig], verify: Any) -> Dict[str, Any]:
+def _websocket_options(proxy: Optional[ProxyConfig], verify: VerifyTypes) -> Dict[str, Any]:
     """``websocket.create_connection`` arguments for the proxy and TLS settings."""
     options: Dict[str, Any] = {}
     if proxy is not None:
