@@ -87,43 +87,6 @@ def test_32_threads_times_5_calls_get_exactly_their_own_replies(local_server):
     assert connections <= 8
 
 
-def test_interleaved_frames_on_one_socket_are_routed_by_req_id():
-    both_sent = threading.Event()
-
-    def play(peer):
-        peer.handshake()
-        requests = [peer.recv_event()[1] for _ in range(2)]
-        both_sent.set()
-        ids = [r["reqId"] for r in requests]
-        texts = {r["reqId"]: r["text"] for r in requests}
-        for index in range(20):  # alternate frames between the two replies
-            for req_id in ids:
-                peer.emit("text_stream", {"reqId": req_id, "data": {"text": f"{texts[req_id]}-{index} ", "isFinal": False}})
-        for req_id in ids:
-            peer.emit("message_replied", {"reqId": req_id, "data": {"text": None}})
-        peer.wait_closed()
-
-    results = {}
-
-    def call(model, prompt):
-        results[prompt] = ask(client, model, prompt)
-
-    with ScriptedServer(play) as server:
-        with Myshell(server.base_url, captcha_delay=0, max_connections=1, timeout=5) as client:
-            threads = [
-                threading.Thread(target=call, args=("gpt-4", "A")),
-                threading.Thread(target=call, args=("samantha", "B")),
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(10)
-    assert not server.errors
-    assert len(server.peers) == 1  # different bots shared the connection
-    for prompt in "AB":
-        assert results[prompt] == "".join(f"{prompt}-{i} " for i in range(20))
-
-
 def test_same_bot_requests_use_different_connections(local_server):
     local_server.chunk_delay = 0.05
     with Myshell(local_server.base_url, captcha_delay=0) as client:
