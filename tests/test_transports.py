@@ -1,9 +1,8 @@
-"""The same behaviour on both transports, and what only HTTP has."""
+"""The same behaviour on both transports, and energy()."""
 
 from __future__ import annotations
 
 import gc
-import logging
 import threading
 import time
 
@@ -19,12 +18,8 @@ from myshell_sync import (
     Myshell,
     MyshellError,
     MyshellTimeoutError,
-    ProtocolError,
-    RateLimitError,
     ServerError,
     Timeout,
-    UnsupportedModelError,
-    generate_header_timestamp,
 )
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 from helpers import client_sockets, ws_pool
@@ -207,75 +202,7 @@ def test_many_threads_share_one_client(server, transport):
     assert results == {i: f"{name}: thread {i}" for i in range(16)}
 
 
-# -- HTTP only -----------------------------------------------------------------
-
-
-def test_http_request_shape(server):
-    with make_client(server, "http", token="tok-123", visitor_id="visitor-9") as client:
-        list(client.generate("4738", user("shape")))
-    seen = server.http_requests[-1]
-    headers = seen["headers"]
-    assert seen["json"] == {"botId": "4738", "conversation_scenario": 4, "message": "shape", "messageType": 1}
-    assert headers["myshell-service-name"] == "organics-api"
-    assert headers["visitor-id"] == "visitor-9"
-    assert headers["platform"] == "web"
-    assert headers["myshell-client-version"] == "v1.6.4"
-    assert headers["authorization"] == "Bearer tok-123"
-    assert generate_header_timestamp(int(headers["timestamp"])) == headers["timestamp"]
-
-
-def test_http_needs_a_numeric_bot_id(server):
-    with make_client(server, "http") as client:
-        with pytest.raises(UnsupportedModelError, match="numeric id"):
-            client.generate("gpt-4", user("x"))
-    with make_client(server, "http", http_bot_ids={"gpt-4": "4738"}) as client:
-        assert "".join(client.generate("gpt-4", user("mapped"))) == "assistant: mapped"
-
-
-@pytest.mark.parametrize(
-    "status, error, words",
-    [
-        (401, AuthenticationError, "token"),
-        (429, RateLimitError, "429"),
-        (403, CaptchaRequiredError, "browser challenge"),
-        (500, ServerError, "500"),
-        (502, ServerError, "502"),
-    ],
-)
-def test_http_error_statuses(server, status, error, words):
-    server.http_status = status
-    with make_client(server, "http") as client:
-        with pytest.raises(error) as info:
-            list(client.generate("assistant", user("x")))
-    assert words in str(info.value)
-    if status == 429:
-        assert info.value.retry_after == 2.0
-
-
-def test_http_final_event_missing_still_ends_well(server):
-    server.missing_replied = True
-    with make_client(server, "http") as client:
-        with client.stream("assistant", user("no final")) as stream:
-            assert "".join(stream) == "assistant: no final"
-    assert stream.message is None
-
-
-def test_http_body_cut_inside_a_character_is_a_lost_connection(server):
-    # Invalid UTF-8 decodes to U+FFFD (WHATWG), and the unfinished event is
-    # dropped at the end of the stream: the reply is incomplete, not garbled.
-    server.truncate_utf8 = True
-    with make_client(server, "http") as client:
-        with pytest.raises(ConnectionLostError, match="ended before the reply was complete"):
-            list(client.generate("assistant", user("x")))
-
-
-def test_http_refreshed_token_replaces_the_client_token(server):
-    server.refreshed_token = "fresh-token"
-    with make_client(server, "http", token="old-token") as client:
-        list(client.generate("assistant", user("x")))
-        assert client.token == "fresh-token"
-        list(client.generate("assistant", user("y")))
-    assert server.http_requests[-1]["headers"]["authorization"] == "Bearer fresh-token"
+# -- energy() -----------------------------------------------------------------
 
 
 def test_energy_helper(server):
@@ -285,39 +212,3 @@ def test_energy_helper(server):
         with make_client(server, "websocket", token=None) as client:
             with pytest.raises(AuthenticationError, match="token"):
                 client.energy()
-
-
-def test_auto_falls_back_to_http_when_the_upgrade_is_refused(server, caplog):
-    server.ws_refuse_status = 403
-    with caplog.at_level(logging.WARNING, logger="myshell_sync"):
-        with make_client(server, "auto", http_bot_ids={"gpt-4": "4738"}) as client:
-            assert "".join(client.generate("gpt-4", user("one"))) == "assistant: one"
-            assert "".join(client.generate("gpt-4", user("two"))) == "assistant: two"
-    assert server.connects == 0 and len(server.http_requests) == 2
-    assert len([r for r in caplog.records if "uses HTTP" in r.getMessage()]) == 1
-
-
-def test_auto_uses_the_websocket_when_it_works(server):
-    with make_client(server, "auto", http_bot_ids={"gpt-4": "4738"}) as client:
-        assert "".join(client.generate("gpt-4", user("ws"))) == "gpt-4: ws"
-    assert server.connects == 1 and server.http_requests == []
-
-
-def test_websocket_only_client_does_not_fall_back(server):
-    server.ws_refuse_status = 426
-    with make_client(server, "websocket", max_retries=0) as client:
-        with pytest.raises(MyshellError) as info:
-            list(client.generate("gpt-4", user("x")))
-    assert info.value.status_code == 426
-    assert server.http_requests == []
-
-
-def test_auto_never_falls_back_when_the_namespace_is_refused():
-    # A refused token (44/chat,) would be refused over HTTP too: auto keeps
-    # the WebSocket, raises its error and sends nothing over HTTP.
-    with LocalMyshellServer(tokens={"good"}) as server:
-        with make_client(server, "auto", token="bad", http_bot_ids={"gpt-4": "4738"}) as client:
-            with pytest.raises(AuthenticationError, match="refused the /chat namespace"):
-                list(client.generate("gpt-4", user("x")))
-            assert not client._transport.fell_back
-        assert server.refused == 1 and server.http_requests == []
