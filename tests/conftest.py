@@ -1,3 +1,12 @@
+"""The fixtures every test file shares (helper functions are in helpers.py).
+
+- ``no_leaked_threads`` (autouse): every test ends with the threads it started stopped.
+- ``local_server``: a ``LocalMyshellServer`` on loopback (both transports, one port).
+- ``client``: a WebSocket ``Myshell`` on ``local_server``.
+- ``transport``: ``"websocket"`` and ``"http"``, for the behaviour both transports share.
+- ``tls``: a trustme CA and a server context for 127.0.0.1.
+"""
+
 from __future__ import annotations
 
 import threading
@@ -48,6 +57,12 @@ def client(local_server):
 
     with Myshell(local_server.base_url, captcha_delay=0, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(params=["websocket", "http"])
+def transport(request) -> str:
+    """Run the test once per transport."""
+    return request.param
 
 
 @pytest.fixture(scope="module")

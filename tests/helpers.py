@@ -1,9 +1,55 @@
-"""Small test helpers: counting this process's sockets and file descriptors."""
+"""Shared test helpers: sockets and threads of this process, waiting, the
+example scripts, client internals, and one call played against a scripted server.
+
+Fixtures live in conftest.py; plain functions and constants live here.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, List, Optional
+
+# ---------------------------------------------------------------------------
+# Calls: the model each transport's local server answers (the reply starts
+# with the bot's name, here the same string), and prompts
+
+MODEL = {"websocket": "gpt-4", "http": "assistant"}
+
+
+def user(text: str) -> List[dict]:
+    """A one-message conversation."""
+    return [{"role": "user", "content": text}]
+
+
+USER = user("hi")
+POEM = user("Write a poem about love")  # long enough for a reply of many chunks
+
+
+def expected_chunks(model: str, messages=POEM) -> List[str]:
+    """The chunks the local server's bot ``model`` streams for ``messages``."""
+    from myshell_sync import format_prompt
+    from myshell_sync.local import reply_chunks
+
+    return reply_chunks(model, format_prompt(messages))
+
+
+def make_client(server, transport: str = "websocket", **options):
+    """A ``Myshell`` on ``server`` with no captcha delay and a 10 s timeout."""
+    from myshell_sync import Myshell
+
+    options.setdefault("captcha_delay", 0)
+    options.setdefault("timeout", 10)
+    return Myshell(server.base_url, transport=transport, **options)
+
+
+# ---------------------------------------------------------------------------
+# This process's file descriptors, sockets and threads
 
 
 def open_fds() -> int:
@@ -41,15 +87,27 @@ def client_sockets(server_port: int) -> int:
     return count
 
 
+def client_threads() -> List[str]:
+    """The names of the client's own threads (all named ``myshell-*``) still running."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("myshell-")]
+
+
+def run_threads(threads: Iterable[threading.Thread], timeout: float) -> None:
+    """Start every thread, then join each; fail if one is still running after ``timeout``."""
+    threads = list(threads)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not [t for t in threads if t.is_alive()], "a thread did not finish in time"
+
+
 def eventually(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
     """Re-check ``predicate`` until it holds or ``timeout`` passes.
 
     For state that another component changes without telling us (for
     example the in-process server closing its side of a socket).
     """
-    import threading
-    import time
-
     deadline = time.monotonic() + timeout
     pause = threading.Event()
     while not predicate():
@@ -59,13 +117,17 @@ def eventually(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
     return True
 
 
-EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
+# ---------------------------------------------------------------------------
+# The example scripts and the console script
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+CLI = Path(sys.executable).parent / "myshell-sync"
 
 
 def load_example(name: str):
     """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
     import importlib.util
-    import sys
 
     module_name = f"myshell_example_{name}"
     if module_name in sys.modules:
@@ -78,6 +140,10 @@ def load_example(name: str):
     return module
 
 
+# ---------------------------------------------------------------------------
+# Client internals
+
+
 def ws_pool(client):
     """The connection pool of a client's WebSocket transport (also under auto)."""
     transport = client._transport
@@ -88,3 +154,53 @@ def http_transport(client):
     """A client's HTTP transport (made on demand under auto)."""
     transport = client._transport
     return transport.http if transport.name == "auto" else transport
+
+
+# ---------------------------------------------------------------------------
+# One call against a scripted server
+
+
+@dataclass
+class Outcome:
+    chunks: List[str] = field(default_factory=list)
+    error: Optional[BaseException] = None
+    elapsed: float = 0.0
+    server: Any = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+def call(handler, *, server_type=None, transport: str = "websocket", timeout: Any = 3, messages=USER,
+         server_options=None, on_chunk=None, **options) -> Outcome:
+    """Play ``handler`` on a scripted server (``scripted_http.RawServer`` unless
+    ``server_type`` says otherwise, e.g. ``scripted.ScriptedServer``) against one
+    call, then check that the client left no thread and no socket behind, that
+    the server's handler raised nothing, and that any error is a ``MyshellError``."""
+    from myshell_sync import Myshell, MyshellError
+
+    if server_type is None:
+        from scripted_http import RawServer as server_type
+    options.setdefault("max_retries", 0)
+    options.setdefault("close_timeout", 1.0)
+    outcome = Outcome()
+    with server_type(handler, **(server_options or {})) as server:
+        outcome.server = server
+        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=timeout,
+                     **options) as client:
+            started = time.monotonic()
+            try:
+                for chunk in client.generate(MODEL[transport], messages):
+                    outcome.chunks.append(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
+            except Exception as exc:  # asserted by the test
+                outcome.error = exc
+            outcome.elapsed = time.monotonic() - started
+        assert eventually(lambda: not client_threads(), 2), f"threads left: {client_threads()}"
+        assert client_sockets(server.port) == 0
+    assert not server.errors, server.errors
+    if outcome.error is not None:
+        assert isinstance(outcome.error, MyshellError), f"bare exception escaped: {outcome.error!r}"
+    return outcome

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -54,7 +54,46 @@ class ScriptedServer:
         self._thread.join(10)
 
 
-class Peer:
+class SocketIOPlay:
+    """The Socket.IO side of a scripted connection, shared by ``Peer`` and
+    ``scripted_http.RawConn``: each gives ``recv_text(timeout)``, the next text
+    frame from the client, ``send_text(frame)``, ``upgrade()`` (what comes
+    before the open packet), ``SID`` and ``TIMEOUT`` (its default wait)."""
+
+    SID = "scripted-sid"
+    TIMEOUT = 5.0
+
+    def upgrade(self) -> None:
+        """Nothing by default: the WebSocket upgrade is done."""
+
+    def recv_text(self, timeout: float) -> str:
+        raise NotImplementedError
+
+    def send_text(self, frame: str) -> None:
+        raise NotImplementedError
+
+    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000, max_payload: int = 1000000) -> dict:
+        """(The upgrade,) the open packet, then accept the /chat connect; returns its auth payload."""
+        self.upgrade()
+        self.send_text(OPEN_PACKET % (ping_interval, ping_timeout, max_payload))
+        frame = self.recv_text(self.TIMEOUT)
+        assert frame.startswith("40/chat,"), frame
+        self.send_text('40/chat,{"sid":"%s"}' % self.SID)
+        return json.loads(frame[len("40/chat,"):])
+
+    def recv_event(self, timeout: Optional[float] = None) -> Tuple[str, Any]:
+        """The next Socket.IO event from the client, skipping pongs."""
+        while True:
+            frame = self.recv_text(self.TIMEOUT if timeout is None else timeout)
+            if frame.startswith("42/chat,"):
+                name, *args = json.loads(frame[len("42/chat,"):])
+                return name, (args[0] if args else None)
+
+    def emit(self, name: str, payload: Any) -> None:
+        self.send_text("42/chat," + json.dumps([name, payload]))
+
+
+class Peer(SocketIOPlay):
     """One client connection as seen by the scripted server."""
 
     def __init__(self, conn: ServerConnection, stopping: threading.Event) -> None:
@@ -71,24 +110,12 @@ class Peer:
         self.received.append(frame)
         return frame
 
-    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000, max_payload: int = 1000000) -> dict:
-        """Open packet, then accept the /chat connect; returns its auth payload."""
-        self.send(OPEN_PACKET % (ping_interval, ping_timeout, max_payload))
-        frame = self.recv()
-        assert frame.startswith("40/chat,"), frame
-        self.send('40/chat,{"sid":"scripted-sid"}')
-        return json.loads(frame[len("40/chat,"):])
+    # what SocketIOPlay plays with
+    def recv_text(self, timeout: float) -> str:
+        return self.recv(timeout)
 
-    def recv_event(self, timeout: float = 5.0) -> Tuple[str, Any]:
-        """The next Socket.IO event from the client, skipping pongs."""
-        while True:
-            frame = self.recv(timeout)
-            if frame.startswith("42/chat,"):
-                name, *args = json.loads(frame[len("42/chat,"):])
-                return name, (args[0] if args else None)
-
-    def emit(self, name: str, payload: Any) -> None:
-        self.send("42/chat," + json.dumps([name, payload]))
+    def send_text(self, frame: str) -> None:
+        self.send(frame)
 
     def stream_reply(self, req_id: str, chunks: List[str], *, replied: bool = True) -> None:
         """text_stream frames (the last one isFinal) and message_replied."""

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from scripted import OPEN_PACKET
+from scripted import SocketIOPlay
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SSE_PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
@@ -117,7 +117,7 @@ class RawServer:
             conn.kill(drain=False)
 
 
-class RawConn:
+class RawConn(SocketIOPlay):
     """One accepted connection, with byte-level HTTP and WebSocket helpers."""
 
     def __init__(self, sock: socket.socket, stopping: threading.Event,
@@ -297,25 +297,15 @@ class RawConn:
             if opcode == OP_CLOSE:
                 raise EOFError("the client sent a close frame")
 
-    def handshake(self, ping_interval: int = 25000, ping_timeout: int = 20000, max_payload: int = 1000000) -> dict:
-        """Upgrade, open packet, accept the /chat connect; returns its auth payload."""
+    # what SocketIOPlay (handshake, recv_event, emit) plays with
+    SID = "raw-sid"
+    TIMEOUT = 10.0
+
+    def upgrade(self) -> None:
         self.accept_upgrade()
-        self.send_frame(OPEN_PACKET % (ping_interval, ping_timeout, max_payload))
-        frame = self.recv_text()
-        assert frame.startswith("40/chat,"), frame
-        self.send_frame('40/chat,{"sid":"raw-sid"}')
-        return json.loads(frame[len("40/chat,"):])
 
-    def recv_event(self, timeout: float = 10) -> Tuple[str, Any]:
-        """The next Socket.IO event from the client, skipping pongs."""
-        while True:
-            frame = self.recv_text(timeout)
-            if frame.startswith("42/chat,"):
-                name, *args = json.loads(frame[len("42/chat,"):])
-                return name, (args[0] if args else None)
-
-    def emit(self, name: str, payload: Any) -> None:
-        self.send_frame("42/chat," + json.dumps([name, payload]))
+    def send_text(self, frame: str) -> None:
+        self.send_frame(frame)
 
     def text_stream(self, req_id: str, text: str, is_final: bool = False) -> None:
         self.emit("text_stream", {"reqId": req_id, "data": {"text": text, "isFinal": is_final}})

@@ -17,9 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -27,8 +26,8 @@ from myshell_sync import Myshell, models
 from myshell_sync import _cli
 from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
+from helpers import CLI
 
-CLI = Path(sys.executable).parent / "myshell-sync"
 SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
 
 
@@ -36,12 +35,6 @@ SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
 def console_script() -> None:
     if not CLI.exists():
         pytest.fail(f"{CLI} is missing: install the package (pip install -e .) to get the console script")
-
-
-@pytest.fixture
-def server() -> Iterator[LocalMyshellServer]:
-    with LocalMyshellServer() as srv:
-        yield srv
 
 
 def child_env(**extra: str) -> Dict[str, str]:
@@ -95,16 +88,16 @@ def stop(proc: subprocess.Popen) -> None:
 # Streaming, input, output formats
 
 
-def test_chat_streams_the_reply_while_the_bot_is_still_writing(server):
-    server.chunk_delay = 0.15
+def test_chat_streams_the_reply_while_the_bot_is_still_writing(local_server):
+    local_server.chunk_delay = 0.15
     reply = "".join(reply_chunks("samantha", SLOW_PROMPT))
-    proc = subprocess.Popen([str(CLI), "chat", SLOW_PROMPT, *remote(server)],
+    proc = subprocess.Popen([str(CLI), "chat", SLOW_PROMPT, *remote(local_server)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=child_env())
     try:
         first = read_until(proc.stdout.fileno(), lambda data: len(data) > 0)
         assert reply.encode().startswith(first)
-        assert server.completed == []  # the bot has not written its last chunk yet
+        assert local_server.completed == []  # the bot has not written its last chunk yet
         out, err = proc.communicate(timeout=30)
     finally:
         stop(proc)
@@ -114,24 +107,24 @@ def test_chat_streams_the_reply_while_the_bot_is_still_writing(server):
 
 
 @pytest.mark.parametrize("prompt_args", [["-"], []], ids=["dash", "piped"])
-def test_chat_reads_the_prompt_from_stdin(server, prompt_args):
-    result = run_cli("chat", *prompt_args, *remote(server), input="from stdin\n")
+def test_chat_reads_the_prompt_from_stdin(local_server, prompt_args):
+    result = run_cli("chat", *prompt_args, *remote(local_server), input="from stdin\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "samantha: from stdin\n"
-    assert server.requests[0]["text"] == "from stdin"
+    assert local_server.requests[0]["text"] == "from stdin"
 
 
-def test_chat_sends_model_and_system_message(server):
-    result = run_cli("chat", "hi", "-m", "gpt-4", "-s", "be brief", *remote(server))
+def test_chat_sends_model_and_system_message(local_server):
+    result = run_cli("chat", "hi", "-m", "gpt-4", "-s", "be brief", *remote(local_server))
     assert result.returncode == 0, result.stderr
-    request = server.requests[0]
+    request = local_server.requests[0]
     assert request["botUid"] == models["gpt-4"]
     assert request["text"] == "System: be brief\nUser: hi\nAssistant:"
     assert result.stdout == "gpt-4: System: be brief\nUser: hi\nAssistant:\n"
 
 
-def test_json_prints_one_object_per_chunk_then_the_end(server):
-    result = run_cli("chat", "json please", "--json", *remote(server))
+def test_json_prints_one_object_per_chunk_then_the_end(local_server):
+    result = run_cli("chat", "json please", "--json", *remote(local_server))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["text"] for e in events[:-1]] == reply_chunks("samantha", "json please")
@@ -139,21 +132,21 @@ def test_json_prints_one_object_per_chunk_then_the_end(server):
     end = events[-1]
     assert end["type"] == "end"
     assert end["text"] == "samantha: json please"
-    assert end["req_id"] == server.requests[0]["reqId"]
+    assert end["req_id"] == local_server.requests[0]["reqId"]
     assert end["timings"]["total"] >= end["timings"]["first_chunk"] > 0
 
 
-def test_no_stream_prints_the_whole_reply_once(server):
-    result = run_cli("chat", "all at once", "--no-stream", *remote(server))
+def test_no_stream_prints_the_whole_reply_once(local_server):
+    result = run_cli("chat", "all at once", "--no-stream", *remote(local_server))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "samantha: all at once\n"
 
 
-def test_http_transport(server):
-    result = run_cli("chat", "over http", "--transport", "http", *remote(server))
+def test_http_transport(local_server):
+    result = run_cli("chat", "over http", "--transport", "http", *remote(local_server))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "assistant: over http\n"
-    assert len(server.http_requests) == 1 and server.requests == []
+    assert len(local_server.http_requests) == 1 and local_server.requests == []
 
 
 # ---------------------------------------------------------------------------
@@ -180,18 +173,18 @@ def check_output(mode: List[str], stdout: str, reply: str, shown: str) -> None:
 
 
 @MODES
-def test_chat_replaces_what_an_ascii_stdout_cannot_encode(server, mode):
+def test_chat_replaces_what_an_ascii_stdout_cannot_encode(local_server, mode):
     reply = "samantha: " + NON_ASCII_PROMPT
-    result = run_cli_bytes("chat", NON_ASCII_PROMPT, *mode, *remote(server), PYTHONIOENCODING="ascii")
+    result = run_cli_bytes("chat", NON_ASCII_PROMPT, *mode, *remote(local_server), PYTHONIOENCODING="ascii")
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     assert b"Traceback" not in result.stderr and result.stderr == b""
     check_output(mode, result.stdout.decode("ascii"), reply, reply.encode("ascii", "replace").decode())
 
 
 @MODES
-def test_chat_prints_non_ascii_unchanged_when_stdout_can_encode_it(server, mode):
+def test_chat_prints_non_ascii_unchanged_when_stdout_can_encode_it(local_server, mode):
     reply = "samantha: " + NON_ASCII_PROMPT
-    result = run_cli_bytes("chat", NON_ASCII_PROMPT, *mode, *remote(server), PYTHONIOENCODING="utf-8")
+    result = run_cli_bytes("chat", NON_ASCII_PROMPT, *mode, *remote(local_server), PYTHONIOENCODING="utf-8")
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     check_output(mode, result.stdout.decode("utf-8"), reply, reply)
 
@@ -252,10 +245,10 @@ def test_chat_replaces_a_lone_surrogate_on_a_utf8_stdout(monkeypatch, mode):
     ],
     ids=["captcha", "energy", "auth", "server", "timeout"],
 )
-def test_errors_give_one_line_and_their_exit_code(server, switches, extra, error, code):
+def test_errors_give_one_line_and_their_exit_code(local_server, switches, extra, error, code):
     for name, value in switches.items():
-        setattr(server, name, value)
-    result = run_cli("chat", "hi", *remote(server), *extra)
+        setattr(local_server, name, value)
+    result = run_cli("chat", "hi", *remote(local_server), *extra)
     assert result.returncode == code, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"myshell-sync: {error}: ")
@@ -273,15 +266,15 @@ def test_connection_refused_is_exit_code_9():
     assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
-def test_json_reports_the_error_on_stdout_too(server):
-    server.captcha_window = 60.0
-    result = run_cli("chat", "hi", "--json", *remote(server))
+def test_json_reports_the_error_on_stdout_too(local_server):
+    local_server.captcha_window = 60.0
+    result = run_cli("chat", "hi", "--json", *remote(local_server))
     assert result.returncode == 4
     event = json.loads(result.stdout.splitlines()[-1])
     assert event["type"] == "error"
     assert event["error"] == "CaptchaRequiredError"
     assert event["exit_code"] == 4
-    assert event["req_id"] == server.requests[0]["reqId"]
+    assert event["req_id"] == local_server.requests[0]["reqId"]
 
 
 @pytest.mark.parametrize(
@@ -314,9 +307,9 @@ def test_every_error_class_has_its_own_code():
 # Ctrl-C
 
 
-def test_sigint_stops_the_stream_with_130_even_if_inherited_as_ignored(server):
-    server.chunk_delay = 0.3
-    command = " ".join([str(CLI), "chat", f"'{SLOW_PROMPT}'", *remote(server)])
+def test_sigint_stops_the_stream_with_130_even_if_inherited_as_ignored(local_server):
+    local_server.chunk_delay = 0.3
+    command = " ".join([str(CLI), "chat", f"'{SLOW_PROMPT}'", *remote(local_server)])
     # `trap '' INT` makes SIGINT ignored, as a background job inherits it.
     proc = subprocess.Popen(["/bin/sh", "-c", f"trap '' INT; exec {command}"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -330,7 +323,7 @@ def test_sigint_stops_the_stream_with_130_even_if_inherited_as_ignored(server):
     assert proc.returncode == 130, err
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
     assert b"twelve" not in first + out  # stopped before the end of the reply
-    assert server.wait_for(lambda s: s.disconnects >= 1, 10)  # and hung up
+    assert local_server.wait_for(lambda s: s.disconnects >= 1, 10)  # and hung up
 
 
 # ---------------------------------------------------------------------------
@@ -349,16 +342,16 @@ def test_local_energy_is_real():
     assert json.loads(result.stdout) == {"energy": 100, "daily_energy": 200}
 
 
-def test_energy_against_a_server_uses_the_token(server):
-    server.energy = 7
-    result = run_cli("energy", "--base-url", server.base_url, env=child_env(MYSHELL_TOKEN="t0k"))
+def test_energy_against_a_server_uses_the_token(local_server):
+    local_server.energy = 7
+    result = run_cli("energy", "--base-url", local_server.base_url, env=child_env(MYSHELL_TOKEN="t0k"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "energy: 7\ndaily energy: 200\n"
     assert "t0k" not in result.stdout + result.stderr
 
 
-def test_energy_without_a_token_is_an_auth_error(server):
-    result = run_cli("energy", "--base-url", server.base_url)
+def test_energy_without_a_token_is_an_auth_error(local_server):
+    result = run_cli("energy", "--base-url", local_server.base_url)
     assert result.returncode == 3
     assert result.stderr.startswith("myshell-sync: AuthenticationError: ")
 
@@ -403,44 +396,46 @@ def test_serve_local_serves_until_stopped(signum):
 # Terminals: interactive chat and the spinner
 
 
-def test_interactive_chat_keeps_the_history(server):
+def start_interactive(srv: LocalMyshellServer) -> Tuple[subprocess.Popen, int]:
+    """An interactive ``chat`` on a pseudo-terminal: (the process, the terminal's primary fd)."""
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen([str(CLI), "chat", *remote(server)], stdin=secondary,
+    proc = subprocess.Popen([str(CLI), "chat", *remote(srv)], stdin=secondary,
                             stdout=secondary, stderr=secondary, env=child_env(TERM="dumb"),
                             close_fds=True)
     os.close(secondary)
+    return proc, primary
+
+
+def test_interactive_chat_keeps_the_history(local_server):
+    proc, primary = start_interactive(local_server)
     try:
         read_until(primary, lambda data: b"> " in data)
         os.write(primary, b"hello\n")
         read_until(primary, lambda data: b"samantha: hello" in data and data.rstrip().endswith(b">"))
         os.write(primary, b"again\n")
-        assert server.wait_for(lambda s: len(s.completed) == 2, 15)
+        assert local_server.wait_for(lambda s: len(s.completed) == 2, 15)
         read_until(primary, lambda data: data.count(b"> ") >= 1)
         os.write(primary, b"/exit\n")
         assert proc.wait(15) == 0
     finally:
         stop(proc)
         os.close(primary)
-    assert [r["text"] for r in server.requests] == [
+    assert [r["text"] for r in local_server.requests] == [
         "hello",
         "User: hello\nAssistant: samantha: hello\nUser: again\nAssistant:",
     ]
 
 
-def test_interactive_ctrl_c_drops_the_turn_then_leaves_with_130(server):
-    server.chunk_delay = 0.2
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen([str(CLI), "chat", *remote(server)], stdin=secondary,
-                            stdout=secondary, stderr=secondary, env=child_env(TERM="dumb"),
-                            close_fds=True)
-    os.close(secondary)
+def test_interactive_ctrl_c_drops_the_turn_then_leaves_with_130(local_server):
+    local_server.chunk_delay = 0.2
+    proc, primary = start_interactive(local_server)
     try:
         read_until(primary, lambda data: b"> " in data)
         os.write(primary, SLOW_PROMPT.encode() + b"\n")
         read_until(primary, lambda data: b"samantha:" in data)
         proc.send_signal(signal.SIGINT)  # during the reply: drop this turn only
         read_until(primary, lambda data: b"(interrupted)" in data and data.rstrip().endswith(b">"))
-        server.chunk_delay = 0
+        local_server.chunk_delay = 0
         os.write(primary, b"after\n")
         read_until(primary, lambda data: b"samantha: after" in data and data.rstrip().endswith(b">"))
         proc.send_signal(signal.SIGINT)  # at the prompt: leave
@@ -452,14 +447,14 @@ def test_interactive_ctrl_c_drops_the_turn_then_leaves_with_130(server):
     finally:
         stop(proc)
         os.close(primary)
-    assert [r["text"] for r in server.requests] == [SLOW_PROMPT, "after"]  # no history kept
+    assert [r["text"] for r in local_server.requests] == [SLOW_PROMPT, "after"]  # no history kept
 
 
-def test_spinner_is_drawn_on_a_terminal_stderr_only(server):
-    server.reply_delay = 0.3
+def test_spinner_is_drawn_on_a_terminal_stderr_only(local_server):
+    local_server.reply_delay = 0.3
     out_primary, out_secondary = pty.openpty()
     err_primary, err_secondary = pty.openpty()
-    proc = subprocess.Popen([str(CLI), "chat", "spin", *remote(server)], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(CLI), "chat", "spin", *remote(local_server)], stdin=subprocess.DEVNULL,
                             stdout=out_secondary, stderr=err_secondary, env=child_env())
     os.close(out_secondary)
     os.close(err_secondary)

@@ -1,6 +1,7 @@
+"""Models (myshell_sync/_models.py): names and bot uids, prompt formatting, message validation."""
+
 import pytest
 
-import myshell_sync
 from myshell_sync import UnsupportedModelError, format_prompt, models
 from myshell_sync._models import resolve_model, validate_messages
 
@@ -63,18 +64,3 @@ def test_bad_messages_say_which_item(messages, error, words):
     with pytest.raises(error) as info:
         validate_messages(messages)
     assert words in str(info.value)
-
-
-def test_generate_checks_arguments_before_returning():
-    client = myshell_sync.Myshell("http://127.0.0.1:9", captcha_delay=0)
-    with client:
-        with pytest.raises(UnsupportedModelError):
-            client.generate("nope", [{"role": "user", "content": "x"}])
-        with pytest.raises(ValueError):
-            client.generate("gpt-4", [])
-        with pytest.raises(TypeError, match="proxy"):
-            client.generate("gpt-4", [{"role": "user", "content": "x"}], proxy="http://x:1")
-        with pytest.raises(UnsupportedModelError):
-            myshell_sync.generate("nope", [{"role": "user", "content": "x"}])
-        with pytest.raises(UnsupportedModelError):
-            myshell_sync.Myshell.generate(model="nope", messages=[{"role": "user", "content": "x"}])

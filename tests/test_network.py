@@ -11,21 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import myshell_sync
 from myshell_sync import Myshell, MyshellConnectionError
 from myshell_sync.local import LocalMyshellServer
-
-MODEL = {"websocket": ("gpt-4", "gpt-4"), "http": ("assistant", "assistant")}
-
-
-@pytest.fixture(params=["websocket", "http"])
-def transport(request):
-    return request.param
+from helpers import MODEL, user
 
 
 def ask(client, transport, text="hello"):
-    model, _ = MODEL[transport]
-    return "".join(client.generate(model, [{"role": "user", "content": text}]))
+    return "".join(client.generate(MODEL[transport], user(text)))
 
 
 class ProxyProcess:
@@ -67,41 +59,35 @@ def auth_proxy():
     proxy.stop()
 
 
-@pytest.fixture
-def server():
-    with LocalMyshellServer() as server:
-        yield server
-
-
-def test_proxy_with_credentials_carries_both_transports(server, auth_proxy, transport):
-    with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10,
+def test_proxy_with_credentials_carries_both_transports(local_server, auth_proxy, transport):
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10,
                  proxy=auth_proxy.url("alice:s3cret@"), trust_env=False) as client:
-        assert ask(client, transport, "via proxy") == f"{MODEL[transport][1]}: via proxy"
+        assert ask(client, transport, "via proxy") == f"{MODEL[transport]}: via proxy"
         assert "s3cret" not in repr(client) and "s3cret" not in repr(client.proxy)
 
 
-def test_proxy_rejects_a_client_without_credentials(server, auth_proxy, transport):
-    with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
+def test_proxy_rejects_a_client_without_credentials(local_server, auth_proxy, transport):
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
                  proxy=auth_proxy.url(), trust_env=False) as client:
         with pytest.raises(MyshellConnectionError) as info:
             ask(client, transport)
     assert "proxy" in str(info.value)
-    assert server.requests == [] and server.http_requests == []
+    assert local_server.requests == [] and local_server.http_requests == []
 
 
-def test_environment_proxy_is_honoured_unless_trust_env_is_false(server, auth_proxy, transport, monkeypatch):
+def test_environment_proxy_is_honoured_unless_trust_env_is_false(local_server, auth_proxy, transport, monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
                  "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", auth_proxy.url())  # no credentials: the proxy refuses
-    with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0) as client:
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0) as client:
         with pytest.raises(MyshellConnectionError):
             ask(client, transport)
-    with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10,
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10,
                  trust_env=False) as client:
         assert ask(client, transport, "direct")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10) as client:
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10) as client:
         assert ask(client, transport, "bypassed")
 
 
@@ -138,7 +124,7 @@ def test_verify_with_the_ca_file_accepts_the_server(tls_server, tls, transport):
     with Myshell(tls_server.base_url, transport=transport, captcha_delay=0, timeout=10,
                  verify=ca_file, trust_env=False) as client:
         assert client.ws_url.startswith("wss://")
-        assert ask(client, transport, "secure") == f"{MODEL[transport][1]}: secure"
+        assert ask(client, transport, "secure") == f"{MODEL[transport]}: secure"
 
 
 @pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
@@ -151,9 +137,3 @@ def test_verify_false_accepts_any_certificate(tls_server, transport):
 def test_verify_path_must_exist():
     with pytest.raises(ValueError, match="CA bundle"):
         Myshell("https://127.0.0.1:9", verify="/nonexistent/ca.pem")
-
-
-def test_https_base_url_never_downgrades():
-    client = myshell_sync.Myshell("https://example.invalid")
-    assert client.ws_url.startswith("wss://example.invalid/ws/")
-    client.close()

@@ -1,10 +1,10 @@
-"""A long-lived client: reuse, concurrency, liveness, retries and shutdown."""
+"""The WebSocket connection pool of a long-lived client: reuse, concurrency,
+liveness, retries, shutdown (close, fork, a process ending) and an in-process soak."""
 
 from __future__ import annotations
 
 import gc
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -24,8 +24,8 @@ from myshell_sync import (
     models,
 )
 from myshell_sync.transports._pool import backoff_delay
-from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import client_sockets, eventually, open_fds, ws_pool
+from myshell_sync.local import reply_chunks
+from helpers import POEM, client_sockets, eventually, open_fds, run_threads, ws_pool
 from scripted import ScriptedServer
 
 MODELS = sorted(models)
@@ -44,21 +44,6 @@ def test_warm_calls_reuse_one_connection(local_server, client):
     assert ws_pool(client).opened == 1
 
 
-def test_captcha_delay_is_paid_once_per_connection():
-    with LocalMyshellServer() as server:
-        with Myshell(server.base_url, captcha_delay=0.3) as client:
-            started = time.monotonic()
-            client.connect()
-            ask(client, "gpt-4", "first")
-            first = time.monotonic() - started
-            started = time.monotonic()
-            for _ in range(3):
-                ask(client, "gpt-4", "again")
-            warm = time.monotonic() - started
-    assert first >= 0.3
-    assert warm < 0.3
-
-
 def test_32_threads_times_5_calls_get_exactly_their_own_replies(local_server):
     local_server.chunk_delay = 0.001  # replies on one socket interleave
     results = {}
@@ -74,54 +59,13 @@ def test_32_threads_times_5_calls_get_exactly_their_own_replies(local_server):
             errors.append(exc)
 
     with Myshell(local_server.base_url, captcha_delay=0, timeout=30) as client:
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(32)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        run_threads([threading.Thread(target=worker, args=(n,)) for n in range(32)], 60)
         connections = ws_pool(client).opened
     assert not errors
     assert len(results) == 160
     for model, prompt, text in results.values():
         assert text == "".join(reply_chunks(model, prompt))
     assert connections <= 8
-
-
-def test_interleaved_frames_on_one_socket_are_routed_by_req_id():
-    both_sent = threading.Event()
-
-    def play(peer):
-        peer.handshake()
-        requests = [peer.recv_event()[1] for _ in range(2)]
-        both_sent.set()
-        ids = [r["reqId"] for r in requests]
-        texts = {r["reqId"]: r["text"] for r in requests}
-        for index in range(20):  # alternate frames between the two replies
-            for req_id in ids:
-                peer.emit("text_stream", {"reqId": req_id, "data": {"text": f"{texts[req_id]}-{index} ", "isFinal": False}})
-        for req_id in ids:
-            peer.emit("message_replied", {"reqId": req_id, "data": {"text": None}})
-        peer.wait_closed()
-
-    results = {}
-
-    def call(model, prompt):
-        results[prompt] = ask(client, model, prompt)
-
-    with ScriptedServer(play) as server:
-        with Myshell(server.base_url, captcha_delay=0, max_connections=1, timeout=5) as client:
-            threads = [
-                threading.Thread(target=call, args=("gpt-4", "A")),
-                threading.Thread(target=call, args=("samantha", "B")),
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(10)
-    assert not server.errors
-    assert len(server.peers) == 1  # different bots shared the connection
-    for prompt in "AB":
-        assert results[prompt] == "".join(f"{prompt}-{i} " for i in range(20))
 
 
 def test_same_bot_requests_use_different_connections(local_server):
@@ -155,11 +99,8 @@ def test_full_pool_hands_over_a_released_connection(local_server):
     local_server.chunk_delay = 0.02
     with Myshell(local_server.base_url, captcha_delay=0, max_connections=1, timeout=10) as client:
         texts = []
-        threads = [threading.Thread(target=lambda i=i: texts.append(ask(client, "gpt-4", f"n{i}"))) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
+        run_threads([threading.Thread(target=lambda i=i: texts.append(ask(client, "gpt-4", f"n{i}")))
+                     for i in range(4)], 20)
     assert sorted(texts) == [f"gpt-4: n{i}" for i in range(4)]
     assert local_server.connects == 1
 
@@ -212,6 +153,32 @@ def test_close_cuts_a_retry_backoff_short():
         assert time.monotonic() - started < 1
     assert failures[0].type is ClientClosedError
     assert len(server.peers) < 50
+
+
+def test_close_cuts_the_captcha_delay_short(local_server):
+    client = Myshell(local_server.base_url, captcha_delay=60)
+    errors = []
+    waiting = threading.Event()
+
+    def call():
+        try:
+            gen = client.generate("gpt-4", POEM)
+            waiting.set()
+            list(gen)
+        except MyshellError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert waiting.wait(5)
+    assert local_server.wait_for(lambda s: s.connects == 1, 5)
+    started = time.monotonic()
+    client.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 5
+    assert len(errors) == 1 and isinstance(errors[0], ClientClosedError)
+    assert local_server.requests == []
 
 
 def test_idle_connections_are_closed(local_server):
@@ -307,26 +274,13 @@ def _soak(server, calls, abandoned):
     assert eventually(lambda: open_fds() <= baseline_fds)
 
 
-def test_soak_short(local_server):
+def test_soak_in_process_short(local_server):
     _soak(local_server, calls=200, abandoned=50)
 
 
 @pytest.mark.slow
-def test_soak_long(local_server):
+def test_soak_in_process_long(local_server):
     _soak(local_server, calls=2000, abandoned=500)
-
-
-def test_debug_log_shows_frames_but_never_the_token(caplog):
-    token = "secret-token-1234567890"
-    with LocalMyshellServer(tokens={token}) as server:
-        with caplog.at_level(logging.DEBUG, logger="myshell_sync"):
-            with Myshell(server.base_url, token=token, captcha_delay=0) as client:
-                assert ask(client, "gpt-4", "hi") == "gpt-4: hi"
-                shown = repr(client)
-    assert '> 40/chat,{"token":"***"' in caplog.text
-    assert "< 42/chat,[\"text_stream\"" in caplog.text
-    assert token not in caplog.text
-    assert token not in shown
 
 
 def _run_script(code, **kwargs):

@@ -1,8 +1,10 @@
-"""Issue 7, security: tokens stay secret, TLS is never downgraded, inputs are bounded.
+"""Security: tokens stay secret, TLS is never downgraded, inputs are bounded.
 
-The bounds on frames and SSE events are exercised in test_reliability.py
-(a 10 MB frame refused from its header, fragmented messages, SSE lines);
-here only the defaults are pinned. RELIABILITY.md maps every case to its test.
+The bounds on frames and SSE events are exercised in test_websocket_transport.py
+(a 10 MB frame refused from its header, fragmented messages) and
+test_http_transport.py (SSE lines); here only the defaults are pinned.
+Proxies and certificates are in test_network.py. RELIABILITY.md maps every
+case to its test.
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import traceback
-from pathlib import Path
 
 import pytest
 
-from helpers import http_transport, ws_pool
+from helpers import CLI, MODEL, USER, http_transport, ws_pool
 
 from myshell_sync import (
     AuthenticationError,
@@ -35,8 +35,6 @@ WRONG = "tok-WRONG-55aa10ff3c2e"
 REFRESHED = "tok-REFRESHED-0d9e6b21"
 PASSWORD = "pw-SECRET-7e3b"
 SECRETS = (TOKEN, WRONG, REFRESHED, PASSWORD)
-MODEL = {"websocket": "gpt-4", "http": "assistant"}
-USER = [{"role": "user", "content": "hi"}]
 
 
 def shown(error: BaseException) -> str:
@@ -111,7 +109,17 @@ def test_tokens_never_appear_in_logs_reprs_or_errors(transport, caplog, capsys):
         assert not leaks(text), text
 
 
-CLI = Path(sys.executable).parent / "myshell-sync"
+def test_debug_log_shows_frames_but_never_the_token(caplog):
+    token = "secret-token-1234567890"
+    with LocalMyshellServer(tokens={token}) as server:
+        with caplog.at_level(logging.DEBUG, logger="myshell_sync"):
+            with Myshell(server.base_url, token=token, captcha_delay=0) as client:
+                assert "".join(client.generate("gpt-4", USER)) == "gpt-4: hi"
+                shown = repr(client)
+    assert '> 40/chat,{"token":"***"' in caplog.text
+    assert "< 42/chat,[\"text_stream\"" in caplog.text
+    assert token not in caplog.text
+    assert token not in shown
 
 
 @pytest.mark.skipif(not CLI.exists(), reason="the myshell-sync console script is not installed (pip install -e .)")
@@ -148,6 +156,7 @@ def test_cli_output_never_shows_the_token(transport):
 def test_tls_verification_is_on_by_default_on_both_transports():
     with Myshell("https://example.invalid", transport="auto") as client:
         assert client.verify is True
+        assert client.ws_url.startswith("wss://example.invalid/ws/")  # never downgraded to ws://
         websocket = client._transport.websocket
         assert websocket.url.startswith("wss://")
         assert "sslopt" not in websocket.pool._open_connection.keywords["options"]  # verified by default

@@ -1,4 +1,6 @@
-"""The signing algorithms against PROTOCOL.md section 4's test vectors."""
+"""The signing algorithms against PROTOCOL.md section 4's test vectors: the
+WebSocket request's timestamp and signature, the visitor id, and the HTTP
+timestamp header."""
 
 import re
 from collections import Counter
@@ -6,6 +8,7 @@ from collections import Counter
 import pytest
 
 from myshell_sync import generate_signature, generate_timestamp, generate_visitor_id
+from myshell_sync._signing import generate_header_timestamp
 
 MAC_CHROME = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -104,3 +107,35 @@ def test_visitor_id_random_segment_has_no_always_zero_digits():
     for position in range(14):
         digits = Counter(s[position] for s in samples)
         assert len(digits) >= 12, (position, digits)
+
+
+# ----------------------------------------------------------------------
+# The HTTP timestamp header: check digit variant B (PROTOCOL.md 4.3)
+
+
+@pytest.mark.parametrize(
+    "now_ms, expected",
+    [
+        (1700000000123, "1700000000128"),
+        (1695650000000, "1695650000002"),
+        (1234567890123, "1234567890124"),
+        (1711568924954, "1711568924954"),  # the header captured in S15
+    ],
+)
+def test_header_timestamp_check_digit_variant_b(now_ms, expected):
+    assert generate_header_timestamp(now_ms) == expected
+
+
+def test_header_timestamp_reads_the_clock_once(monkeypatch):
+    import myshell_sync._signing as signing
+
+    reads = iter([1711568924954 * 1_000_000, 1711568925000 * 1_000_000])
+    monkeypatch.setattr(signing.time, "time_ns", lambda: next(reads))
+    assert generate_header_timestamp() == "1711568924954"
+
+
+def test_header_timestamp_is_its_own_fixed_point():
+    for ms in (0, 9, 10, 1700000000123, 1711568924954):
+        stamp = generate_header_timestamp(ms)
+        assert generate_header_timestamp(int(stamp)) == stamp
+        assert int(stamp) // 10 == ms // 10

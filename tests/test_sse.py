@@ -1,4 +1,4 @@
-"""The SSE codec (myshell_sync/_sse.py) and the HTTP timestamp header (variant B).
+"""The SSE codec (myshell_sync/_sse.py).
 
 Every sample stream is decoded whole, split in two at every byte offset, and
 one byte at a time; all three must give the same events.
@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from myshell_sync._exceptions import ProtocolError
-from myshell_sync._signing import generate_header_timestamp
 from myshell_sync._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, ServerSentEvent, encode_sse
 
 PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
@@ -354,6 +353,23 @@ def test_any_bytes_decode_as_their_utf8_replacement_decoding_however_split(data,
     assert _outcome(_split(data, cuts), 32) == _outcome([replaced], 32)
 
 
+_sse_pieces = st.sampled_from([
+    b"data: ", b"data:", b"event: ", b"id: ", b"retry: 12", b": comment", b"x", b"yz", b" ",
+    b"\n", b"\r", b"\r\n", b"\n\n", "é".encode(), "好".encode(), b"\xef\xbb\xbf", b"\xe5", b"\xff",
+    b"\x00", b"data: " + b"w" * 40,
+])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(body=st.one_of(st.binary(max_size=200), st.lists(_sse_pieces, max_size=40).map(b"".join)),
+       cuts=st.lists(st.integers(min_value=0), max_size=12),
+       limit=st.sampled_from([16, 64, 1 << 20]))
+def test_any_split_of_any_bytes_gives_the_same_outcome(body, cuts, limit):
+    """Valid or not, under any size limit: the same events and ``pending``, or
+    the same ``ProtocolError``, whole or split anywhere."""
+    assert _outcome(_split(body, cuts), limit) == _outcome([body], limit)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from([b"data: ", b"id", b":", b" ", b"x", b"\r", b"\n", b"retry: 9",
                                  b"event: ", "é".encode(), b"\xef\xbb\xbf"]), max_size=40),
@@ -361,35 +377,3 @@ def test_any_bytes_decode_as_their_utf8_replacement_decoding_however_split(data,
 def test_field_soup_decodes_the_same_however_it_is_split(pieces, cuts):
     body = b"".join(pieces)
     assert decode(_split(body, cuts))[0] == decode([body])[0]
-
-
-# ----------------------------------------------------------------------
-# The HTTP timestamp header: check digit variant B (PROTOCOL.md 4.3)
-
-
-@pytest.mark.parametrize(
-    "now_ms, expected",
-    [
-        (1700000000123, "1700000000128"),
-        (1695650000000, "1695650000002"),
-        (1234567890123, "1234567890124"),
-        (1711568924954, "1711568924954"),  # the header captured in S15
-    ],
-)
-def test_header_timestamp_check_digit_variant_b(now_ms, expected):
-    assert generate_header_timestamp(now_ms) == expected
-
-
-def test_header_timestamp_reads_the_clock_once(monkeypatch):
-    import myshell_sync._signing as signing
-
-    reads = iter([1711568924954 * 1_000_000, 1711568925000 * 1_000_000])
-    monkeypatch.setattr(signing.time, "time_ns", lambda: next(reads))
-    assert generate_header_timestamp() == "1711568924954"
-
-
-def test_header_timestamp_is_its_own_fixed_point():
-    for ms in (0, 9, 10, 1700000000123, 1711568924954):
-        stamp = generate_header_timestamp(ms)
-        assert generate_header_timestamp(int(stamp)) == stamp
-        assert int(stamp) // 10 == ms // 10

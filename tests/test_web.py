@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -34,7 +33,7 @@ from myshell_sync import (
 from myshell_sync._sse import SSEDecoder, ServerSentEvent
 from myshell_sync._web import GENERIC_MESSAGE, SAFE_MESSAGES
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import load_example, ws_pool
+from helpers import eventually, load_example, ws_pool
 
 CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
@@ -49,17 +48,6 @@ def decode(text: str) -> List[ServerSentEvent]:
     decoder.flush()
     assert not decoder.pending
     return events
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll a condition this process cannot be notified of; False on timeout."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.01)
-    return True
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +366,7 @@ def test_flask_closing_the_connection_cancels_the_websocket_request(flask_site):
     with response:
         assert EventReader(response).next().data == "samantha: "
         assert in_flight() == 1
-    assert wait_until(lambda: in_flight() == 0)
+    assert eventually(lambda: in_flight() == 0, 10)
     assert server.completed == []  # unregistered while the bot was still writing
 
 

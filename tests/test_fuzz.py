@@ -1,17 +1,14 @@
-"""Issue 7, property-based: the codec, the SSE parser and whole replies.
+"""Property-based fuzzing of whole replies (fuzz (c) in RELIABILITY.md).
 
-(a) The Engine.IO/Socket.IO codec: round trips, the fast event path agrees
-    with the general decoder, and arbitrary text raises nothing but
-    ``ProtocolError`` (test_codec.py has the event/connect round trips).
-(b) The SSE parser: any bytes, split anywhere, give the same outcome as the
-    whole body (test_sse.py has the splits of valid streams).
-(c) Whole replies: a raw server plays a random sequence of valid, neutral and
-    invalid frames ending in a random way; the generator yields exactly the
-    expected chunks and ends, or raises the expected ``MyshellError``
-    subclass (with the yielded text as ``partial_text``) within the
-    configured timeout; no thread dies silently; nothing is left behind.
+A raw server plays a random sequence of valid, neutral and invalid frames
+ending in a random way; the generator yields exactly the expected chunks and
+ends, or raises the expected ``MyshellError`` subclass (with the yielded text
+as ``partial_text``) within the configured timeout; no thread dies silently;
+nothing is left behind.
 
-Example counts are in RELIABILITY.md; ``--run-slow`` runs (c) ten times longer.
+The codec's properties (fuzz (a)) are in test_codec.py, the SSE parser's
+(fuzz (b)) in test_sse.py. Example counts are in RELIABILITY.md;
+``--run-slow`` runs this ten times longer.
 """
 
 from __future__ import annotations
@@ -39,126 +36,11 @@ from myshell_sync import (
     ServerError,
     Timeout,
 )
-from myshell_sync import _codec as codec
-from myshell_sync._sse import SSEDecoder
-from helpers import client_sockets, eventually
+from helpers import client_sockets, client_threads, eventually
 from scripted_http import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, RawConn, RawServer
 
 # ---------------------------------------------------------------------------
-# (a) the codec
-
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
-    max_leaves=8,
-)
-_namespaces = st.sampled_from(["/", "/chat", "/other"])
-
-
-@settings(max_examples=300, deadline=None)
-@given(namespace=_namespaces, ack_id=st.integers(min_value=0, max_value=10**30), args=st.lists(_json, max_size=3))
-def test_ack_round_trip(namespace, ack_id, args):
-    frame = codec.encode_ack(namespace, ack_id, *args)
-    assert codec.decode_sio(frame[1:]) == codec.SioPacket(codec.SIO_ACK, namespace, ack_id, args)
-
-
-@settings(max_examples=100, deadline=None)
-@given(namespace=_namespaces)
-def test_disconnect_round_trip(namespace):
-    assert codec.decode_sio(codec.encode_disconnect(namespace)[1:]) == codec.SioPacket(
-        codec.SIO_DISCONNECT, namespace, None, None)
-
-
-@settings(max_examples=300, deadline=None)
-@given(sid=st.text(), interval=st.integers(1, 10**9), timeout=st.integers(1, 10**9),
-       max_payload=st.none() | st.integers(1, 10**12), extra=st.dictionaries(st.text(), _json, max_size=3))
-def test_open_packet_round_trip(sid, interval, timeout, max_payload, extra):
-    info = {**extra, "sid": sid, "pingInterval": interval, "pingTimeout": timeout, "maxPayload": max_payload}
-    opened = codec.decode_open("0" + json.dumps(info))
-    assert opened == codec.OpenPacket(sid, interval / 1000, timeout / 1000, max_payload)
-
-
-@settings(max_examples=300, deadline=None)
-@given(payload=st.text(max_size=20))
-def test_pong_echoes_the_ping_payload(payload):
-    assert codec.encode_pong("2" + payload) == "3" + payload
-
-
-@settings(max_examples=1000, deadline=None)
-@given(body=st.one_of(
-    st.text(),
-    st.builds(lambda name, payload, tail: json.dumps([name, payload]) + tail,
-              st.text(min_size=1), _json, st.sampled_from(["", " ", "\n", "\u2003", "x", "]"])),
-))
-def test_fast_event_path_agrees_with_the_general_decoder(body):
-    """``decode_event_frame`` (the reader's fast path) accepts, declines or
-    refuses exactly what ``decode_sio`` would."""
-    try:
-        fast = codec.decode_event_frame("42/chat," + body, "42/chat,")
-    except ProtocolError:
-        with pytest.raises(ProtocolError):
-            codec.decode_sio("2/chat," + body)
-        return
-    if fast is None:
-        return  # another shape (an ack id...): the reader uses decode_sio
-    assert codec.decode_sio("2/chat," + body) == codec.SioPacket(codec.SIO_EVENT, "/chat", None, fast)
-
-
-@settings(max_examples=1000, deadline=None)
-@given(prefix=st.sampled_from(["", "0", "4", "40", "42", "42/chat,", "43/chat,", "44/chat,", "45", "451-",
-                               "42/chat,7"]),
-       body=st.text())
-def test_every_decoder_raises_only_protocol_error(prefix, body):
-    text = prefix + body
-    for decode in (codec.decode_open, lambda t: codec.decode_sio(t[1:]),
-                   lambda t: codec.decode_event_frame(t, "42/chat,")):
-        try:
-            decode(text)
-        except ProtocolError:
-            pass
-
-
-# ---------------------------------------------------------------------------
-# (b) the SSE parser
-
-
-def _split(data: bytes, cuts: List[int]) -> List[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
-
-
-def _decode(chunks: List[bytes], limit: int) -> Tuple[Optional[list], bool]:
-    """(events, pending after flush), or (None, _) if ProtocolError was raised."""
-    decoder = SSEDecoder(max_event_size=limit)
-    events = []
-    try:
-        for chunk in chunks:
-            events.extend(decoder.feed(chunk))
-        decoder.flush()
-    except ProtocolError:
-        return None, True
-    return events, decoder.pending
-
-
-_sse_pieces = st.sampled_from([
-    b"data: ", b"data:", b"event: ", b"id: ", b"retry: 12", b": comment", b"x", b"yz", b" ",
-    b"\n", b"\r", b"\r\n", b"\n\n", "é".encode(), "好".encode(), b"\xef\xbb\xbf", b"\xe5", b"\xff",
-    b"\x00", b"data: " + b"w" * 40,
-])
-
-
-@settings(max_examples=1000, deadline=None)
-@given(body=st.one_of(st.binary(max_size=200), st.lists(_sse_pieces, max_size=40).map(b"".join)),
-       cuts=st.lists(st.integers(min_value=0), max_size=12),
-       limit=st.sampled_from([16, 64, 1 << 20]))
-def test_any_split_of_any_bytes_gives_the_same_outcome(body, cuts, limit):
-    whole = _decode([body], limit)
-    split = _decode(_split(body, cuts), limit)
-    assert split == whole
-
-
-# ---------------------------------------------------------------------------
-# (c) whole replies from random frame sequences
+# Whole replies from random frame sequences
 
 REQ = "{rid}"  # replaced by the request's reqId when played
 
@@ -376,7 +258,7 @@ def _replies_hold(max_examples: int, monkeypatch) -> None:
             assert error.req_id
         assert isinstance(error, (MyshellError, type(None)))
         assert elapsed < BOUND, (steps, elapsed)
-        assert eventually(lambda: not [t for t in threading.enumerate() if t.name.startswith("myshell-")], 2)
+        assert eventually(lambda: not client_threads(), 2), client_threads()
         assert client_sockets(server.port) == 0
         assert not thread_failures, thread_failures
         name = steps[-1][0]

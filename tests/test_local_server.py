@@ -1,4 +1,5 @@
-"""The local server's HTTP API, exercised with plain ``requests``.
+"""The local server (myshell_sync.local): its HTTP API exercised with plain
+``requests``, TLS, the WebSocket upgrade refusal, and the standalone process.
 
 Streams are parsed with the SDK's own ``SSEDecoder``. Every test stops its
 server (the ``with`` blocks); waits go through ``server.wait_for``.
@@ -7,7 +8,10 @@ server (the ``with`` blocks); waits go through ``server.wait_for``.
 from __future__ import annotations
 
 import json
-import ssl
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -16,7 +20,6 @@ import requests
 import websocket
 
 from myshell_sync import Myshell
-from myshell_sync._exceptions import ProtocolError
 from myshell_sync._signing import generate_header_timestamp
 from myshell_sync._sse import SSEDecoder
 from myshell_sync.local import DEFAULT_HTTP_BOTS, LocalMyshellServer, reply_chunks
@@ -503,16 +506,6 @@ def test_a_completed_stream_is_not_counted_as_cancelled():
 # TLS and the WebSocket upgrade refusal
 
 
-@pytest.fixture
-def tls():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    with ca.cert_pem.tempfile() as ca_file:
-        yield context, ca_file
-
-
 def test_tls_serves_https_and_wss_on_one_port(tls):
     context, ca_file = tls
     with LocalMyshellServer(ssl_context=context) as server:
@@ -567,3 +560,31 @@ def test_websocket_and_http_share_the_port_and_the_energy_budget():
         assert chat(server)[1][-1].json()["userEnergyInfo"] == {"energy": 0, "dailyEnergy": 200}
         with post(server) as response:
             assert json.loads(response.text)["reason"] == "ERROR_REASON_USER_NOT_ENOUGH_ENERGY"
+
+
+# ----------------------------------------------------------------------
+# python -m myshell_sync.local
+
+
+def test_local_server_runs_standalone():
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "import runpy; import sys; sys.argv = ['x', '--port', '0']; runpy.run_module('myshell_sync.local', run_name='__main__')"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, proc.stderr.read() if not line else line
+        base_url = line.split()[3]
+        with Myshell(base_url, captcha_delay=0, timeout=5) as client:
+            text = "".join(client.generate("gpt-4", [{"role": "user", "content": "standalone"}]))
+        assert text == "gpt-4: standalone"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
