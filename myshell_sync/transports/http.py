@@ -277,7 +277,7 @@ class HttpReply(ReplyHandle):
             batch, ended = self._translate_events(events)
             if ended:
                 if data:
-                    self._drain(read, decoder)
+                    self._drain(response, read, decoder)
                 self._put(batch)
                 return
             if batch:
@@ -289,15 +289,24 @@ class HttpReply(ReplyHandle):
         else:
             self._put([(DEAD, ConnectionLostError("the HTTP stream ended before the reply was complete; retry the call"))])
 
-    def _drain(self, read: Callable[[int], bytes], decoder: SSEDecoder) -> None:
+    def _drain(self, response: requests.Response, read: Callable[[int], bytes], decoder: SSEDecoder) -> None:
         """Read the rest of the body (bounded in size and time): trailing
-        events are handled, and at its end the connection goes back to the pool."""
-        sock = getattr(self._conn, "sock", None)
+        events are handled, and at its end the connection goes back to the pool.
+
+        Reading stops after ``_DRAIN_LIMIT`` bytes or once ``FINAL_GRACE``
+        has passed (each read waits at most ``FINAL_GRACE``), so a server
+        trickling bytes after the reply delays it by at most twice that.
+        """
+        # The response's own connection: None once the body is complete and
+        # urllib3 gave it back to the pool (another reply may hold it now, so
+        # its socket is not ours to touch). Also set for untracked (SOCKS) pools.
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
         try:
             if sock is not None:
                 sock.settimeout(FINAL_GRACE)
+            until = time.monotonic() + FINAL_GRACE
             size = 0
-            while size <= _DRAIN_LIMIT:
+            while size <= _DRAIN_LIMIT and time.monotonic() < until:
                 data = read(_READ_SIZE)
                 self._translate_events(decoder.feed(data) if data else decoder.flush())
                 if not data:
@@ -311,13 +320,16 @@ class HttpReply(ReplyHandle):
         """Mailbox items for ``events``, and whether the reply ended with them.
 
         Only the events consumed here must carry JSON; any other event (a
-        keep-alive ``ping``, a comment-like ``data: hello``) is skipped.
+        keep-alive ``ping``, a comment-like ``data: hello``) is skipped. After
+        the reply's last event only account events (energy) still count: they
+        may come in the same block.
         """
         batch: Batch = []
+        ended = False
         for event in events:
             name = event.event
             kind = name[len(SSE_PREFIX):] if name.startswith(SSE_PREFIX) else name
-            if kind not in _CONSUMED:
+            if kind not in _CONSUMED or (ended and kind not in _ACCOUNT):
                 log.debug("ignored SSE event %s", name)
                 continue
             envelope = event.json()
@@ -333,26 +345,19 @@ class HttpReply(ReplyHandle):
             elif kind == "USER_SENT_MESSAGE_REPLIED":
                 message = envelope.get("message")
                 batch.append(("message_replied", {"data": message if isinstance(message, dict) else {}}))
-                return batch, True
+                ended = True
             elif kind == "ERROR":
                 batch.append(("message_error", {"message": _sse_error_message(envelope)}))
-                return batch, True
+                ended = True
             else:  # USER_CONSUMED_ENERGY, CHAT_CONSUMED_ENERGY
                 self._transport._account("energy_info", {"data": envelope.get("userEnergyInfo")})
-        return batch, False
+        return batch, ended
 
 
+# Account-level events: they may follow the reply's last event.
+_ACCOUNT = frozenset(("USER_CONSUMED_ENERGY", "CHAT_CONSUMED_ENERGY"))
 # The SSE events the reply is made of; every other event is skipped.
-_CONSUMED = frozenset(
-    (
-        "TEXT",
-        "TEXT_STREAM_PUSH_FINISHED",
-        "USER_SENT_MESSAGE_REPLIED",
-        "ERROR",
-        "USER_CONSUMED_ENERGY",
-        "CHAT_CONSUMED_ENERGY",
-    )
-)
+_CONSUMED = frozenset(("TEXT", "TEXT_STREAM_PUSH_FINISHED", "USER_SENT_MESSAGE_REPLIED", "ERROR")) | _ACCOUNT
 
 
 def fetch_energy(sessions: SessionHolder, base_url: str, identity: Identity, deadline: Deadline) -> Tuple[int, int]:
