@@ -146,6 +146,11 @@ class ProxyConfig:
             "http_proxy_port": self.port,
             "http_proxy_auth": self.auth,
             "proxy_type": self.scheme,
+            # The SDK already chose this proxy (NO_PROXY was weighed only when
+            # trust_env): a no-proxy list that matches no host keeps
+            # websocket-client from bypassing it by NO_PROXY, or for
+            # localhost/127.0.0.1 (its default before 1.9).
+            "http_no_proxy": ["(none)"],
         }
 
 

@@ -20,7 +20,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the long soak tests")
 
 
+# The core tests, `pytest -m "not extras"`, need only the test-core extra; .ci/run
+# also runs them against the lowest runtime versions setup.cfg allows. What
+# surrounds the client (CLI, web frameworks, notebook, gevent, proxy.py, a
+# browser) is marked `extras`: by `pytestmark = pytest.mark.extras` in its module,
+# `@pytest.mark.extras` on a test, or here, for a test using one of these fixtures.
+EXTRAS_FIXTURES = {"auth_proxy"}  # proxy.py
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if EXTRAS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.extras)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="long soak: run with --run-slow")

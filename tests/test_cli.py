@@ -28,6 +28,7 @@ from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 from helpers import CLI
 
+pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
 
 

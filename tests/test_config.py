@@ -250,7 +250,7 @@ def test_proxy_credentials_are_unquoted_and_quoted_back():
     assert config.url == "http://us%40er:p%3Ass%2Fw%20rd@p:3128"
     assert config.websocket_options() == {
         "http_proxy_host": "p", "http_proxy_port": 3128,
-        "http_proxy_auth": ("us@er", "p:ss/w rd"), "proxy_type": "http",
+        "http_proxy_auth": ("us@er", "p:ss/w rd"), "proxy_type": "http", "http_no_proxy": ["(none)"],
     }
     assert parse_proxy("http://user@p:1").auth == ("user", "")
 

@@ -88,6 +88,7 @@ def _read_line(proc: subprocess.Popen, timeout: float = 30) -> str:
     return data.decode()
 
 
+@pytest.mark.extras  # Flask
 def test_flask_script_serves_the_page_with_local():
     pytest.importorskip("flask")
     code = (

@@ -21,7 +21,7 @@ import time
 from typing import Any, List, Optional, Tuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from myshell_sync import (
@@ -87,6 +87,14 @@ TERMINAL = st.one_of(
     st.tuples(st.just("close frame"), st.sampled_from([1000, 1001, 1011, 4000, 1005, 999])),
     *[st.just((name,)) for name in FIXED_ENDINGS],
 )
+
+# One example of each kind of ending, tried on every run: one_of does not
+# draw its branches evenly, so the random examples alone may miss a kind.
+ENDING_EXAMPLES = [
+    [("text", "one ", False), ending]
+    for ending in [("replied", "!"), ("error event", "no_enough_energy"), ("garbage", "broken json"),
+                   ("close frame", 1000), *[(name,) for name in FIXED_ENDINGS]]
+]
 
 
 def expected_outcome(steps) -> Tuple[List[str], Optional[type]]:
@@ -264,14 +272,16 @@ def _replies_hold(max_examples: int, monkeypatch) -> None:
         name = steps[-1][0]
         seen_outcomes[name] = seen_outcomes.get(name, 0) + 1
 
+    for steps in ENDING_EXAMPLES:
+        reply_property = example(steps=steps)(reply_property)
     try:
         with RawServer(stage.handler) as server:
             reply_property()
             assert not server.errors, server.errors
     finally:
         threading.excepthook = previous_hook
-    # (nearly) every kind of ending was tried
-    assert len(seen_outcomes) >= 12, seen_outcomes
+    # every kind of ending was tried
+    assert set(seen_outcomes) == {steps[-1][0] for steps in ENDING_EXAMPLES}, seen_outcomes
     print(f"\nreply endings tried: {dict(sorted(seen_outcomes.items()))}")
 
 

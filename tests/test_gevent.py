@@ -16,6 +16,7 @@ import pytest
 
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 
+pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 pytest.importorskip("gevent", reason="the gevent test needs gevent (in the test extra)")
 
 CHILD = textwrap.dedent(

@@ -91,6 +91,17 @@ def test_environment_proxy_is_honoured_unless_trust_env_is_false(local_server, a
         assert ask(client, transport, "bypassed")
 
 
+def test_an_explicit_proxy_is_used_for_127_0_0_1_and_despite_no_proxy(local_server, auth_proxy, transport, monkeypatch):
+    # websocket-client, left to itself, bypasses a proxy for hosts in NO_PROXY
+    # (even with trust_env=False) and, before 1.9, for localhost/127.0.0.1.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
+                 proxy=auth_proxy.url(), trust_env=False) as client:  # no credentials: the proxy refuses
+        with pytest.raises(MyshellConnectionError, match="proxy"):
+            ask(client, transport)
+    assert local_server.requests == [] and local_server.http_requests == []
+
+
 def test_socks_without_its_extra_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "python_socks", None)
     with pytest.raises(ImportError, match=r'pip install "myshell_sync\[socks\]"'):

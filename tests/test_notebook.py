@@ -13,6 +13,7 @@ import pytest
 
 from myshell_sync.local import reply_chunks
 
+pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")

@@ -35,6 +35,7 @@ from myshell_sync._web import GENERIC_MESSAGE, SAFE_MESSAGES
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 from helpers import eventually, load_example, ws_pool
 
+pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
 PAGE = Path(__file__).resolve().parent.parent / "examples" / "chat_page.html"

@@ -44,7 +44,7 @@ from .._exceptions import (
     ProtocolError,
     RequestTooLargeError,
 )
-from ._socket import BufferedWebSocket, Watchdog, connect_error, kill
+from ._socket import BufferedWebSocket, Watchdog, connect_error, kill, refuse_redirect
 from .base import CANCELLED, DEAD, TERMINAL_EVENTS, Batch, text_item
 
 log = logging.getLogger("myshell_sync")
@@ -160,6 +160,7 @@ class Connection:
                     redirect_limit=0,
                     **self._options,
                 )
+                refuse_redirect(self._ws)
                 self._handshake(deadline, limit)
             if watchdog is not None and watchdog.fired:
                 raise self._timed_out(limit)

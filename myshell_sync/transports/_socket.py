@@ -22,7 +22,7 @@ import websocket
 from .._deadline import Limit
 from .._exceptions import ConnectTimeoutError, MyshellConnectionError, MyshellError, ProtocolError
 
-__all__ = ["BufferedWebSocket", "Watchdog", "kill", "connect_error", "READ_SIZE"]
+__all__ = ["BufferedWebSocket", "Watchdog", "kill", "refuse_redirect", "connect_error", "READ_SIZE"]
 
 # Bytes asked of the socket per read on an open connection.
 READ_SIZE = 65536
@@ -181,6 +181,18 @@ def kill(ws: websocket.WebSocket) -> None:
     ws.shutdown()
 
 
+def refuse_redirect(ws: Optional[websocket.WebSocket]) -> None:
+    """Fail if the upgrade was answered with a redirect (never followed).
+
+    With ``redirect_limit=0``, websocket-client before 1.9.1 returns the
+    redirect answer as an open connection instead of raising, as later
+    versions do; ``connect_error()`` then names the redirect.
+    """
+    response = getattr(ws, "handshake_response", None)
+    if response is not None and 300 <= response.status < 400:
+        raise websocket.WebSocketException("the upgrade was redirected")
+
+
 def connect_error(
     exc: BaseException, url: str, limit: Limit, ws: Optional[websocket.WebSocket] = None
 ) -> MyshellError:
@@ -188,18 +200,24 @@ def connect_error(
     response = getattr(ws, "handshake_response", None)
     if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
         return limit.error(f"connecting to {url}", ConnectTimeoutError)
+    # A redirect comes as the handshake response, or (307 and 308 before
+    # websocket-client 1.6.4) as a bad status.
+    status, headers = (response.status, response.headers) if response is not None else (None, None)
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        status, headers = exc.status_code, exc.resp_headers
+    if status is not None and 300 <= status < 400:
+        location = (headers or {}).get("location")
+        return MyshellConnectionError(
+            f"the server redirected the WebSocket upgrade at {url} (HTTP {status} to "
+            f"{location!r}); redirects are not followed, so a wss:// "
+            "URL is never downgraded: check base_url",
+            status_code=status,
+        )
     if isinstance(exc, websocket.WebSocketBadStatusException):
         return MyshellConnectionError(
             f"the server refused the WebSocket upgrade at {url} with HTTP "
             f"{exc.status_code}; check base_url, or try transport=\"http\"",
             status_code=exc.status_code,
-        )
-    if response is not None and 300 <= response.status < 400:
-        return MyshellConnectionError(
-            f"the server redirected the WebSocket upgrade at {url} (HTTP {response.status} to "
-            f"{response.headers.get('location')!r}); redirects are not followed, so a wss:// "
-            "URL is never downgraded: check base_url",
-            status_code=response.status,
         )
     if isinstance(exc, websocket.WebSocketProxyException):
         return MyshellConnectionError(f"the proxy refused the connection: {exc}")
