@@ -11,7 +11,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'the local server needs its extra: pip install "myshell_sync[local]"'
     ) from exc
 
-from ._rules import DEFAULT_BOTS, DEFAULT_HTTP_BOTS, reply_chunks
+from ._rules import (DEFAULT_BOTS, DEFAULT_HTTP_BOTS, DEFAULT_WIDGETS, LOCAL_API_KEY,
+                     MALFORMED_KINDS, openapi_reply, reply_chunks)
 from ._server import LocalMyshellServer
 
-__all__ = ["DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "LocalMyshellServer", "reply_chunks"]
+__all__ = ["DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "DEFAULT_WIDGETS", "LOCAL_API_KEY",
+           "LocalMyshellServer", "MALFORMED_KINDS", "openapi_reply", "reply_chunks"]

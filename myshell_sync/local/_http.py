@@ -50,7 +50,8 @@ response header ``refreshed-auth-token`` to every response of both routes.
 The server records every send_message in ``http_requests`` and counts
 ``open_http_streams`` and ``http_cancelled`` (streams that ended because the
 client went away: a write failed, the connection closed during a delay, or
-the handler was cancelled).
+the handler was cancelled). Both routes count their connections in
+``http_connections``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ import itertools
 import json
 import time
 import uuid
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional
 
 from aiohttp import web
 
@@ -68,6 +69,7 @@ from .._sse import encode_sse
 from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
                      reply_chunks, send_message_problem, valid_timestamp)
 from ._state import Recorder, ServerState
+from ._web import Handlers, client_gone, lower_headers, pause, read_json
 
 __all__ = ["ENERGY_PATH", "HttpApi", "SEND_MESSAGE_PATH"]
 
@@ -76,7 +78,6 @@ ENERGY_PATH = "/user/getUserEnergyInfo"
 SERVICE_NAME = "organics-api"  # the header value that marks the Go API
 EVENT_PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 DAILY_ENERGY = 200  # reported as dailyEnergy (and as energy when unlimited)
-POLL_INTERVAL = 0.02  # seconds between client-gone checks during a delay
 FLUSH_TIMEOUT = 1.0  # seconds drop_after waits for the TCP buffer to drain
 CHALLENGE_HTML = (
     "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
@@ -129,28 +130,6 @@ def _bearer(request: web.Request) -> Optional[str]:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def _pause(request: web.Request, seconds: float) -> None:
-    """Sleep, but raise ``ConnectionResetError`` as soon as the client leaves.
-
-    aiohttp does not cancel a handler when its client disconnects, and a
-    write would only notice after the delay.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        if _client_gone(request):
-            raise ConnectionResetError("the client went away")
-        left = deadline - loop.time()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(left, POLL_INTERVAL))
-
-
 async def _flush(transport: asyncio.BaseTransport) -> None:
     """Wait until the transport's write buffer is empty (or FLUSH_TIMEOUT)."""
     loop = asyncio.get_running_loop()
@@ -170,34 +149,28 @@ class HttpApi:
         self._state = state
         self._recorder = Recorder(state)
         self._ids = itertools.count(1)
-        self._streams: Set["asyncio.Task[Any]"] = set()
-        self._closing = False
+        self._streams = Handlers()
         self._started_at = 0.0
 
     def attach(self, app: web.Application) -> None:
         """Add the routes to a new app (called on every server start)."""
-        self._streams = set()
-        self._closing = False
+        self._streams.reset()
         self._started_at = time.monotonic()
         app.router.add_post(SEND_MESSAGE_PATH, self.send_message)
         app.router.add_get(ENERGY_PATH, self.energy_info)
 
     async def close_streams(self) -> None:
         """Cancel every streaming send_message (server shutdown)."""
-        self._closing = True
-        streams = list(self._streams)
-        for task in streams:
-            task.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
+        await self._streams.cancel_all()
 
     # ------------------------------------------------------------------
     # Routes
 
     async def send_message(self, request: web.Request) -> web.StreamResponse:
         """Answer one send_message: an error response, or the SSE stream."""
-        body = await self._read_json(request)
-        self._recorder.record_http_request(
-            {k.lower(): v for k, v in request.headers.items()}, body)
+        self._recorder.count_connection(request.transport)
+        body = await read_json(request)
+        self._recorder.record_http_request(lower_headers(request), body)
         refusal = self._refusal(request, body)
         if refusal is not None:
             return refusal
@@ -205,6 +178,7 @@ class HttpApi:
 
     async def energy_info(self, request: web.Request) -> web.Response:
         """``GET /user/getUserEnergyInfo``: the account's energy, by bearer."""
+        self._recorder.count_connection(request.transport)
         token = _bearer(request)
         tokens = self._state.tokens
         if token is None or (tokens is not None and token not in tokens):
@@ -271,24 +245,21 @@ class HttpApi:
         response.charset = "utf-8"
         response.headers["Cache-Control"] = "no-cache"
         response.enable_chunked_encoding()
-        task = asyncio.current_task()
-        assert task is not None
-        self._streams.add(task)
         self._recorder.count_http_stream(opened=1)
         client_left = False
         try:
-            await response.prepare(request)
-            await self._reply(request, response, body, plan)
-            await response.write_eof()
+            with self._streams.running():
+                await response.prepare(request)
+                await self._reply(request, response, body, plan)
+                await response.write_eof()
         except _Dropped:
             pass
         except ConnectionError:  # aiohttp's ClientConnectionResetError too
             client_left = True
         except asyncio.CancelledError:
-            client_left = not self._closing
+            client_left = not self._streams.closing
             raise
         finally:
-            self._streams.discard(task)
             self._recorder.count_http_stream(opened=-1, cancelled=int(client_left))
         return response
 
@@ -302,12 +273,12 @@ class HttpApi:
         await self._send(request, response, "USER_SENT_MESSAGE_REPLYING",
                          message=placeholder)
         chunks = reply_chunks(self._state.http_bots.get(bot_id, bot_id), text)
-        await _pause(request, plan.reply_delay)
+        await pause(request, plan.reply_delay)
         for index, chunk in enumerate(chunks):
             if await self._interrupted(request, response, plan, index):
                 return
             if index:
-                await _pause(request, plan.chunk_delay)
+                await pause(request, plan.chunk_delay)
             await self._send(request, response, "TEXT", content=chunk)
         if await self._interrupted(request, response, plan, len(chunks), last=True):
             return
@@ -344,20 +315,12 @@ class HttpApi:
 
     async def _send(self, request: web.Request, response: web.StreamResponse,
                     name: str, **fields: Any) -> None:
-        if _client_gone(request):
+        if client_gone(request):
             raise ConnectionResetError("the client went away")
         await response.write(_sse_bytes(name, **fields))
 
     # ------------------------------------------------------------------
     # Helpers
-
-    async def _read_json(self, request: web.Request) -> Any:
-        """The request body parsed as JSON, or None if it is not JSON."""
-        raw = await request.read()
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
-            return None
 
     def _headers(self) -> Dict[str, str]:
         """Headers every response of the HTTP API carries."""

@@ -1,6 +1,6 @@
 """What the local server's bots answer, and how a fault plan cuts a reply.
 
-Pure rules, no I/O, shared by the Socket.IO and the HTTP side.
+Pure rules, no I/O, shared by the Socket.IO, the HTTP and the key-based side.
 
 Reply rule (deterministic, so tests can predict every frame): the reply to
 ``text`` from the bot named ``name`` is ``f"{name}: {text}"``, streamed one
@@ -8,12 +8,20 @@ chunk per frame or event, where the chunks are
 ``re.findall(r"\\S+\\s*|\\s+", reply)``: words that keep their trailing
 whitespace, so ``"".join(chunks) == reply``. ``reply_chunks()`` computes them.
 
+The key-based API (PROTOCOL.md section 8) answers a widget run with
+``openapi_reply(model, user_prompt, len(memory), bool(system_prompt))``:
+``f"{model} ({N} earlier turns): {user_prompt}"``, with ``", system"`` after
+``turns`` when the input has a non-empty ``system_prompt``. It arrives whole.
+``widget_run_check()`` validates the request body.
+
 A ``Plan`` is the fault switches as one request found them;
 ``Plan.cut_at()`` says where its reply stops early.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
@@ -21,9 +29,11 @@ from typing import Any, List, Mapping, Optional, Tuple
 from .._signing import generate_header_timestamp
 
 __all__ = [
-    "DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "DROP", "ERROR", "ERROR_EVENTS", "ERROR_REASONS",
-    "Plan", "REQUIRED_FIELDS", "SOURCE_FROM", "STATUS_ERRORS", "reply_chunks",
-    "send_message_problem", "text_chat_problem", "valid_timestamp",
+    "DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "DEFAULT_WIDGETS", "DROP", "ERROR", "ERROR_EVENTS",
+    "ERROR_REASONS", "INPUT_FIELDS", "LOCAL_API_KEY", "MALFORMED_KINDS", "Plan",
+    "REQUIRED_FIELDS", "SOURCE_FROM", "STATUS_ERRORS", "openapi_reply", "reply_chunks",
+    "send_message_problem", "status_message", "text_chat_problem", "valid_timestamp",
+    "widget_run_check",
 ]
 
 # The WS bot uids known from public clients (PROTOCOL.md section 5).
@@ -39,6 +49,24 @@ DEFAULT_HTTP_BOTS: Mapping[str, str] = {
     "4738": "assistant",
     "1": "bot-1",
 }
+# The key-based API's widget ids -> model names (PROTOCOL.md section 8.1).
+DEFAULT_WIDGETS: Mapping[str, str] = {
+    "1744214024104448000": "gpt-3.5-turbo",
+    "1744214024104448199": "gpt-4o",
+    "1744218088699597788": "gpt-4o-mini",
+    "1744214047475109888": "gpt-4-turbo",
+    "1744218088699596812": "claude-3.5-sonnet",
+}
+# The key the local server accepts unless given ``api_keys``.
+LOCAL_API_KEY = "local-api-key"
+# The fields a widget run's ``input`` may hold (PROTOCOL.md 8.1, no functions).
+_SETTINGS: Tuple[str, ...] = ("temperature", "top_p", "presence_penalty",
+                              "frequency_penalty")
+INPUT_FIELDS: Tuple[str, ...] = ("system_prompt", "user_prompt", "memory",
+                                 "max_tokens") + _SETTINGS
+# What ``openapi_malformed`` may select: a 200 body that is not the documented shape.
+MALFORMED_KINDS: Tuple[str, ...] = ("no-result", "not-json", "result-not-json",
+                                    "result-not-string")
 # Events that ``error_event`` may name, each with the message it carries.
 ERROR_EVENTS: Mapping[str, str] = {
     "exception": "internal server error (simulated)",
@@ -81,6 +109,18 @@ def reply_chunks(bot_name: str, prompt: str) -> List[str]:
     ``"".join(reply_chunks(name, prompt)) == f"{name}: {prompt}"`` always holds.
     """
     return _CHUNK_RE.findall(f"{bot_name}: {prompt}")
+
+
+def openapi_reply(model: str, user_prompt: str, memory_turns: int,
+                  has_system: bool) -> str:
+    """Return the key-based API's reply to ``user_prompt`` sent to ``model``."""
+    system = ", system" if has_system else ""
+    return f"{model} ({memory_turns} earlier turns{system}): {user_prompt}"
+
+
+def status_message(status: int) -> str:
+    """The message an error body forced by a status switch carries."""
+    return STATUS_ERRORS.get(status, ("", f"HTTP {status} (simulated)"))[1]
 
 
 def _reached(threshold: int, sent: int, last: bool) -> bool:
@@ -147,3 +187,71 @@ def valid_timestamp(value: str) -> bool:
     """Whether a ``timestamp`` header ends with its own check digit, variant B."""
     return (value.isascii() and value.isdigit() and len(value) <= 20
             and generate_header_timestamp(int(value)) == value)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _decoded_input(body: Any) -> Tuple[Any, Optional[str]]:
+    """``(input decoded, None)``, or ``(None, why the body is not a widget run)``."""
+    if not isinstance(body, dict):
+        return None, "the body must be a JSON object"
+    for field in body:
+        if field not in ("widget_id", "input"):
+            return None, f"field {field!r} is not supported"
+    if not isinstance(body.get("input"), str):
+        return None, "field 'input' is missing or not a string"
+    try:
+        return json.loads(body["input"]), None
+    except (ValueError, RecursionError):
+        return None, "field 'input' is not JSON text"
+
+
+def _input_problem(data: Any) -> Optional[str]:
+    """Why a decoded ``input`` is not a chat-model input, or None."""
+    if not isinstance(data, dict):
+        return "field 'input' must hold a JSON object"
+    for field in data:
+        if field not in INPUT_FIELDS:
+            return f"input field {field!r} is not supported"
+    if not isinstance(data.get("user_prompt"), str):
+        return "input field 'user_prompt' is missing or not a string"
+    if not isinstance(data.get("system_prompt", ""), str):
+        return "input field 'system_prompt' must be a string"
+    memory = data.get("memory", [])
+    if not isinstance(memory, list):
+        return "input field 'memory' must be a list"
+    for index, turn in enumerate(memory):
+        if (not isinstance(turn, dict) or set(turn) != {"role", "content"}
+                or turn["role"] not in ("user", "assistant")
+                or not isinstance(turn["content"], str)):
+            return (f"input field 'memory' item {index} must be "
+                    '{"role": "user" or "assistant", "content": <string>}')
+    for field in _SETTINGS:
+        if field in data and not _is_number(data[field]):
+            return f"input field {field!r} must be a number"
+    tokens = data.get("max_tokens")
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)):
+        return "input field 'max_tokens' must be an integer or null"
+    return None
+
+
+def widget_run_check(body: Any, widgets: Mapping[str, str]) -> Tuple[Any, Optional[str]]:
+    """Check a widget run's body: ``(input, problem)``.
+
+    ``input`` is the decoded ``input`` field whenever it is JSON text (even if
+    something else is wrong), else None; ``problem`` is None for a valid body,
+    else the 400 message naming the faulty field.
+    """
+    data, problem = _decoded_input(body)
+    if problem is None:
+        widget = body.get("widget_id")
+        if not isinstance(widget, str):
+            problem = "field 'widget_id' is missing or not a string"
+        elif widget not in widgets:
+            problem = f"unknown widget_id {widget!r}; known: {', '.join(sorted(widgets))}"
+        else:
+            problem = _input_problem(data)
+    return data, problem

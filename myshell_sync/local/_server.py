@@ -1,14 +1,15 @@
 """``LocalMyshellServer``: the local MyShell server's lifecycle.
 
 One aiohttp app on one port serves the Socket.IO side (``_socketio.py``,
-PROTOCOL.md sections 1 and 6) and the HTTP API (``_http.py``, sections 2 and
-3); given an ``ssl_context`` it serves HTTPS and WSS instead. It runs on its
+PROTOCOL.md sections 1 and 6), the HTTP API (``_http.py``, sections 2 and 3)
+and the key-based API (``_openapi.py``, section 8); given an ``ssl_context`` it serves HTTPS and WSS instead. It runs on its
 own asyncio loop in one daemon thread, so synchronous code and tests can use
 it directly::
 
     with LocalMyshellServer(chunk_delay=0.01) as server:
         url = server.ws_url  # ws://127.0.0.1:PORT/ws/?EIO=4&transport=websocket
         api = server.base_url + "/v1/bot/chat/send_message"
+        widget_run = server.base_url + "/public/v1/widget/run"
 
 What the bots answer is in ``_rules.py``; the switches, counters and
 ``wait_for`` the server inherits are in ``_state.py``.
@@ -22,12 +23,13 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Mapping, Optional, Set
+from typing import Any, Callable, Iterable, Mapping, Optional, Set
 
 from aiohttp import web
 
 from ._http import HttpApi
-from ._rules import DEFAULT_BOTS, DEFAULT_HTTP_BOTS
+from ._openapi import OpenApi
+from ._rules import DEFAULT_BOTS, DEFAULT_HTTP_BOTS, DEFAULT_WIDGETS, LOCAL_API_KEY
 from ._socketio import CLOSE_GRACE, ENGINEIO_PATH, SocketIoChat
 from ._state import ServerState
 
@@ -85,6 +87,20 @@ class LocalMyshellServer(ServerState):
     - ``missing_replied``: end the stream after TEXT_STREAM_PUSH_FINISHED.
     - ``truncate_utf8``: end the stream inside a multi-byte character.
 
+    The key-based API (``POST /public/v1/widget/run``, ``_openapi.py``) has:
+
+    - ``api_keys``: accepted ``x-myshell-openapi-key`` values (default
+      ``{LOCAL_API_KEY}``); any other key, or none, gets 401.
+    - ``widgets``: widget id -> model name (default ``DEFAULT_WIDGETS``).
+    - ``openapi_status``: answer widget runs with this status (400-599), for
+      the next ``openapi_status_times`` runs only (None: every run); 429
+      carries ``Retry-After: <openapi_retry_after>`` (None omits it).
+    - ``openapi_failure``: answer 200 ``{"success": false, "message": <it>}``.
+    - ``openapi_malformed``: answer 200 with a body of the wrong shape, one of
+      ``MALFORMED_KINDS`` (``"no-result"``, ``"not-json"``,
+      ``"result-not-json"``, ``"result-not-string"``).
+    - ``openapi_delay``: seconds to wait before answering.
+
     ``ws_refuse_status`` (300-599) makes ``/ws/`` answer that status instead
     of upgrading. ``ssl_context`` serves HTTPS/WSS on the same port.
     """
@@ -112,6 +128,14 @@ class LocalMyshellServer(ServerState):
         missing_replied: bool = False,
         truncate_utf8: bool = False,
         ws_refuse_status: Optional[int] = None,
+        api_keys: Optional[Iterable[str]] = None,
+        widgets: Optional[Mapping[str, str]] = None,
+        openapi_status: Optional[int] = None,
+        openapi_status_times: Optional[int] = None,
+        openapi_retry_after: Optional[str] = "1",
+        openapi_failure: Optional[str] = None,
+        openapi_malformed: Optional[str] = None,
+        openapi_delay: float = 0.0,
         ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         super().__init__()
@@ -134,6 +158,14 @@ class LocalMyshellServer(ServerState):
         self.missing_replied = missing_replied
         self.truncate_utf8 = truncate_utf8
         self.ws_refuse_status = ws_refuse_status
+        self.api_keys = {LOCAL_API_KEY} if api_keys is None else api_keys
+        self.widgets = dict(DEFAULT_WIDGETS if widgets is None else widgets)
+        self.openapi_status = openapi_status
+        self.openapi_status_times = openapi_status_times
+        self.openapi_retry_after = openapi_retry_after
+        self.openapi_failure = openapi_failure
+        self.openapi_malformed = openapi_malformed
+        self.openapi_delay = openapi_delay
         self.ssl_context = ssl_context
         self._port = port
         self._thread: Optional[threading.Thread] = None
@@ -142,6 +174,7 @@ class LocalMyshellServer(ServerState):
         self._startup_error: Optional[BaseException] = None
         self._chat = SocketIoChat(self)
         self._http = HttpApi(self)
+        self._openapi = OpenApi(self)
         # The fields below are touched only on the server's loop thread.
         self._stopping: Optional[asyncio.Event] = None
         self._transports: Set[asyncio.Transport] = set()
@@ -293,6 +326,7 @@ class LocalMyshellServer(ServerState):
             middlewares=[self._track_transport, self._chat.refuse_upgrade])
         self._chat.attach(app, self.ping_interval, self.ping_timeout)
         self._http.attach(app)
+        self._openapi.attach(app)
         return app
 
     @web.middleware
@@ -308,9 +342,10 @@ class LocalMyshellServer(ServerState):
             self._transports.discard(transport)
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
-        """Cancel replies and streams, send Engine.IO close, stop the web server."""
+        """Cancel replies, streams and delayed runs, send Engine.IO close, stop the web server."""
         await self._chat.cancel_replies()
         await self._http.close_streams()
+        await self._openapi.close()
         await self._chat.close()
         await self._wait_transports_closed(CLOSE_GRACE)
         for transport in list(self._transports):

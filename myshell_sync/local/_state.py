@@ -1,18 +1,20 @@
 """The local server's switches, counters and records, and ``wait_for``.
 
 ``ServerState`` is the base of ``LocalMyshellServer``: tests set its switches
-and read its counters from any thread. The Socket.IO and HTTP sides change
-it only through a ``Recorder``, from the server's loop thread; every change
-holds the state's one condition and wakes every ``wait_for``.
+and read its counters from any thread. The protocol sides (Socket.IO, HTTP,
+key-based) change it only through a ``Recorder``, from the server's loop
+thread; every change holds the state's one condition and wakes every ``wait_for``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, TypeVar
+import weakref
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, TypeVar
 
-from ._rules import ERROR_EVENTS, Plan
+from ._rules import ERROR_EVENTS, MALFORMED_KINDS, Plan
 
 __all__ = ["Recorder", "ServerState"]
 
@@ -24,6 +26,21 @@ def _checked_status(name: str, value: Optional[int], lowest: int) -> Optional[in
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or not lowest <= value <= 599):
         raise ValueError(f"{name} must be None or an HTTP status {lowest}-599")
+    return value
+
+
+def _checked_str(name: str, value: Optional[str]) -> Optional[str]:
+    """Validate a text switch: None or a str."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be None or a string")
+    return value
+
+
+def _checked_count(name: str, value: Optional[int]) -> Optional[int]:
+    """Validate a count switch: None or an int >= 0."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 0):
+        raise ValueError(f"{name} must be None or an integer >= 0")
     return value
 
 
@@ -48,6 +65,7 @@ class ServerState:
     refreshed_token: Optional[str]
     missing_replied: bool
     truncate_utf8: bool
+    widgets: Dict[str, str]
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -64,6 +82,17 @@ class ServerState:
         self._http_requests: List[Dict[str, Any]] = []
         self._open_http_streams = 0
         self._http_cancelled = 0
+        self._api_keys: Set[str] = set()
+        self._openapi_status: Optional[int] = None
+        self._openapi_status_times: Optional[int] = None
+        self._openapi_retry_after: Optional[str] = "1"
+        self._openapi_failure: Optional[str] = None
+        self._openapi_malformed: Optional[str] = None
+        self._openapi_delay = 0.0
+        self._openapi_requests: List[Dict[str, Any]] = []
+        self._openapi_cancelled = 0
+        self._http_connections = 0
+        self._seen_transports: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
     # ------------------------------------------------------------------
     # Switches with validation
@@ -97,6 +126,80 @@ class ServerState:
     @ws_refuse_status.setter
     def ws_refuse_status(self, value: Optional[int]) -> None:
         self._ws_refuse_status = _checked_status("ws_refuse_status", value, 300)
+
+    @property
+    def api_keys(self) -> Set[str]:
+        """The keys the widget-run route accepts in ``x-myshell-openapi-key``."""
+        return self._api_keys
+
+    @api_keys.setter
+    def api_keys(self, value: Iterable[str]) -> None:
+        keys = None if isinstance(value, (str, bytes)) else set(value)
+        if keys is None or not all(isinstance(key, str) for key in keys):
+            raise ValueError("api_keys must be a collection of strings")
+        self._api_keys = keys
+
+    @property
+    def openapi_status(self) -> Optional[int]:
+        """The status a widget run is answered with (see ``openapi_status_times``)."""
+        return self._openapi_status
+
+    @openapi_status.setter
+    def openapi_status(self, value: Optional[int]) -> None:
+        self._openapi_status = _checked_status("openapi_status", value, 400)
+
+    @property
+    def openapi_status_times(self) -> Optional[int]:
+        """How many more widget runs get ``openapi_status`` (counts down); None: all."""
+        with self._cond:
+            return self._openapi_status_times
+
+    @openapi_status_times.setter
+    def openapi_status_times(self, value: Optional[int]) -> None:
+        with self._cond:
+            self._openapi_status_times = _checked_count("openapi_status_times", value)
+
+    @property
+    def openapi_retry_after(self) -> Optional[str]:
+        """The ``Retry-After`` of an ``openapi_status`` 429; None omits it."""
+        return self._openapi_retry_after
+
+    @openapi_retry_after.setter
+    def openapi_retry_after(self, value: Optional[str]) -> None:
+        self._openapi_retry_after = _checked_str("openapi_retry_after", value)
+
+    @property
+    def openapi_failure(self) -> Optional[str]:
+        """The message of a 200 ``{"success": false}`` answer to every widget run."""
+        return self._openapi_failure
+
+    @openapi_failure.setter
+    def openapi_failure(self, value: Optional[str]) -> None:
+        self._openapi_failure = _checked_str("openapi_failure", value)
+
+    @property
+    def openapi_malformed(self) -> Optional[str]:
+        """The kind (``MALFORMED_KINDS``) of undocumented 200 body to answer, or None."""
+        return self._openapi_malformed
+
+    @openapi_malformed.setter
+    def openapi_malformed(self, value: Optional[str]) -> None:
+        if value is not None and value not in MALFORMED_KINDS:
+            raise ValueError(f"openapi_malformed must be one of {list(MALFORMED_KINDS)} "
+                             "or None")
+        self._openapi_malformed = value
+
+    @property
+    def openapi_delay(self) -> float:
+        """Seconds a widget run waits before it is answered."""
+        return self._openapi_delay
+
+    @openapi_delay.setter
+    def openapi_delay(self, value: float) -> None:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value < 0):
+            raise ValueError("openapi_delay must be a number of seconds >= 0")
+        self._openapi_delay = float(value)
 
     # ------------------------------------------------------------------
     # Counters and records (read from any thread)
@@ -163,6 +266,32 @@ class ServerState:
         """How many send_message streams ended because the client went away."""
         with self._cond:
             return self._http_cancelled
+
+    @property
+    def openapi_requests(self) -> List[Dict[str, Any]]:
+        """Every widget run received: ``{"headers": {lower-cased}, "json", "input"}``.
+
+        ``json`` is the body parsed (None if not JSON), ``input`` its ``input``
+        field decoded (None if it is not JSON text). Refused requests count.
+        """
+        with self._cond:
+            return list(self._openapi_requests)
+
+    @property
+    def openapi_cancelled(self) -> int:
+        """How many widget runs the client gave up on during ``openapi_delay``."""
+        with self._cond:
+            return self._openapi_cancelled
+
+    @property
+    def http_connections(self) -> int:
+        """How many TCP connections carried a request to an HTTP API route.
+
+        The routes are send_message, the energy route and widget run; the
+        Socket.IO side does not count. Keep-alive reuse does not add.
+        """
+        with self._cond:
+            return self._http_connections
 
     def wait_for(self: _State, predicate: Callable[[_State], bool],
                  timeout: float) -> bool:
@@ -245,6 +374,38 @@ class Recorder:
         with self._changing():
             self._state._open_http_streams += opened
             self._state._http_cancelled += cancelled
+
+    def count_connection(self, transport: Any) -> None:
+        """Count ``transport`` (a request's connection) the first time it is seen."""
+        if transport is None:
+            return
+        with self._changing():
+            if transport not in self._state._seen_transports:
+                self._state._seen_transports.add(transport)
+                self._state._http_connections += 1
+
+    def record_openapi_request(self, headers: Dict[str, str], body: Any,
+                               data: Any) -> None:
+        """Keep a widget run's (lower-cased) headers, JSON body and decoded input."""
+        with self._changing():
+            self._state._openapi_requests.append(
+                {"headers": headers, "json": body, "input": data})
+
+    def take_openapi_status(self) -> Optional[int]:
+        """The ``openapi_status`` this widget run gets, spending one of its times."""
+        state = self._state
+        with self._changing():
+            status, times = state.openapi_status, state._openapi_status_times
+            if status is None or times is None:
+                return status
+            if times <= 0:
+                return None
+            state._openapi_status_times = times - 1
+            return status
+
+    def count_openapi_cancelled(self) -> None:
+        with self._changing():
+            self._state._openapi_cancelled += 1
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
