@@ -12,23 +12,8 @@ import logging as _logging
 from ._client import Energy, Myshell, generate
 from ._stream import Reply, Stream, Timings
 from ._config import Timeout
-from ._exceptions import (
-    AuthenticationError,
-    BadRequestError,
-    CaptchaRequiredError,
-    ClientClosedError,
-    ConnectionLostError,
-    ConnectTimeoutError,
-    InsufficientEnergyError,
-    MyshellConnectionError,
-    MyshellError,
-    MyshellTimeoutError,
-    ProtocolError,
-    RateLimitError,
-    RequestTooLargeError,
-    ServerError,
-    UnsupportedModelError,
-)
+from . import _exceptions
+from ._exceptions import *  # noqa: F403  (the error tree, listed in _exceptions.__all__)
 from ._models import format_prompt, http_models, models
 from ._signing import (
     generate_header_timestamp,
@@ -56,21 +41,7 @@ __all__ = [
     "generate_timestamp",
     "generate_header_timestamp",
     "generate_visitor_id",
-    "MyshellError",
-    "UnsupportedModelError",
-    "AuthenticationError",
-    "CaptchaRequiredError",
-    "InsufficientEnergyError",
-    "BadRequestError",
-    "RequestTooLargeError",
-    "ServerError",
-    "RateLimitError",
-    "ProtocolError",
-    "ClientClosedError",
-    "MyshellConnectionError",
-    "ConnectionLostError",
-    "ConnectTimeoutError",
-    "MyshellTimeoutError",
+    *_exceptions.__all__,
 ]
 
 _logging.getLogger("myshell_sync").addHandler(_logging.NullHandler())

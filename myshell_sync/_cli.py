@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -20,20 +21,7 @@ from ._client import Myshell
 from ._stream import Stream
 from ._config import Timeout
 from ._constants import DEFAULT_BASE_URL, TOKEN_ENV
-from ._exceptions import (
-    AuthenticationError,
-    CaptchaRequiredError,
-    ConnectionLostError,
-    ConnectTimeoutError,
-    InsufficientEnergyError,
-    MyshellConnectionError,
-    MyshellError,
-    MyshellTimeoutError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    UnsupportedModelError,
-)
+from . import _exceptions as errors
 from ._models import http_models, models
 from ._version import __version__
 
@@ -48,18 +36,18 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed (e.g. `| head`)
 
 #: Error class -> exit code, most specific first (the first match wins).
-EXIT_CODES: Tuple[Tuple[Type[MyshellError], int], ...] = (
-    (UnsupportedModelError, EXIT_USAGE),
-    (AuthenticationError, 3),
-    (CaptchaRequiredError, 4),
-    (InsufficientEnergyError, 5),
-    (RateLimitError, 6),
-    (ServerError, 7),
-    (ProtocolError, 8),
-    (ConnectTimeoutError, 12),
-    (ConnectionLostError, 10),
-    (MyshellConnectionError, 9),
-    (MyshellTimeoutError, 11),
+EXIT_CODES: Tuple[Tuple[Type[errors.MyshellError], int], ...] = (
+    (errors.UnsupportedModelError, EXIT_USAGE),
+    (errors.AuthenticationError, 3),
+    (errors.CaptchaRequiredError, 4),
+    (errors.InsufficientEnergyError, 5),
+    (errors.RateLimitError, 6),
+    (errors.ServerError, 7),
+    (errors.ProtocolError, 8),
+    (errors.ConnectTimeoutError, 12),
+    (errors.ConnectionLostError, 10),
+    (errors.MyshellConnectionError, 9),
+    (errors.MyshellTimeoutError, 11),
 )
 
 # --local: the embedded server's account, so `energy --local` shows real numbers.
@@ -150,8 +138,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve-local", help="run the local MyShell server until Ctrl-C",
-        description="Serve the local MyShell server (WebSocket and HTTP) on HOST:PORT "
-                    "until Ctrl-C or SIGTERM. It accepts any token.")
+        description="Serve the local MyShell server (WebSocket, HTTP and the key-based API) "
+                    "on HOST:PORT until Ctrl-C or SIGTERM. It accepts any token. "
+                    "Also: python -m myshell_sync.local.")
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
     serve.add_argument("--chunk-delay", type=float, default=0.05, metavar="S",
@@ -161,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
                             "after connecting")
     serve.add_argument("--energy", type=int, default=None, metavar="N",
                        help="replies allowed before no_enough_energy (default unlimited)")
+    serve.add_argument("--api-key", action="append", metavar="KEY",
+                       help="a key the key-based API accepts (repeatable; default local-api-key)")
+    serve.add_argument("-v", "--verbose", action="store_true",
+                       help="log connections and requests to stderr")
     serve.set_defaults(run=_cmd_serve_local)
     return parser
 
@@ -191,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except _StartError as exc:
         _error_line(f"cannot start the local server: {exc}")
         return EXIT_ERROR
-    except MyshellError as exc:
+    except errors.MyshellError as exc:
         _error_line(_describe(exc))
         return exit_code_for(exc)
 
@@ -232,7 +225,7 @@ def _error_line(text: str) -> None:
         sys.stderr.flush()
 
 
-def _describe(error: MyshellError) -> str:
+def _describe(error: errors.MyshellError) -> str:
     return f"{type(error).__name__}: {error}"
 
 
@@ -402,7 +395,7 @@ def _reply(client: Myshell, args: argparse.Namespace, messages: List[Dict[str, s
                 out.write(text + "\n")
                 out.flush()
             return stream.text
-    except MyshellError as exc:
+    except errors.MyshellError as exc:
         spinner.stop()
         if emit_json is not None:
             emit_json(_error_event(exc))
@@ -441,7 +434,7 @@ def _end_event(stream: Stream, model: Optional[str]) -> Dict[str, Any]:
     }
 
 
-def _error_event(error: MyshellError) -> Dict[str, Any]:
+def _error_event(error: errors.MyshellError) -> Dict[str, Any]:
     return {
         "type": "error",
         "error": type(error).__name__,
@@ -481,7 +474,7 @@ def _interactive(client: Myshell, args: argparse.Namespace, base: List[Dict[str,
         except KeyboardInterrupt:
             _info("(interrupted)")
             continue
-        except MyshellError as exc:
+        except errors.MyshellError as exc:
             _error_line(_describe(exc))
             continue
         history = turn + [{"role": "assistant", "content": answer}]
@@ -521,14 +514,21 @@ def _cmd_energy(args: argparse.Namespace) -> int:
 
 def _cmd_serve_local(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; both stop it cleanly with status 0."""
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("myshell_sync.local.socketio").setLevel(logging.WARNING)
+        logging.getLogger("myshell_sync.local.engineio").setLevel(logging.WARNING)
     server = _local_server(host=args.host, port=args.port, chunk_delay=args.chunk_delay,
-                           captcha_window=args.captcha_window, energy=args.energy)
+                           captcha_window=args.captcha_window, energy=args.energy,
+                           api_keys=args.api_key)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
+        keys = ", ".join(sorted(server.api_keys))
         sys.stdout.write(f"{PROG}: local server at {server.base_url} "
-                         f"(Myshell(base_url={server.base_url!r}, captcha_delay=0)); "
-                         "Ctrl-C to stop\n")
+                         f"(Myshell(base_url={server.base_url!r}, captcha_delay=0), or "
+                         f"{PROG} chat --base-url {server.base_url} --captcha-delay 0); "
+                         f"key-based API key: {keys}; Ctrl-C to stop\n")
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass

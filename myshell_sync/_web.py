@@ -11,20 +11,7 @@ import json
 import logging
 from typing import Any, Dict, Generator, Iterable, Iterator, Optional, Type
 
-from ._exceptions import (
-    AuthenticationError,
-    CaptchaRequiredError,
-    ClientClosedError,
-    ConnectionLostError,
-    InsufficientEnergyError,
-    MyshellConnectionError,
-    MyshellError,
-    MyshellTimeoutError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    UnsupportedModelError,
-)
+from . import _exceptions as errors
 from ._sse import encode_sse
 
 __all__ = ["to_sse"]
@@ -37,19 +24,19 @@ ERROR_EVENT = "error"
 GENERIC_MESSAGE = "Something went wrong. Please try again later."
 #: Error class -> the sentence an ``error`` event shows the end user. A class
 #: not listed gets the entry of its nearest listed base class (its MRO).
-SAFE_MESSAGES: Dict[Type[MyshellError], str] = {
-    MyshellError: GENERIC_MESSAGE,
-    UnsupportedModelError: "This bot is not available.",
-    AuthenticationError: "The chat service is not available right now. Please try again later.",
-    CaptchaRequiredError: "The bot is busy. Please try again in a minute.",
-    InsufficientEnergyError: "The bot cannot answer any more today. Please try again later.",
-    ServerError: "The bot could not answer. Please try again later.",
-    RateLimitError: "Too many requests. Please wait a moment and try again.",
-    ProtocolError: "The bot's answer could not be read. Please try again.",
-    ClientClosedError: "The chat service is restarting. Please try again in a moment.",
-    MyshellConnectionError: "The bot cannot be reached right now. Please try again later.",
-    ConnectionLostError: "The connection to the bot was lost. Please try again.",
-    MyshellTimeoutError: "The bot took too long to answer. Please try again.",
+SAFE_MESSAGES: Dict[Type[errors.MyshellError], str] = {
+    errors.MyshellError: GENERIC_MESSAGE,
+    errors.UnsupportedModelError: "This bot is not available.",
+    errors.AuthenticationError: "The chat service is not available right now. Please try again later.",
+    errors.CaptchaRequiredError: "The bot is busy. Please try again in a minute.",
+    errors.InsufficientEnergyError: "The bot cannot answer any more today. Please try again later.",
+    errors.ServerError: "The bot could not answer. Please try again later.",
+    errors.RateLimitError: "Too many requests. Please wait a moment and try again.",
+    errors.ProtocolError: "The bot's answer could not be read. Please try again.",
+    errors.ClientClosedError: "The chat service is restarting. Please try again in a moment.",
+    errors.MyshellConnectionError: "The bot cannot be reached right now. Please try again later.",
+    errors.ConnectionLostError: "The connection to the bot was lost. Please try again.",
+    errors.MyshellTimeoutError: "The bot took too long to answer. Please try again.",
 }
 
 
@@ -81,7 +68,7 @@ def _events(source: Iterator[str]) -> Generator[str, None, None]:
             if not isinstance(chunk, str):
                 raise TypeError(f"to_sse() needs str chunks, not {type(chunk).__name__}")
             yield encode_sse(chunk)
-    except MyshellError as exc:
+    except errors.MyshellError as exc:
         log.warning("to_sse: the reply failed, sent an error event: %s: %s", type(exc).__name__, exc)
         yield encode_sse(_error_data(exc), event=ERROR_EVENT)
         return
@@ -90,7 +77,7 @@ def _events(source: Iterator[str]) -> Generator[str, None, None]:
     yield encode_sse("", event=END_EVENT)
 
 
-def safe_message(error: MyshellError) -> str:
+def safe_message(error: errors.MyshellError) -> str:
     """The ``SAFE_MESSAGES`` sentence for ``error``'s class or its nearest base."""
     for cls in type(error).__mro__:
         message = SAFE_MESSAGES.get(cls)
@@ -99,7 +86,7 @@ def safe_message(error: MyshellError) -> str:
     return GENERIC_MESSAGE
 
 
-def _error_data(error: MyshellError) -> str:
+def _error_data(error: errors.MyshellError) -> str:
     return json.dumps({"error": type(error).__name__, "message": safe_message(error)})
 
 

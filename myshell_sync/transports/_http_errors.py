@@ -14,20 +14,7 @@ import requests
 import urllib3.exceptions
 
 from .._deadline import Limit
-from .._exceptions import (
-    AuthenticationError,
-    BadRequestError,
-    CaptchaRequiredError,
-    ConnectionLostError,
-    ConnectTimeoutError,
-    InsufficientEnergyError,
-    MyshellConnectionError,
-    MyshellError,
-    MyshellTimeoutError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-)
+from .. import _exceptions as errors
 
 __all__ = ["status_error", "translate_error", "never_sent", "retry_after", "BODY_EXCERPT"]
 
@@ -38,7 +25,7 @@ BODY_EXCERPT = 2048
 
 def status_error(
     response: requests.Response, req_id: Optional[str] = None, secrets: Iterable[Optional[str]] = ()
-) -> MyshellError:
+) -> errors.MyshellError:
     """The typed error for an HTTP error status.
 
     Every error carries ``status_code`` and ``body``, a bounded excerpt of
@@ -46,7 +33,7 @@ def status_error(
     """
     status = response.status_code
     if 300 <= status < 400:
-        return MyshellConnectionError(
+        return errors.MyshellConnectionError(
             f"HTTP {status}: the server redirected to {response.headers.get('Location')!r}; "
             "redirects are not followed, so an https:// URL is never downgraded: check base_url",
             status_code=status,
@@ -60,31 +47,31 @@ def status_error(
     detail = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {message}" if message else "")
     info: Dict[str, Any] = {"req_id": req_id, "status_code": status, "body": body[:BODY_EXCERPT]}
     if status == 407:
-        return MyshellConnectionError(
+        return errors.MyshellConnectionError(
             "HTTP 407: the proxy demands credentials; use proxy=\"http://user:pass@host:port\"", **info
         )
     if status == 401:
-        return AuthenticationError(f"{detail}; pass token= or set MYSHELL_TOKEN", **info)
+        return errors.AuthenticationError(f"{detail}; pass token= or set MYSHELL_TOKEN", **info)
     if status == 429:
-        return RateLimitError(
+        return errors.RateLimitError(
             f"{detail}; slow down and retry later",
             retry_after=retry_after(response.headers.get("Retry-After")),
             **info,
         )
     if "NEED_VERIFY_CAPTCHA" in reason:
-        return CaptchaRequiredError(f"{detail}; wait a while, or log in with token=", **info)
+        return errors.CaptchaRequiredError(f"{detail}; wait a while, or log in with token=", **info)
     if reason == "ERROR_REASON_USER_NOT_ENOUGH_ENERGY":
-        return InsufficientEnergyError(f"{detail}; wait for the daily refill or use another account", **info)
+        return errors.InsufficientEnergyError(f"{detail}; wait for the daily refill or use another account", **info)
     if status == 403 and response.headers.get("cf-mitigated"):
-        return CaptchaRequiredError(
+        return errors.CaptchaRequiredError(
             f"HTTP 403: the server served a browser challenge (cf-mitigated: "
             f"{response.headers['cf-mitigated']}); this client cannot solve it — try "
             "again later, from another network, or with a logged-in token",
             **info,
         )
     if status >= 500:
-        return ServerError(f"{detail}; retry later", **info)
-    return BadRequestError(f"{detail}; the server rejected the request: check the model, the prompt and base_url", **info)
+        return errors.ServerError(f"{detail}; retry later", **info)
+    return errors.BadRequestError(f"{detail}; the server rejected the request: check the model, the prompt and base_url", **info)
 
 
 def _bounded_body(response: requests.Response) -> str:
@@ -127,27 +114,27 @@ def never_sent(exc: BaseException) -> bool:
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
-def translate_error(exc: BaseException, url: str, limit: Limit) -> MyshellError:
+def translate_error(exc: BaseException, url: str, limit: Limit) -> errors.MyshellError:
     """Map a requests/urllib3 exception to ours, at this one boundary
     (``limit`` is the connect wait that was in force)."""
     if isinstance(exc, requests.ConnectTimeout):
-        return limit.error(f"connecting to {url}", ConnectTimeoutError)
+        return limit.error(f"connecting to {url}", errors.ConnectTimeoutError)
     if isinstance(exc, requests.ReadTimeout):
-        return MyshellTimeoutError(f"the server sent nothing for too long on {url}; retry later")
+        return errors.MyshellTimeoutError(f"the server sent nothing for too long on {url}; retry later")
     if isinstance(exc, requests.exceptions.ProxyError):
-        return MyshellConnectionError(f"the proxy refused the connection to {url}: {exc}")
+        return errors.MyshellConnectionError(f"the proxy refused the connection to {url}: {exc}")
     if isinstance(exc, requests.exceptions.SSLError):
-        return MyshellConnectionError(f"TLS failed for {url}: {exc}; check verify=")
+        return errors.MyshellConnectionError(f"TLS failed for {url}: {exc}; check verify=")
     if isinstance(exc, requests.ConnectionError) and never_sent(exc):
-        return MyshellConnectionError(
+        return errors.MyshellConnectionError(
             f"cannot connect to {url}: {exc}; check base_url, the network and the proxy"
         )
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return MyshellTimeoutError(f"the server sent nothing for too long on {url}; retry later")
+        return errors.MyshellTimeoutError(f"the server sent nothing for too long on {url}; retry later")
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)):
-        return ConnectionLostError(f"the HTTP connection to {url} dropped: {exc}")
+        return errors.ConnectionLostError(f"the HTTP connection to {url} dropped: {exc}")
     if isinstance(exc, UnicodeDecodeError):
-        return ProtocolError(f"the server sent an SSE stream that is not UTF-8: {exc}")
-    return MyshellError(f"the HTTP reply failed: {exc!r}")
+        return errors.ProtocolError(f"the server sent an SSE stream that is not UTF-8: {exc}")
+    return errors.MyshellError(f"the HTTP reply failed: {exc!r}")
 
 
