@@ -14,26 +14,25 @@ pool. Cancelling cuts the connection the reply still holds.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import requests
 
 from .._constants import CHAT_SEND_PATH, CLIENT_VERSION, CONVERSATION_SCENARIO, ENERGY_PATH, FINAL_GRACE, SERVICE_NAME
 from .._deadline import Deadline
-from .._exceptions import ClientClosedError, ConnectionLostError, MyshellError, ProtocolError
+from .._exceptions import ConnectionLostError, ProtocolError
 from .._models import resolve_http_model
 from .._signing import generate_header_timestamp
 from .._sse import SSEDecoder, ServerSentEvent
-from ._http_errors import never_sent, status_error, translate_error
+from ._http_errors import status_error, translate_error
 from ._identity import AccountEvents, Identity
-from ._requests_adapter import close_quietly, cut_if_held, hold, shutdown_response, watch
+from ._requests_adapter import close_quietly
 from ._session import SessionHolder
-from .base import CANCELLED, DEAD, END, Batch, ReplyHandle, Request, Transport
+from ._threaded import ThreadedReply, ThreadedTransport
+from .base import DEAD, END, Batch, Request
 
 __all__ = ["HttpTransport", "fetch_energy", "http_headers", "SSE_PREFIX"]
 
@@ -44,7 +43,6 @@ _READ_SIZE = 65536
 # After the reply, at most this much more of the body is read (to reuse the
 # connection), for at most FINAL_GRACE seconds.
 _DRAIN_LIMIT = 65536
-_thread_ids = itertools.count(1)
 
 
 def http_headers(identity: Identity) -> Dict[str, str]:
@@ -65,7 +63,7 @@ def http_headers(identity: Identity) -> Dict[str, str]:
     return headers
 
 
-class HttpTransport(Transport):
+class HttpTransport(ThreadedTransport):
     """Sends chat requests over HTTP through the client's ``requests.Session``."""
 
     name = "http"
@@ -83,180 +81,51 @@ class HttpTransport(Transport):
         max_event_size: int,
         bot_ids: Optional[Mapping[str, str]] = None,
     ) -> None:
-        super().__init__()
-        self.url = base_url + CHAT_SEND_PATH
-        self.sessions = sessions
+        super().__init__(
+            base_url + CHAT_SEND_PATH, sessions=sessions, closed=closed, max_retries=max_retries, backoff=backoff
+        )
         self.identity = identity
         self._account = account
-        self._closed = closed
-        self._max_retries = max_retries
-        self._backoff = backoff
         self._max_event_size = max_event_size
         self._bot_ids = dict(bot_ids or {})
-        self._active: Set["HttpReply"] = set()
-        self._lock = threading.Lock()
 
     def check_model(self, model: Optional[str]) -> str:
         return resolve_http_model(model, self._bot_ids)
 
-    def start(self, request: Request, deadline: Deadline) -> "HttpReply":
-        """Post ``request`` on a new thread; its events arrive in ``reply.mailbox``."""
-        reply = HttpReply(self, request, self.check_model(request.model), deadline)
-        with self._lock:
-            # Started under the lock, so close() never sees an unstarted thread.
-            if self._closed.is_set():
-                raise ClientClosedError()
-            self._active.add(reply)
-            reply.thread.start()
-        return reply
-
-    def forget(self, reply: "HttpReply") -> None:
-        with self._lock:
-            self._active.discard(reply)
-
-    def close(self, timeout: float) -> None:
-        """Fail every reply in flight with ``ClientClosedError`` and stop it."""
-        with self._lock:
-            replies = list(self._active)
-            self._active.clear()
-        per_reply = timeout / max(len(replies), 1)
-        for reply in replies:
-            reply.fail(ClientClosedError(), per_reply)
-
-    def reset_after_fork(self) -> None:
-        """Forget the parent's replies; their threads and sockets are not ours."""
-        self._lock = threading.Lock()
-        self._active = set()
-
-    def describe(self) -> str:
-        return f"http, {len(self._active)} replies"
+    def make_reply(self, request: Request, deadline: Deadline) -> "HttpReply":
+        return HttpReply(self, request, self.check_model(request.model), deadline)
 
 
-class HttpReply(ReplyHandle):
-    """One request in flight: a mailbox fed by a background thread."""
+class HttpReply(ThreadedReply):
+    """One SSE reply, fed into its mailbox by its own thread."""
+
+    _transport: HttpTransport
 
     def __init__(self, transport: HttpTransport, request: Request, bot_id: str, deadline: Deadline) -> None:
-        self._transport = transport
-        self._request = request
+        super().__init__(transport, request, deadline)
         self._bot_id = bot_id
-        self._deadline = deadline
-        self.mailbox: "queue.Queue[Batch]" = queue.Queue()
-        self._response: Optional[requests.Response] = None
-        # The connection awaiting (or reading) the response (for cancel()).
-        self._conn: Optional[Any] = None
-        self._cancelled = threading.Event()
         self._finished = False  # TEXT_STREAM_PUSH_FINISHED was seen
-        self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name=f"myshell-http-{next(_thread_ids)}", daemon=True)
 
-    # -- ReplyHandle -----------------------------------------------------------
-
-    def finish(self, completed: bool) -> None:
-        if completed:
-            self._transport.forget(self)  # the thread ends by itself
-        else:
-            self._stop(1.0)
-
-    def cancel(self) -> None:
-        self.mailbox.put([(CANCELLED, None)])
-        self._stop(0)
-
-    def fail(self, error: MyshellError, timeout: float = 1.0) -> None:
-        """Wake the consumer with ``error``, then stop the reply."""
-        self.mailbox.put([(DEAD, error)])
-        self._stop(timeout)
-
-    def _stop(self, timeout: float) -> None:
-        """Cut the connection the reply still holds; wait (bounded) for its thread.
-
-        Only the reply's thread closes the response; here the socket is shut
-        down, and only while the reply still holds the connection (the pool
-        may have lent it to another reply since).
-        """
-        self._transport.forget(self)
-        self._cancelled.set()
-        with self._lock:
-            response = self._response
-            conn = self._conn
-        if conn is not None:
-            cut_if_held(conn, self)
-        elif response is not None:
-            shutdown_response(response)  # a connection this adapter does not track (SOCKS)
-        if timeout > 0 and self.thread.ident is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout)
-
-    # -- the background thread -------------------------------------------------
-
-    def waiting_on(self, conn: Any) -> None:
-        """The request went out on ``conn``; its headers are awaited next."""
-        hold(conn, self)
-        with self._lock:
-            self._conn = conn
-        if self._cancelled.is_set():
-            cut_if_held(conn, self)
-
-    def _run(self) -> None:
-        watch(self)
-        connect = self._deadline.connect()
-        try:
-            response = self._post()
-            self.connected_at = time.monotonic()
-            with self._lock:
-                self._response = response
-            if self._cancelled.is_set():
-                close_quietly(response)
-                return
-            try:
-                self._check_status(response)
-                self._stream(response)
-            finally:
-                close_quietly(response)
-        except MyshellError as exc:
-            self._put([(DEAD, exc)])
-        except BaseException as exc:  # never die silently
-            if self._cancelled.is_set():
-                return
-            log.debug("HTTP reply failed", exc_info=True)
-            self._put([(DEAD, translate_error(exc, self._transport.url, connect))])
-        finally:
-            watch(None)
-
-    def _put(self, batch: Batch) -> None:
-        if not self._cancelled.is_set():
-            self.mailbox.put(batch)
-
-    def _post(self) -> requests.Response:
-        transport = self._transport
-        deadline = self._deadline
+    def exchange(self) -> None:
         body: Dict[str, Any] = {
             "botId": self._bot_id,
             "conversation_scenario": CONVERSATION_SCENARIO,
             "message": self._request.text,
             "messageType": 1,
         }
-        for attempt in itertools.count():
-            headers = http_headers(transport.identity)
-            headers["timestamp"] = generate_header_timestamp()
-            try:
-                return transport.sessions.get().post(
-                    transport.url,
-                    json=body,
-                    headers=headers,
-                    stream=True,
-                    # A redirect could lead an https:// URL to http://: never follow one.
-                    allow_redirects=False,
-                    timeout=(deadline.connect().seconds, _read_timeout(deadline)),
-                )
-            except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-                # Only a failure to connect is safe to retry: nothing was sent.
-                delay = transport._backoff(attempt)
-                left = deadline.total().seconds
-                if not never_sent(exc) or attempt >= transport._max_retries or (left is not None and left <= delay):
-                    raise
-                if transport._closed.wait(delay) or self._cancelled.is_set():
-                    raise ClientClosedError() from exc
-                log.info("HTTP connect failed (%s); retry %d", exc, attempt + 1)
-        raise AssertionError("unreachable")
+        response = self.post(body, self._headers, stream=True)
+        if response is None:
+            return
+        try:
+            self._check_status(response)
+            self._stream(response)
+        finally:
+            close_quietly(response)
+
+    def _headers(self) -> Dict[str, str]:
+        headers = http_headers(self._transport.identity)
+        headers["timestamp"] = generate_header_timestamp()
+        return headers
 
     def _check_status(self, response: requests.Response) -> None:
         token = response.headers.get("refreshed-auth-token")
@@ -278,16 +147,16 @@ class HttpReply(ReplyHandle):
             if ended:
                 if data:
                     self._drain(response, read, decoder)
-                self._put(batch)
+                self.put(batch)
                 return
             if batch:
-                self._put(batch)
+                self.put(batch)
             if not data:
                 break
         if self._finished:
-            self._put([(END, None)])
+            self.put([(END, None)])
         else:
-            self._put([(DEAD, ConnectionLostError("the HTTP stream ended before the reply was complete; retry the call"))])
+            self.put([(DEAD, ConnectionLostError("the HTTP stream ended before the reply was complete; retry the call"))])
 
     def _drain(self, response: requests.Response, read: Callable[[int], bytes], decoder: SSEDecoder) -> None:
         """Read the rest of the body (bounded in size and time): trailing
@@ -379,17 +248,6 @@ def fetch_energy(sessions: SessionHolder, base_url: str, identity: Identity, dea
             return int(data["energy"]), int(data["dailyEnergy"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"unexpected energy answer from {url}: {exc}") from None
-
-
-def _read_timeout(deadline: Deadline) -> Optional[float]:
-    """requests' read timeout: only a backstop, the consumer enforces the real waits."""
-    timeout = deadline.timeout
-    total = deadline.total().seconds
-    waits = (timeout.first_chunk, timeout.idle)
-    if any(w is None for w in waits):
-        return None if total is None else total + 1.0
-    longest = max(w for w in waits if w is not None)
-    return (longest if total is None else min(longest, total)) + 1.0
 
 
 def _sse_error_message(envelope: Dict[str, Any]) -> str:
