@@ -14,7 +14,7 @@ from ._stream import Reply, Stream, Timings
 from ._config import Timeout
 from . import _exceptions
 from ._exceptions import *  # noqa: F403  (the error tree, listed in _exceptions.__all__)
-from ._models import format_prompt, http_models, models
+from ._models import format_prompt, http_models, models, openapi_models
 from ._signing import (
     generate_header_timestamp,
     generate_signature,
@@ -35,6 +35,7 @@ __all__ = [
     "generate",
     "models",
     "http_models",
+    "openapi_models",
     "format_prompt",
     "to_sse",
     "generate_signature",

@@ -19,7 +19,9 @@ from typing import Any, Callable, Dict, Generator, List, Literal, Mapping, Optio
 
 from ._config import ProxyConfig, Timeout, TimeoutTypes, VerifyTypes, check_verify, environment_proxy, parse_proxy
 from ._constants import (
+    API_KEY_ENV,
     DEFAULT_BASE_URL,
+    DEFAULT_OPENAPI_URL,
     DEFAULT_CAPTCHA_DELAY,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_IDLE_CLOSE,
@@ -29,7 +31,7 @@ from ._constants import (
 )
 from ._deadline import Deadline
 from ._exceptions import AuthenticationError, ClientClosedError
-from ._models import format_prompt, validate_messages
+from ._models import SETTINGS, check_settings, format_prompt, validate_messages
 from ._signing import generate_visitor_id
 from ._stream import Reply, Stream, Timings, run
 from .transports._identity import AccountEvents, Identity
@@ -42,8 +44,8 @@ __all__ = ["Myshell", "Stream", "Reply", "Timings", "Energy", "generate"]
 log = logging.getLogger("myshell_sync")
 
 Messages = Sequence[Mapping[str, str]]
-TransportName = Literal["websocket", "http", "auto"]
-TRANSPORTS = ("websocket", "http", "auto")
+TransportName = Literal["websocket", "http", "auto", "openapi"]
+TRANSPORTS = ("websocket", "http", "auto", "openapi")
 
 
 class _NotGiven:
@@ -73,15 +75,16 @@ class Myshell:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: Optional[str] = None,
         *,
         token: Optional[str] = None,
+        api_key: Optional[str] = None,
         visitor_id: Optional[str] = None,
         user_agent: Optional[str] = None,
         captcha_delay: float = DEFAULT_CAPTCHA_DELAY,
         timeout: TimeoutTypes = Timeout(),
         proxy: Optional[str] = None,
-        transport: TransportName = "websocket",
+        transport: Optional[TransportName] = None,
         http_bot_ids: Optional[Mapping[str, str]] = None,
         verify: VerifyTypes = True,
         trust_env: bool = True,
@@ -90,17 +93,29 @@ class Myshell:
         idle_close: Optional[float] = DEFAULT_IDLE_CLOSE,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        security_token: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
     ) -> None:
-        self.base_url = _check_base_url(base_url)
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV) or None
+        if transport is None:
+            transport = "openapi" if api_key else "websocket"
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
         self.transport = transport
+        if base_url is None:
+            base_url = DEFAULT_OPENAPI_URL if transport == "openapi" else DEFAULT_BASE_URL
+        self.base_url = _check_base_url(base_url)
         self.http_bot_ids = _check_bot_ids(http_bot_ids)
         user_agent = user_agent or DEFAULT_USER_AGENT
         self._identity = Identity(
             token if token is not None else (os.environ.get(TOKEN_ENV) or None),
             visitor_id or generate_visitor_id(user_agent),
             user_agent,
+            api_key=api_key,
+            http_visitor_id=visitor_id,
+            security_token=security_token,
+            headers=_check_headers(headers),
         )
         self.captcha_delay = _non_negative("captcha_delay", captcha_delay)
         self.timeout = Timeout.coerce(timeout)
@@ -132,6 +147,8 @@ class Myshell:
             return self._websocket_transport()
         if name == "http":
             return self._http_transport()
+        if name == "openapi":
+            return self._openapi_transport()
         from .transports.auto import AutoTransport
 
         return AutoTransport(self._websocket_transport(), self._http_transport)
@@ -168,31 +185,66 @@ class Myshell:
             bot_ids=self.http_bot_ids,
         )
 
+    def _openapi_transport(self) -> Transport:
+        from .transports.openapi import OpenApiTransport
+
+        identity = self._identity
+        return OpenApiTransport(
+            self.base_url,
+            api_key=lambda: identity.api_key,
+            headers=lambda: dict(identity.headers),
+            sessions=self._sessions,
+            closed=self._closed,
+            max_retries=self.max_retries,
+            backoff=backoff_delay,
+        )
+
     # -- public API ----------------------------------------------------------
 
     def generate(
-        self, model: Optional[str], messages: Messages, *, timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN
+        self, model: Optional[str], messages: Messages, *,
+        timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        presence_penalty: Optional[float] = None,
+        frequency_penalty: Optional[float] = None,
     ) -> Generator[str, None, None]:
         """Stream the bot's reply to ``messages`` as ``str`` chunks.
 
         Arguments are checked now; the network is used on the first ``next()``.
         ``timeout`` (a number or ``Timeout``) replaces the client's for this call.
+        The generation settings (``temperature``, ``top_p``, ``max_tokens``,
+        ``presence_penalty``, ``frequency_penalty``) are sent by
+        ``transport="openapi"`` only; elsewhere they raise ``ValueError``.
         """
-        request, timeout_ = self._request(model, messages, timeout)
+        request, timeout_ = self._request(model, messages, timeout, _settings(locals()))
         return _chunks(self._transport, request, timeout_)
 
     def stream(
-        self, model: Optional[str], messages: Messages, *, timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN
+        self, model: Optional[str], messages: Messages, *,
+        timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        presence_penalty: Optional[float] = None,
+        frequency_penalty: Optional[float] = None,
     ) -> Stream:
         """Like :meth:`generate`, but returns a :class:`Stream` with metadata."""
-        request, timeout_ = self._request(model, messages, timeout)
+        request, timeout_ = self._request(model, messages, timeout, _settings(locals()))
         return Stream(self._transport, request, Deadline(timeout_))
 
     def chat(
-        self, model: Optional[str], messages: Messages, *, timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN
+        self, model: Optional[str], messages: Messages, *,
+        timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        presence_penalty: Optional[float] = None,
+        frequency_penalty: Optional[float] = None,
     ) -> Reply:
         """The whole reply at once, with its metadata."""
-        with self.stream(model, messages, timeout=timeout) as stream:
+        with self.stream(model, messages, timeout=timeout, **_settings(locals())) as stream:
             text = "".join(stream)
         return Reply(text=text, req_id=stream.req_id, message=stream.message, timings=stream.timings)
 
@@ -264,18 +316,41 @@ class Myshell:
         if self.closed:
             raise ClientClosedError()
 
-    def _request(self, model: Optional[str], messages: Messages, timeout: Any) -> Tuple[Request, Timeout]:
+    def _request(
+        self, model: Optional[str], messages: Messages, timeout: Any, settings: Optional[Mapping[str, Any]] = None
+    ) -> Tuple[Request, Timeout]:
         """Validate a call: (its request, its timeout). Nothing is sent."""
         self._check_open()
         validate_messages(messages)
+        given = check_settings(settings or {})
+        if given and not self._transport.supports_settings:
+            raise ValueError(
+                f"{', '.join(sorted(given))}: transport={self.transport!r} has no generation settings; "
+                'only transport="openapi" (the key-based API) sends them'
+            )
         self._transport.check_model(model)
         request = Request(
             req_id=str(uuid.uuid4()),
             model=model,
             messages=[dict(m) for m in messages],
             text=format_prompt(messages),
+            settings=given,
         )
         return request, self.timeout if timeout is NOT_GIVEN else Timeout.coerce(timeout)
+
+
+def _settings(arguments: Mapping[str, Any]) -> Dict[str, Any]:
+    """The generation settings among a call's arguments (its ``locals()``)."""
+    return {name: arguments[name] for name in SETTINGS}
+
+
+def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    checked: Dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"headers must map str to str, not {name!r}: {type(value).__name__}")
+        checked[name] = value
+    return checked
 
 
 def _chunks(transport: Transport, request: Request, timeout: Timeout) -> Generator[str, None, None]:
@@ -300,6 +375,9 @@ def _close_resources(
 _CLIENT_OPTIONS = frozenset(
     (
         "base_url",
+        "api_key",
+        "security_token",
+        "headers",
         "transport",
         "http_bot_ids",
         "verify",

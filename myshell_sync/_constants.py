@@ -50,3 +50,12 @@ CLIENT_VERSION = "v1.6.4"
 CONVERSATION_SCENARIO = 4
 # A server-sent event or WebSocket frame larger than this fails the reply.
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+
+# -- the key-based API (PROTOCOL.md section 8) --------------------------------
+DEFAULT_OPENAPI_URL = "https://openapi.myshell.ai"
+OPENAPI_RUN_PATH = "/public/v1/widget/run"
+OPENAPI_KEY_HEADER = "x-myshell-openapi-key"
+# Environment variable the API key falls back to (the one MyShell's own framework reads).
+API_KEY_ENV = "MYSHELL_API_KEY"
+# The header carrying a security token from a captcha solved in a browser.
+SECURITY_TOKEN_HEADER = "myshell-security-token"

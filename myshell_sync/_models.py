@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import re
 import types
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ._exceptions import UnsupportedModelError
 
-__all__ = ["models", "http_models", "format_prompt", "resolve_model", "resolve_http_model", "validate_messages"]
+__all__ = [
+    "models",
+    "http_models",
+    "openapi_models",
+    "format_prompt",
+    "resolve_model",
+    "resolve_http_model",
+    "resolve_openapi_model",
+    "openapi_input",
+    "check_settings",
+    "validate_messages",
+    "SETTINGS",
+]
 
 #: Model name -> 32-hex bot uid of the WebSocket API (PROTOCOL.md section 5).
 models: Mapping[str, str] = types.MappingProxyType(
@@ -24,7 +36,25 @@ models: Mapping[str, str] = types.MappingProxyType(
 #: model names it runs is not known, so any other bot needs its numeric id.
 http_models: Mapping[str, str] = types.MappingProxyType({"assistant": "4738"})
 
+#: Model name -> widget id of the key-based API (PROTOCOL.md section 8.1).
+openapi_models: Mapping[str, str] = types.MappingProxyType(
+    {
+        "gpt-3.5-turbo": "1744214024104448000",
+        "gpt-4o": "1744214024104448199",
+        "gpt-4o-mini": "1744218088699597788",
+        "gpt-4-turbo": "1744214047475109888",
+        "claude-3.5-sonnet": "1744218088699596812",
+    }
+)
+
+#: Generation settings and the type each takes; only the key-based API sends them.
+SETTINGS: Mapping[str, type] = types.MappingProxyType(
+    {"temperature": float, "top_p": float, "max_tokens": int, "presence_penalty": float, "frequency_penalty": float}
+)
+
 DEFAULT_MODEL = "samantha"
+DEFAULT_OPENAPI_MODEL = "gpt-4o-mini"
+_WIDGET_ID = re.compile(r"[0-9]{1,20}\Z")
 DEFAULT_HTTP_MODEL = "assistant"
 _BOT_ID = re.compile(r"[0-9]{1,19}\Z")
 _BOT_UID = re.compile(r"[0-9a-f]{32}\Z")
@@ -64,6 +94,58 @@ def resolve_http_model(model: Optional[str], extra: Optional[Mapping[str, str]] 
                 "one: pass the id, or map the name with Myshell(http_bot_ids={...})",
             )
     raise UnsupportedModelError(model, http_models, hint="or pass a bot's numeric id")
+
+
+def resolve_openapi_model(model: Optional[str]) -> str:
+    """The widget id for ``model`` on the key-based API: a name in
+    ``openapi_models``, a numeric widget id, or empty/None for the default."""
+    if model is None or model == "":
+        return openapi_models[DEFAULT_OPENAPI_MODEL]
+    if isinstance(model, str):
+        if model in openapi_models:
+            return openapi_models[model]
+        if _WIDGET_ID.match(model):
+            return model
+    hint = "or pass a numeric widget id"
+    if isinstance(model, str) and (model in models or model in http_models or _BOT_UID.match(model)):
+        hint = (
+            "this is a name of the web app's chat API, which the key-based API (transport=\"openapi\") "
+            "does not serve; pick a name here, or pass a numeric widget id"
+        )
+    raise UnsupportedModelError(model, openapi_models, hint=hint)
+
+
+def openapi_input(messages: Sequence[Mapping[str, str]], settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The widget's ``input`` object for ``messages`` (PROTOCOL.md section 8.1).
+
+    System messages are joined into ``system_prompt``; the last message must
+    be the user's and becomes ``user_prompt``; every earlier user/assistant
+    turn goes into ``memory``, in order. ``settings`` are added as given.
+    """
+    validate_messages(messages)
+    last = messages[-1]
+    if last["role"] != "user":
+        raise ValueError(f"the last message must be the user's, not {last['role']!r}: the key-based API answers a user turn")
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    memory = [{"role": m["role"], "content": m["content"]} for m in messages[:-1] if m["role"] != "system"]
+    data: Dict[str, Any] = {"user_prompt": last["content"], "memory": memory}
+    if system:
+        data["system_prompt"] = "\n\n".join(system)
+    data.update(settings)
+    return data
+
+
+def check_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The given generation settings (None values dropped), type-checked."""
+    checked: Dict[str, Any] = {}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        kind = SETTINGS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise TypeError(f"{name} must be {'an int' if kind is int else 'a number'}, not {value!r}")
+        checked[name] = value
+    return checked
 
 
 def validate_messages(messages: Any) -> None:

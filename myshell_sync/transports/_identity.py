@@ -7,22 +7,39 @@ from the client object so those threads never hold the client alive.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+import uuid
+from typing import Any, Dict, Mapping, Optional
 
 log = logging.getLogger("myshell_sync")
 
 
 class Identity:
-    """The account token, visitor id and user agent.
+    """The account token, API key, visitor ids, user agent and extra headers.
 
     A ``refreshed-auth-token`` from the server replaces the token. ``repr``
-    never shows the token.
+    never shows a secret (token, API key, security token, headers).
     """
 
-    def __init__(self, token: Optional[str], visitor_id: str, user_agent: str) -> None:
+    def __init__(
+        self,
+        token: Optional[str],
+        visitor_id: str,
+        user_agent: str,
+        *,
+        api_key: Optional[str] = None,
+        http_visitor_id: Optional[str] = None,
+        security_token: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
         self.token = token
         self.visitor_id = visitor_id
         self.user_agent = user_agent
+        self.api_key = api_key
+        #: The HTTP API's ``visitor-id``: a UUID v4, as the current web app
+        #: sends, unless the caller chose one.
+        self.http_visitor_id = http_visitor_id or str(uuid.uuid4())
+        self.security_token = security_token
+        self.headers: Dict[str, str] = dict(headers or {})
 
     def refresh(self, token: str) -> None:
         log.info("the server refreshed the account token")
@@ -30,7 +47,8 @@ class Identity:
 
     def __repr__(self) -> str:
         token = "***" if self.token else None
-        return f"<Identity visitor_id={self.visitor_id} token={token}>"
+        api_key = "***" if self.api_key else None
+        return f"<Identity visitor_id={self.visitor_id} token={token} api_key={api_key}>"
 
 
 class AccountEvents:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .._config import ProxyConfig, VerifyTypes
 from .._exceptions import ClientClosedError

@@ -116,6 +116,8 @@ class Transport(abc.ABC):
 
     #: The name users pass as ``Myshell(transport=...)``.
     name: str = ""
+    #: Whether it sends generation settings (``temperature``, ...).
+    supports_settings: bool = False
 
     def __init__(self) -> None:
         reset_after_fork_too(self)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import requests
 
-from .._constants import CHAT_SEND_PATH, CLIENT_VERSION, CONVERSATION_SCENARIO, ENERGY_PATH, FINAL_GRACE, SERVICE_NAME
+from .._constants import CHAT_SEND_PATH, CLIENT_VERSION, CONVERSATION_SCENARIO, ENERGY_PATH, FINAL_GRACE, SECURITY_TOKEN_HEADER, SERVICE_NAME
 from .._deadline import Deadline
 from .._exceptions import ConnectionLostError, ProtocolError
 from .._models import resolve_http_model
@@ -52,7 +52,7 @@ def http_headers(identity: Identity) -> Dict[str, str]:
         "Accept": "application/json",
         "User-Agent": identity.user_agent,
         "myshell-service-name": SERVICE_NAME,
-        "visitor-id": identity.visitor_id,
+        "visitor-id": identity.http_visitor_id,
         "platform": "web",
         "version": "1.0.0",
         "myshell-client-version": CLIENT_VERSION,
@@ -60,6 +60,9 @@ def http_headers(identity: Identity) -> Dict[str, str]:
     }
     if identity.token:
         headers["Authorization"] = f"Bearer {identity.token}"
+    if identity.security_token:
+        headers[SECURITY_TOKEN_HEADER] = identity.security_token
+    headers.update(identity.headers)  # the caller's, merged last
     return headers
 
 
