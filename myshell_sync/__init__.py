@@ -12,6 +12,7 @@ import logging as _logging
 from ._client import Energy, Myshell, generate
 from ._stream import Reply, Stream, Timings
 from ._config import Timeout
+from ._conversation import Conversation
 from . import _exceptions
 from ._exceptions import *  # noqa: F403  (the error tree, listed in _exceptions.__all__)
 from ._models import format_prompt, http_models, models, openapi_models
@@ -32,6 +33,7 @@ __all__ = [
     "Timings",
     "Energy",
     "Timeout",
+    "Conversation",
     "generate",
     "models",
     "http_models",

@@ -29,6 +29,7 @@ from ._constants import (
     DEFAULT_USER_AGENT,
     TOKEN_ENV,
 )
+from ._conversation import Conversation
 from ._deadline import Deadline
 from ._exceptions import AuthenticationError, ClientClosedError
 from ._models import SETTINGS, check_settings, format_prompt, validate_messages
@@ -247,6 +248,10 @@ class Myshell:
         with self.stream(model, messages, timeout=timeout, **_settings(locals())) as stream:
             text = "".join(stream)
         return Reply(text=text, req_id=stream.req_id, message=stream.message, timings=stream.timings)
+
+    def conversation(self, model: Optional[str] = None, *, system: Optional[str] = None) -> Conversation:
+        """A :class:`Conversation` with ``model`` that keeps its history."""
+        return Conversation(self, model, system=system)
 
     def connect(self, model: Optional[str] = None) -> None:
         """Open (warm) one WebSocket connection now, paying connect and

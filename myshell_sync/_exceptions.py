@@ -11,6 +11,7 @@
     ├── RateLimitError
     ├── ProtocolError
     ├── ClientClosedError
+    ├── ConversationBusyError (also RuntimeError)
     ├── MyshellConnectionError (also ConnectionError)
     │   ├── ConnectionLostError
     │   └── ConnectTimeoutError (also MyshellTimeoutError)
@@ -41,6 +42,7 @@ __all__ = [
     "RateLimitError",
     "ProtocolError",
     "ClientClosedError",
+    "ConversationBusyError",
     "MyshellConnectionError",
     "ConnectionLostError",
     "MyshellTimeoutError",
@@ -149,6 +151,10 @@ class ClientClosedError(MyshellError):
 
     def __init__(self, message: str = "client closed: create a new Myshell client", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
+
+
+class ConversationBusyError(MyshellError, RuntimeError):
+    """A conversation was sent a turn while its previous reply was still open."""
 
 
 class MyshellConnectionError(MyshellError, ConnectionError):

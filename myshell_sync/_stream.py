@@ -106,6 +106,9 @@ class Stream:
         self._handle: Optional[ReplyHandle] = None
         self._lock = threading.Lock()
         self._closed = False
+        self._ended = False
+        #: Called once with ``completed`` when the stream ends for any reason.
+        self._on_end: List[Callable[[bool], None]] = []
         self._iterator = self._iterate(run(transport, request, deadline, self.timings, self._started))
 
     @property
@@ -130,12 +133,14 @@ class Stream:
             handle.cancel()
 
     def _iterate(self, chunks: Generator[str, None, Optional[Dict[str, Any]]]) -> Generator[str, None, None]:
+        completed = False
         try:
             while True:
                 try:
                     chunk = next(chunks)
                 except StopIteration as stop:
                     self.message = stop.value
+                    completed = True
                     return
                 self._parts.append(chunk)
                 yield chunk
@@ -143,6 +148,15 @@ class Stream:
             return
         finally:
             chunks.close()
+            self._end(completed)
+
+    def _end(self, completed: bool) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        for callback in self._on_end:
+            callback(completed)
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -161,7 +175,8 @@ class Stream:
         try:
             self._iterator.close()
         except ValueError:  # it is running in another thread: that thread stops on the cancel
-            pass
+            return
+        self._end(False)  # (a no-op if the iteration ended it already)
 
     def __enter__(self) -> "Stream":
         return self
