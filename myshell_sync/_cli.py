@@ -20,9 +20,9 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, 
 from ._client import Myshell
 from ._stream import Stream
 from ._config import Timeout
-from ._constants import DEFAULT_BASE_URL, TOKEN_ENV
+from ._constants import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_OPENAPI_URL, TOKEN_ENV
 from . import _exceptions as errors
-from ._models import http_models, models
+from ._models import DEFAULT_HTTP_MODEL, DEFAULT_MODEL, DEFAULT_OPENAPI_MODEL, http_models, models, openapi_models
 from ._version import __version__
 
 __all__ = ["main", "EXIT_CODES", "exit_code_for"]
@@ -77,15 +77,18 @@ class UsageError(Exception):
 def _client_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--base-url", default=None, metavar="URL",
-                       help=f"the service (default {DEFAULT_BASE_URL})")
+                       help=f"the service (default {DEFAULT_BASE_URL}; {DEFAULT_OPENAPI_URL} for openapi)")
     group.add_argument("--local", action="store_true",
                        help="start an embedded local server for this run (works offline; "
                             "needs the 'local' extra)")
     group.add_argument("--token", default=None,
                        help=f"account token (default: ${TOKEN_ENV}; ignored with --local); prefer "
                             "the variable, a command line is visible to other users")
-    group.add_argument("--transport", choices=("websocket", "http", "auto"), default="websocket",
-                       help="wire protocol (default websocket)")
+    group.add_argument("--api-key", default=None, metavar="KEY",
+                       help=f"API key of the key-based API (default: ${API_KEY_ENV}; the local "
+                            "server's with --local); prefer the variable")
+    group.add_argument("--transport", choices=("websocket", "http", "auto", "openapi"), default=None,
+                       help="wire protocol (default openapi with an API key, else websocket)")
     group.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="seconds allowed to connect, for the first chunk, and between chunks")
     group.add_argument("--captcha-delay", type=float, default=None, metavar="S",
@@ -238,19 +241,22 @@ def _client(args: argparse.Namespace) -> Iterator[Myshell]:
     """A client from the options; with ``--local`` also the server, stopped after."""
     if args.local and args.base_url is not None:
         raise UsageError("--local and --base-url exclude each other")
+    if args.base_url is not None and not args.base_url.strip():
+        raise UsageError("--base-url is empty; leave it out to use the real service")
     with contextlib.ExitStack() as stack:
-        token = args.token
+        token, api_key = args.token, args.api_key
         captcha_delay = args.captcha_delay
+        base_url = args.base_url
         if args.local:
             server = _local_server(
                 tokens={LOCAL_TOKEN}, energy=LOCAL_ENERGY, chunk_delay=LOCAL_CHUNK_DELAY)
             stack.callback(server.stop)
-            base_url, token = server.base_url, LOCAL_TOKEN
+            base_url, token, api_key = server.base_url, LOCAL_TOKEN, min(server.api_keys)
             if captcha_delay is None:
                 captcha_delay = 0.0
-        else:
-            base_url = args.base_url or DEFAULT_BASE_URL
-        options: Dict[str, Any] = {"token": token, "transport": args.transport}
+        options: Dict[str, Any] = {"token": token, "api_key": api_key, "transport": args.transport}
+        if args.local and args.transport is None:
+            options["transport"] = "websocket"  # --local alone: the web app's protocol, as before
         if captcha_delay is not None:
             options["captcha_delay"] = captcha_delay
         try:
@@ -361,13 +367,21 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         base.append({"role": "system", "content": args.system})
     with _client(args) as client:
         if prompt is None:
-            return _interactive(client, args, base)
-        _reply(client, args, base + [{"role": "user", "content": prompt}])
+            return _interactive(client, args)
+        messages = base + [{"role": "user", "content": prompt}]
+        _reply(lambda: client.stream(args.model, messages), args, _model_name(client, args))
     return EXIT_OK
 
 
-def _reply(client: Myshell, args: argparse.Namespace, messages: List[Dict[str, str]]) -> str:
-    """Send ``messages`` and print the reply as ``args`` say; return its text.
+def _model_name(client: Myshell, args: argparse.Namespace) -> str:
+    """The model the request goes to: the one given, or the transport's default."""
+    if args.model:
+        return str(args.model)
+    return {"http": DEFAULT_HTTP_MODEL, "openapi": DEFAULT_OPENAPI_MODEL}.get(client.transport, DEFAULT_MODEL)
+
+
+def _reply(open_stream: Callable[[], Stream], args: argparse.Namespace, model: str) -> str:
+    """Open the stream and print the reply as ``args`` say; return its text.
 
     Errors propagate after being reported on stdout as well with ``--json``.
     """
@@ -376,7 +390,7 @@ def _reply(client: Myshell, args: argparse.Namespace, messages: List[Dict[str, s
     spinner: Any = Spinner(sys.stderr).start() if _wants_spinner(args) else _NoSpinner()
     wrote_text = False
     try:
-        with client.stream(args.model, messages) as stream:
+        with open_stream() as stream:
             for chunk in stream:
                 if args.no_stream:
                     continue  # the spinner goes on until the whole reply is in
@@ -389,7 +403,7 @@ def _reply(client: Myshell, args: argparse.Namespace, messages: List[Dict[str, s
                     wrote_text = True
             spinner.stop()
             if emit_json is not None:
-                emit_json(_end_event(stream, args.model))
+                emit_json(_end_event(stream, model))
             else:
                 text = stream.text if args.no_stream else ""
                 out.write(text + "\n")
@@ -422,7 +436,7 @@ def _json_writer(out: IO[str]) -> Callable[[Dict[str, Any]], None]:
     return emit
 
 
-def _end_event(stream: Stream, model: Optional[str]) -> Dict[str, Any]:
+def _end_event(stream: Stream, model: str) -> Dict[str, Any]:
     timings = stream.timings
     return {
         "type": "end",
@@ -445,39 +459,39 @@ def _error_event(error: errors.MyshellError) -> Dict[str, Any]:
     }
 
 
-def _interactive(client: Myshell, args: argparse.Namespace, base: List[Dict[str, str]]) -> int:
-    """A chat that keeps the history. Ctrl-C during a reply drops that turn;
-    Ctrl-C at the prompt leaves with 130, ``/exit`` or end of input with 0."""
+def _interactive(client: Myshell, args: argparse.Namespace) -> int:
+    """A chat that keeps the history (a ``Conversation``). Ctrl-C during a
+    reply drops that turn; Ctrl-C at the prompt leaves with 130, ``/exit``
+    or end of input with 0."""
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing for input())
-    model = args.model or ("assistant" if args.transport == "http" else "samantha")
+    model = _model_name(client, args)
+    conversation = client.conversation(args.model, system=args.system)
     _info(f"Chatting with {model}. Type /exit to leave, /reset to forget the conversation.")
-    history: List[Dict[str, str]] = list(base)
     while True:
         try:
             line = input("> ")
         except EOFError:
             _info("")
             return EXIT_OK
+        except KeyboardInterrupt:
+            _info("")  # end the prompt's line before leaving
+            raise
         text = line.strip()
         if not text:
             continue
         if text in ("/exit", "/quit"):
             return EXIT_OK
         if text == "/reset":
-            history = list(base)
+            conversation.reset()
             _info("(conversation forgotten)")
             continue
-        turn = history + [{"role": "user", "content": line}]
         try:
-            answer = _reply(client, args, turn)
+            _reply(lambda: conversation.send(line), args, model)
         except KeyboardInterrupt:
             _info("(interrupted)")
-            continue
         except errors.MyshellError as exc:
             _error_line(_describe(exc))
-            continue
-        history = turn + [{"role": "assistant", "content": answer}]
 
 
 def _info(text: str) -> None:
@@ -491,11 +505,13 @@ def _info(text: str) -> None:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
-        json.dump({"websocket": dict(models), "http": dict(http_models)}, sys.stdout)
+        json.dump({"websocket": dict(models), "http": dict(http_models), "openapi": dict(openapi_models)},
+                  sys.stdout)
         sys.stdout.write("\n")
         return EXIT_OK
     rows = [(name, uid, "websocket") for name, uid in models.items()]
     rows += [(name, bot_id, "http") for name, bot_id in http_models.items()]
+    rows += [(name, widget_id, "openapi") for name, widget_id in openapi_models.items()]
     width = max(len(name) for name, _, _ in rows)
     for name, ident, transport in rows:
         sys.stdout.write(f"{name:<{width}}  {ident:<32}  {transport}\n")

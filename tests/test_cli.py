@@ -40,7 +40,7 @@ def console_script() -> None:
 
 def child_env(**extra: str) -> Dict[str, str]:
     """This environment without a token (so auth tests are real) plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k != "MYSHELL_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k not in ("MYSHELL_TOKEN", "MYSHELL_API_KEY")}
     env.update(extra)
     return env
 
@@ -210,6 +210,8 @@ class SurrogateClient:
     """A stand-in for ``Myshell`` whose reply holds a lone surrogate, which the
     local server cannot be made to send (a prompt cannot carry one: its
     request signature cannot encode it)."""
+
+    transport = "websocket"
 
     def stream(self, model: Optional[str], messages: List[Dict[str, str]]) -> Any:
         return contextlib.nullcontext(FakeStream(LONE_SURROGATE_CHUNKS))
@@ -469,3 +471,57 @@ def test_spinner_is_drawn_on_a_terminal_stderr_only(local_server):
         os.close(err_primary)
     assert any(frame.encode() in err for frame in SPINNER_FRAMES)
     assert not any(f"\r{frame}".encode() in out for frame in SPINNER_FRAMES)
+
+
+# ---------------------------------------------------------------------------
+# The key-based API from the command line
+
+
+def test_chat_local_over_the_key_based_api_works_offline():
+    from myshell_sync.local import openapi_reply
+
+    result = run_cli("chat", "hello key", "--local", "--transport", "openapi", "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["type"] == "end"
+    assert events[-1]["text"] == openapi_reply("gpt-4o-mini", "hello key", 0, False)
+    assert events[-1]["model"] == "gpt-4o-mini"  # the model actually used, not null
+
+
+def test_chat_takes_the_api_key_from_the_environment_and_never_prints_it(local_server):
+    key = "sk-cli-secret-key-123456"
+    local_server.api_keys = {key}
+    result = run_cli("chat", "hi", "--base-url", local_server.base_url, "--timeout", "10", "--json",
+                     env=child_env(MYSHELL_API_KEY=key))
+    assert result.returncode == 0, result.stderr
+    assert local_server.openapi_requests[0]["headers"]["x-myshell-openapi-key"] == key
+    assert key not in result.stdout + result.stderr
+    bad = run_cli("chat", "hi", "--base-url", local_server.base_url, "--timeout", "10", "--json",
+                  env=child_env(MYSHELL_API_KEY="wrong-" + key))
+    assert bad.returncode == 3  # AuthenticationError
+    assert key not in bad.stdout + bad.stderr
+
+
+def test_an_empty_base_url_is_a_usage_error():
+    result = run_cli("chat", "hi", "--base-url", "")
+    assert result.returncode == 2
+    assert "--base-url is empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_json_end_event_names_the_default_model(local_server):
+    result = run_cli("chat", "hi", "--json", *remote(local_server))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["model"] == "samantha"
+
+
+def test_serve_local_banner_names_the_cli_flags_and_the_api_key():
+    proc = subprocess.Popen([str(CLI), "serve-local", "--port", "0"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    try:
+        line = proc.stdout.readline()
+        assert "--captcha-delay 0" in line and "captcha_delay=0" in line
+        assert "key-based API key: local-api-key" in line
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        stop(proc)

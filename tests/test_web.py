@@ -300,7 +300,8 @@ def test_flask_first_chunk_arrives_before_the_bot_is_done(flask_site):
         assert server.completed == []  # the bot is still writing
         rest = reader.rest()
     assert "".join(e.data for e in rest[:-1]) == prompt
-    assert len(server.completed) == 1
+    # The server records completion after it sends the last frame: wait for it.
+    assert server.wait_for(lambda s: len(s.completed) == 1, 10)
 
 
 def flask_events(url: str, prompt: str = "hi") -> List[ServerSentEvent]:
