@@ -3,8 +3,8 @@
     python examples/conversation.py --local                   # an embedded local server
     python examples/conversation.py "Hi, I'm Ada." "What is my name?"
 
-Each user turn is sent with every earlier turn (``messages`` grows by a user
-and an assistant message per turn); the reply streams to stdout. The local
+A ``Conversation`` sends each user turn with every earlier turn and keeps a
+turn only once its reply completed; the reply streams to stdout. The local
 server's bot answers by echoing the prompt it was sent, so with ``--local``
 you can see the history that went out.
 """
@@ -24,20 +24,14 @@ DEFAULT_TURNS = ["Hi! My name is Ada.", "What is my name?", "Thanks, bye!"]
 def converse(client: Myshell, model: Optional[str], turns: List[str],
              system: Optional[str] = None) -> List[Dict[str, str]]:
     """Send ``turns`` one after another, streaming each reply; return the history."""
-    history: List[Dict[str, str]] = []
-    if system:
-        history.append({"role": "system", "content": system})
+    conversation = client.conversation(model, system=system)
     for turn in turns:
-        history.append({"role": "user", "content": turn})
         print(f"you> {turn}")
         print("bot> ", end="", flush=True)
-        parts = []
-        for chunk in client.generate(model, history):
-            parts.append(chunk)
+        for chunk in conversation.send(turn):
             print(chunk, end="", flush=True)
         print("\n")
-        history.append({"role": "assistant", "content": "".join(parts)})
-    return history
+    return conversation.history
 
 
 def main(argv: Optional[List[str]] = None) -> int:

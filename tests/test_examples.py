@@ -46,8 +46,8 @@ def test_converse_returns_the_history():
     conversation = load_example("conversation")
     with LocalMyshellServer() as server, Myshell(server.base_url, captcha_delay=0, timeout=10) as client:
         history = conversation.converse(client, "gpt-4", ["a", "b"], system="be kind")
-    assert [m["role"] for m in history] == ["system", "user", "assistant", "user", "assistant"]
-    assert history[2]["content"] == "gpt-4: System: be kind\nUser: a\nAssistant:"
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]  # system= is apart
+    assert history[1]["content"] == "gpt-4: System: be kind\nUser: a\nAssistant:"
     assert server.requests[1]["text"].startswith("System: be kind\nUser: a\nAssistant: gpt-4:")
 
 

@@ -759,3 +759,37 @@ def test_http_status_switch_of_the_local_server(status, cls):
     assert str(status) in getattr(error, "body", "")
     if status == 429:
         assert error.retry_after == 2.0
+
+
+
+# ---------------------------------------------------------------------------
+# Header fidelity (PROTOCOL.md 2.1): what the current web app sends
+
+
+def test_http_headers_are_the_web_apps(local_server, caplog):
+    import logging
+    import re
+    import uuid
+
+    with caplog.at_level(logging.DEBUG):
+        with make_client(local_server, "http", security_token="sec-tok-98765",
+                         headers={"Accept-Language": "ja", "x-extra": "yes"}) as client:
+            list(client.generate("4738", user("one")))
+            list(client.generate("4738", user("two")))
+    first, second = (r["headers"] for r in local_server.http_requests)
+    assert first["platform"] == "web" and first["myshell-client-version"] == "v1.6.4"
+    assert first["myshell-service-name"] == "organics-api"
+    assert re.fullmatch(r"[0-9]{13}", first["timestamp"])  # with its check digit (test_signing)
+    # A UUID v4, the same for every request of the client, unless one is given.
+    assert uuid.UUID(first["visitor-id"]).version == 4 and second["visitor-id"] == first["visitor-id"]
+    assert first["myshell-security-token"] == "sec-tok-98765"
+    assert first["accept-language"] == "ja" and first["x-extra"] == "yes"  # the caller's, merged last
+    assert "sec-tok-98765" not in caplog.text
+
+
+def test_http_default_accept_language_is_en_and_a_given_visitor_id_is_kept(local_server):
+    with make_client(local_server, "http", visitor_id="my-visitor") as client:
+        list(client.generate("4738", user("x")))
+    headers = local_server.http_requests[-1]["headers"]
+    assert headers["accept-language"] == "en" and headers["visitor-id"] == "my-visitor"
+    assert "myshell-security-token" not in headers
