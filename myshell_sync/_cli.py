@@ -196,15 +196,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 _NON_RAISING_ERRORS = frozenset({"replace", "backslashreplace", "xmlcharrefreplace", "namereplace", "ignore"})
 
 
-def _replace_unencodable(stream: Optional[IO[str]], errors: str) -> None:
+def _replace_unencodable(stream: Optional[IO[str]], handler: str) -> None:
     """Make ``stream`` write what its encoding cannot hold (a lone surrogate;
-    any non-ASCII character on an ASCII stdout) with ``errors`` instead of
-    raising ``UnicodeEncodeError``. A handler that never raises is kept."""
+    any non-ASCII character on an ASCII stdout) with the error ``handler``
+    instead of raising ``UnicodeEncodeError``. A handler that never raises is kept."""
     reconfigure = getattr(stream, "reconfigure", None)
     if getattr(stream, "errors", None) in _NON_RAISING_ERRORS or not callable(reconfigure):
         return
     with contextlib.suppress(OSError, ValueError):
-        reconfigure(errors=errors)
+        reconfigure(errors=handler)
 
 
 def _quiet_sigint() -> None:

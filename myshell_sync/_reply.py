@@ -82,18 +82,12 @@ def iter_reply(
                         yield delta
                 if is_final:
                     clock.final()
-            elif name == "message_replied":
-                rest = text.flush()
+            elif name == "message_replied" or name == END:
+                rest = text.flush()  # a high surrogate held at the very end
                 if rest:
                     parts.append(rest)
                     yield rest
-                return (yield from _replied(payload, req_id, parts))
-            elif name == END:
-                rest = text.flush()
-                if rest:
-                    parts.append(rest)
-                    yield rest
-                return None
+                return None if name == END else (yield from _replied(payload, req_id, parts))
             elif name == DEAD:
                 error: MyshellError = payload
                 error.req_id = req_id

@@ -262,11 +262,8 @@ def _sse_error_message(envelope: Dict[str, Any]) -> str:
 
 
 def _reader(response: requests.Response) -> Callable[[int], bytes]:
-    """A read that returns whatever has arrived (never waits to fill ``amt``)."""
-    raw = response.raw
-    read1 = getattr(raw, "read1", None)
-    if read1 is not None:
-        return lambda amt: read1(amt, decode_content=True)
-    chunks = response.iter_content(chunk_size=None)
-    return lambda amt: next(chunks, b"")
+    """A read that returns whatever has arrived (never waits to fill ``amt``;
+    urllib3 >= 2.2, as setup.cfg requires)."""
+    read1 = response.raw.read1
+    return lambda amt: read1(amt, decode_content=True)
 
