@@ -69,7 +69,7 @@ from .._sse import encode_sse
 from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
                      reply_chunks, send_message_problem, valid_timestamp)
 from ._state import Recorder, ServerState
-from ._web import Handlers, client_gone, lower_headers, pause, read_json
+from ._aiohttp import Handlers, client_gone, lower_headers, pause, read_json
 
 __all__ = ["ENERGY_PATH", "HttpApi", "SEND_MESSAGE_PATH"]
 

@@ -41,7 +41,7 @@ from aiohttp import web
 
 from ._rules import openapi_reply, status_message, widget_run_check
 from ._state import Recorder, ServerState
-from ._web import Handlers, lower_headers, pause, read_json
+from ._aiohttp import Handlers, lower_headers, pause, read_json
 
 __all__ = ["API_KEY_HEADER", "OpenApi", "WIDGET_RUN_PATH"]
 
