@@ -39,7 +39,7 @@ SECRETS = (TOKEN, WRONG, REFRESHED, PASSWORD)
 
 def shown(error: BaseException) -> str:
     """Everything an exception can show: str, repr, the whole formatted chain."""
-    return "\n".join([str(error), repr(error), *traceback.format_exception(error)])
+    return "\n".join([str(error), repr(error), *traceback.format_exception(type(error), error, error.__traceback__)])
 
 
 def leaks(text: str) -> list:
