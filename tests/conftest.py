@@ -9,11 +9,18 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Iterator
 
 import pytest
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import myshell_sync
+
+    return f"myshell_sync {myshell_sync.__version__} from {os.path.dirname(myshell_sync.__file__)}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
