@@ -118,7 +118,7 @@ class UnsupportedModelError(MyshellError, ValueError):
     ) -> None:
         if not isinstance(hint, Wording):
             hint = Wording("{hint}", {"hint": hint})
-        wording = Wording("unsupported model {model!r}: use one of {names}, ", {"model": model, "names": ", ".join(sorted(known))})
+        wording = Wording("unsupported model {model!r}{s.model_given}: use one of {names}, ", {"model": model, "names": ", ".join(sorted(known))})
         super().__init__(wording.extended(hint.template, **hint.params))
         self.model = model
 

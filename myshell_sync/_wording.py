@@ -34,6 +34,7 @@ class Terms:
     proxy_with_credentials: str  # "use {s.proxy_with_credentials}"
     check_verify: str  # "TLS failed ...; {s.check_verify}"
     name_a_bot_id: str  # a WebSocket model name on the HTTP API: what to pass instead
+    model_given: str  # "unsupported model {model!r}{s.model_given}": how the model was given
     max_connections: str  # "all busy with this bot ({s.max_connections})"
     energy_call: str  # "{s.energy_call} needs a logged-in account"
     timeout_connect: str  # the Timeout fields: "ran out of {s.timeout_connect}"
@@ -54,6 +55,7 @@ PYTHON = Terms(
     proxy_with_credentials='proxy="http://user:pass@host:port"',
     check_verify="check verify=",
     name_a_bot_id="pass the id, or map the name with Myshell(http_bot_ids={...})",
+    model_given="",
     max_connections="raise max_connections",
     energy_call="energy()",
     timeout_connect="Timeout.connect",

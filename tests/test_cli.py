@@ -26,7 +26,7 @@ from myshell_sync import Myshell, models
 from myshell_sync import _cli
 from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import CLI
+from helpers import CLI, SilentServer
 
 pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
@@ -525,3 +525,147 @@ def test_serve_local_banner_names_the_cli_flags_and_the_api_key():
         assert proc.wait(10) == 0
     finally:
         stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# Advice in the command line's terms: flags, never Python arguments (issue 11)
+
+PYTHON_SPELLINGS = ("Timeout.", "Timeout(", "Myshell(", "None", "token=", "api_key=", "base_url",
+                    "captcha_delay", 'transport="', "http_bot_ids", "verify=", "max_retries")
+
+
+def assert_cli_terms(text: str, *flags: str) -> None:
+    """``text`` names each of ``flags`` and no Python argument."""
+    for flag in flags:
+        assert flag in text, (flag, text)
+    for spelling in PYTHON_SPELLINGS:
+        assert spelling not in text, (spelling, text)
+
+
+def cli(capsys, *args: str) -> Tuple[int, str, str]:
+    """Run the command line in this process: (exit status, stdout, stderr)."""
+    try:
+        code = _cli.main(list(args))
+    except SystemExit as exc:  # argparse's own exit, for bad arguments
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_cli_term_is_a_flag_or_plain_words():
+    from dataclasses import fields
+
+    for field in fields(_cli.CLI_TERMS):
+        assert_cli_terms(getattr(_cli.CLI_TERMS, field.name))
+    assert {_cli.CLI_TERMS.timeout_connect, _cli.CLI_TERMS.timeout_first_chunk,
+            _cli.CLI_TERMS.timeout_idle} == {"--timeout"}
+    assert _cli.CLI_TERMS.timeout_total == "--max-time"
+
+
+@pytest.mark.parametrize(
+    "switches, extra, error, flags",
+    [
+        ({"reply_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError",
+         ["ran out of --timeout of 0.5s;", "raise --timeout"]),
+        ({"chunk_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError",
+         ["waiting for the next event", "ran out of --timeout of 0.5s;", "raise --timeout"]),
+        ({"reply_delay": 5.0}, ["--max-time", "0.5"], "MyshellTimeoutError",
+         ["the whole reply", "ran out of --max-time of 0.5s;", "raise --max-time"]),
+        ({}, ["--max-time", "0.5", "--captcha-delay", "5"], "MyshellTimeoutError",
+         ["waiting out --captcha-delay before the first request ran out of --max-time of 0.5s"]),
+        ({"captcha_window": 60.0}, [], "CaptchaRequiredError",
+         ["keep --captcha-delay at its default, or log in with --token"]),
+        ({"tokens": {"the-right-token"}}, ["--token", "wrong"], "AuthenticationError", ["check --token"]),
+        ({"error_event": "chat_login_popup"}, [], "AuthenticationError", ["pass --token or set MYSHELL_TOKEN"]),
+        ({"ws_refuse_status": 403}, [], "MyshellConnectionError",
+         ["check --base-url, or try --transport http"]),
+    ],
+    ids=["first-chunk", "idle", "total", "captcha-delay-wait", "captcha", "auth", "login", "refused-upgrade"],
+)
+def test_errors_advise_cli_flags(capsys, local_server, switches, extra, error, flags):
+    for name, value in switches.items():
+        setattr(local_server, name, value)
+    args = ["chat", SLOW_PROMPT, "--base-url", local_server.base_url, "--json", *extra]
+    if "--captcha-delay" not in extra:
+        args += ["--captcha-delay", "0"]
+    if "--timeout" not in extra:
+        args += ["--timeout", "10"]
+    code, out, err = cli(capsys, *args)
+    assert code == exit_code_for(getattr(_cli.errors, error)("x")), err
+    assert err.startswith(f"myshell-sync: {error}: ") and err.count("\n") == 1
+    assert_cli_terms(err, *flags)
+    event = json.loads(out.splitlines()[-1])  # --json reports the same words
+    assert event["type"] == "error" and f"{error}: {event['message']}" in err
+
+
+def test_a_connect_timeout_names_the_flag_and_the_attempts(capsys):
+    with SilentServer() as server:
+        code, _, err = cli(capsys, "chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0",
+                           "--timeout", "0.3")
+    assert code == 12
+    assert_cli_terms(err, "ran out of --timeout of 0.3s (per attempt; attempt 3 of 3);", "raise --timeout")
+
+
+def test_connection_refused_advises_base_url(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for transport in ("websocket", "http"):
+        code, _, err = cli(capsys, "chat", "hi", "--base-url", f"http://127.0.0.1:{port}",
+                           "--captcha-delay", "0", "--transport", transport)
+        assert code == 9, err
+        assert_cli_terms(err, "check --base-url, the network and the proxy")
+
+
+def test_the_key_based_api_advises_api_key(capsys, local_server):
+    for key in ([], ["--api-key", "wrong-key"]):
+        code, _, err = cli(capsys, "chat", "hi", "--base-url", local_server.base_url, "--timeout", "10",
+                           "--transport", "openapi", *key)
+        assert code == 3, err
+        assert_cli_terms(err, "--api-key")
+    assert "--transport openapi needs an API key" in cli(
+        capsys, "chat", "hi", "--base-url", local_server.base_url, "--transport", "openapi")[2]
+
+
+@pytest.mark.parametrize(
+    "args, flags",
+    [
+        (["-m", "no-such-model"], ["'no-such-model' (given with -m)", "gpt-4", "32-hex uid"]),
+        (["-m", "gpt-4", "--transport", "http"], ["(given with -m)", "pass the bot's numeric id with -m"]),
+        (["-m", "samantha", "--transport", "openapi", "--api-key", "k"],
+         ["(given with -m)", "the key-based API (--transport openapi) does not serve"]),
+    ],
+    ids=["websocket", "http-websocket-name", "openapi-web-app-name"],
+)
+def test_an_unknown_model_is_named_as_given_with_dash_m(capsys, args, flags):
+    code, out, err = cli(capsys, "chat", "hi", "--base-url", "http://127.0.0.1:9", *args)
+    assert code == 2 and out == ""
+    assert err.startswith("myshell-sync: UnsupportedModelError: ")
+    assert_cli_terms(err, *flags)
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["chat", "hi", "--timeout", "0"], "--timeout"),
+        (["chat", "hi", "--timeout", "-1"], "--timeout"),
+        (["chat", "hi", "--timeout", "nan"], "--timeout"),
+        (["chat", "hi", "--timeout", "inf"], "--timeout"),
+        (["chat", "hi", "--timeout", "soon"], "--timeout"),
+        (["chat", "hi", "--max-time", "0"], "--max-time"),
+        (["chat", "hi", "--captcha-delay", "-1"], "--captcha-delay"),
+        (["energy", "--timeout", "0"], "--timeout"),
+        (["chat", "hi", "--base-url", "ftp://example.com"], "--base-url"),
+        (["chat", "hi", "--base-url", "example.com"], "--base-url"),
+        (["serve-local", "--port", "70000"], "--port"),
+        (["serve-local", "--chunk-delay", "-1"], "--chunk-delay"),
+        (["serve-local", "--captcha-window", "x"], "--captcha-window"),
+        (["serve-local", "--energy", "-1"], "--energy"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else value,
+)
+def test_bad_option_values_are_usage_errors_naming_the_flag(capsys, args, flag):
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    assert_cli_terms(err.splitlines()[-1], flag)
