@@ -26,7 +26,7 @@ from myshell_sync import Myshell, models
 from myshell_sync import _cli
 from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import CLI, SilentServer
+from helpers import CLI, SilentServer, eventually
 
 pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
@@ -669,3 +669,37 @@ def test_bad_option_values_are_usage_errors_naming_the_flag(capsys, args, flag):
     assert code == 2 and out == ""
     assert "Traceback" not in err
     assert_cli_terms(err.splitlines()[-1], flag)
+
+
+# ---------------------------------------------------------------------------
+# --timeout bounds what its help says (issue 11)
+
+
+def test_timeout_help_says_it_is_per_connect_attempt_and_max_time_bounds_the_call():
+    text = " ".join(run_cli("chat", "--help").stdout.split())
+    assert "seconds allowed for each connect attempt (3 at most), for the first chunk, and between chunks" in text
+    assert "--max-time S seconds the whole call may take: connect attempts, captcha delay and reply" in text
+
+
+@pytest.mark.parametrize(
+    "limit, words",
+    [(["--timeout", "1"], "ran out of --timeout of 1s (per attempt; attempt 3 of 3); "
+                          "check the server and the network, or raise --timeout"),
+     (["--timeout", "1", "--max-time", "1"], "ran out of --max-time of 1s (attempt 1 of 3); raise --max-time")],
+    ids=["timeout", "max-time"],
+)
+def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit, words):
+    # The peer accepts TCP and never answers the WebSocket upgrade. --timeout 1
+    # allows each of the 3 attempts 1 s (about 4 s with the backoff, measured,
+    # not asserted: a loaded machine is slower); --max-time 1 the whole call.
+    with SilentServer() as server:
+        started = time.monotonic()
+        result = run_cli("chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0", *limit,
+                         timeout=30)
+        elapsed = time.monotonic() - started
+        assert eventually(lambda: len(server.accepted) == (3 if limit == ["--timeout", "1"] else 1))
+    assert result.returncode == 12, result.stderr
+    assert result.stderr.startswith("myshell-sync: ConnectTimeoutError: connecting to ws://127.0.0.1:")
+    assert words in result.stderr and result.stderr.count("\n") == 1
+    assert elapsed < 30
+    print(f"{' '.join(limit)} against a stalled handshake: {elapsed:.2f}s")  # for the record (pytest -s)
