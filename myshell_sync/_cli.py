@@ -271,7 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _error_line(f"error: {exc}")
         return EXIT_USAGE
     except _StartError as exc:
-        _error_line(f"cannot start the local server: {exc}")
+        _error_line(str(exc))
         return EXIT_ERROR
     except errors.MyshellError as exc:
         _error_line(_describe(exc))
@@ -364,17 +364,27 @@ def _local_server(**switches: Any) -> Any:
     try:
         from .local import LocalMyshellServer
     except ImportError as exc:
-        raise _StartError(f"{exc}") from None
+        raise _StartError(_import_problem(exc)) from None
     server = LocalMyshellServer(**switches)
     try:
         server.start()
     except RuntimeError as exc:
-        raise _StartError(str(exc)) from None
+        raise _StartError(f"cannot start the local server: {exc}") from None
     return server
 
 
+def _import_problem(exc: ImportError) -> str:
+    """The line for a failed import of the local server: the install advice
+    when its extra is missing."""
+    try:
+        from .local import MissingExtraError
+    except ImportError:  # the package itself is broken
+        return f"cannot start the local server: {exc}"
+    return str(exc) if isinstance(exc, MissingExtraError) else f"cannot start the local server: {exc}"
+
+
 class _StartError(Exception):
-    """The embedded local server could not start (exit code 1)."""
+    """The embedded local server could not start (exit code 1); the text is the line to print."""
 
 
 # ---------------------------------------------------------------------------

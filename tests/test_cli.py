@@ -703,3 +703,68 @@ def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit
     assert words in result.stderr and result.stderr.count("\n") == 1
     assert elapsed < 30
     print(f"{' '.join(limit)} against a stalled handshake: {elapsed:.2f}s")  # for the record (pytest -s)
+
+
+# ---------------------------------------------------------------------------
+# python -m myshell_sync.local is serve-local; the local extra missing (issue 11)
+
+SERVERS = {"serve-local": [str(CLI), "serve-local"], "python -m myshell_sync.local": [sys.executable, "-m",
+                                                                                      "myshell_sync.local"]}
+
+
+@pytest.mark.parametrize("command", sorted(SERVERS))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_local_server_stops_with_0_even_in_a_background_job(command, signum):
+    # `trap '' INT` makes SIGINT ignored, as a shell's background job inherits it.
+    line = " ".join([*SERVERS[command], "--port", "0"])
+    proc = subprocess.Popen(["/bin/sh", "-c", f"trap '' INT; exec {line}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    try:
+        banner = read_until(proc.stdout.fileno(), lambda data: b"\n" in data).decode()
+        base_url = banner.split(" local server at ")[1].split()[0]
+        with Myshell(base_url, captcha_delay=0, timeout=10) as client:
+            assert "".join(client.generate("gpt-4", [{"role": "user", "content": "up"}])) == "gpt-4: up"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+
+
+@pytest.fixture
+def without_the_local_extra(tmp_path) -> Dict[str, str]:
+    """An environment where importing socketio and aiohttp fails, as without
+    the extra (stub packages first on the path; nothing is uninstalled)."""
+    for name in ("socketio", "aiohttp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    return child_env(PYTHONPATH=path)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[sys.executable, "-m", "myshell_sync.local"], [str(CLI), "serve-local", "--port", "0"],
+     [str(CLI), "chat", "--local", "hi"], [str(CLI), "energy", "--local"]],
+    ids=["python -m myshell_sync.local", "serve-local", "chat --local", "energy --local"],
+)
+def test_without_the_local_extra_one_line_says_what_to_install(without_the_local_extra, command):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                            env=without_the_local_extra)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == ('myshell-sync: the local server needs the "local" extra (python-socketio, aiohttp): '
+                             'pip install ".[local]" in a clone of myshell_sync, or pip install '
+                             '"myshell_sync[local]"\n')
+
+
+def test_without_the_local_extra_the_package_imports_and_its_names_say_what_to_install(without_the_local_extra):
+    code = ("import myshell_sync.local as local\n"
+            "try:\n    local.LocalMyshellServer\nexcept ImportError as exc:\n"
+            "    print(type(exc).__name__, isinstance(exc, local.MissingExtraError), exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                            env=without_the_local_extra)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('MissingExtraError True the local server needs the "local" extra')
