@@ -620,8 +620,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_energy(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        energy = client.energy()
+    try:
+        with _client(args) as client:
+            energy = client.energy()
+    except errors.MyshellError as exc:
+        if args.json:  # as chat --json: the error on stdout too
+            _json_writer(sys.stdout)(_error_event(exc))
+        raise
     if args.json:
         sys.stdout.write(json.dumps({"energy": energy.energy, "daily_energy": energy.daily_energy}) + "\n")
     else:

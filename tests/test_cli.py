@@ -706,6 +706,30 @@ def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit
 
 
 # ---------------------------------------------------------------------------
+# energy --json reports its error as JSON too (issue 11)
+
+
+def test_energy_json_reports_the_error_on_stdout_too(local_server):
+    result = run_cli("energy", "--json", "--base-url", local_server.base_url)
+    assert result.returncode == 3
+    event = json.loads(result.stdout)
+    assert event["type"] == "error" and event["error"] == "AuthenticationError" and event["exit_code"] == 3
+    assert_cli_terms(event["message"], "myshell-sync energy needs a logged-in account", "--token")
+    assert result.stderr.startswith("myshell-sync: AuthenticationError: ")
+
+
+def test_energy_json_reports_a_connection_error_as_json(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out, err = cli(capsys, "energy", "--json", "--token", "t", "--base-url", f"http://127.0.0.1:{port}")
+    assert code == 9
+    event = json.loads(out)
+    assert (event["type"], event["error"], event["exit_code"]) == ("error", "MyshellConnectionError", 9)
+    assert err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------
 # python -m myshell_sync.local is serve-local; the local extra missing (issue 11)
 
 SERVERS = {"serve-local": [str(CLI), "serve-local"], "python -m myshell_sync.local": [sys.executable, "-m",
