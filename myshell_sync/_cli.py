@@ -449,29 +449,75 @@ def _isatty(stream: Optional[IO[str]]) -> bool:
 def _read_prompt(args: argparse.Namespace) -> Optional[str]:
     """The prompt from the argument or stdin; None means interactive."""
     if args.prompt is not None and args.prompt != "-":
-        prompt = str(args.prompt)
+        prompt = _valid_text("the prompt", str(args.prompt))
     elif args.prompt is None and _isatty(sys.stdin):
         return None
     elif sys.stdin is None:
         raise UsageError("no prompt given and no standard input to read it from")
     else:
-        prompt = sys.stdin.read().rstrip("\r\n")
+        prompt = _valid_text("standard input", _read_stdin()).rstrip("\r\n")
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     return prompt
+
+
+_CONVERT = "convert it first, e.g. with iconv -t UTF-8"
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"standard input is not valid {exc.encoding} text (it holds the byte "
+                         f"0x{exc.object[exc.start]:02x}); {_CONVERT}") from None
+
+
+def _valid_text(what: str, text: str) -> str:
+    """``text``, unless it holds a lone surrogate: an undecodable byte of a
+    command-line argument (or of stdin read with surrogateescape), which the
+    client would refuse."""
+    problem = _not_unicode(text)
+    if problem:
+        raise UsageError(f"{what} is not valid UTF-8 text ({problem}); {_CONVERT}")
+    return text
+
+
+def _not_unicode(text: str) -> str:
+    """What keeps ``text`` from being valid Unicode, or "" if nothing does."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:  # how surrogateescape keeps an undecodable byte
+            return f"the byte 0x{code - 0xDC00:02x} at character {exc.start}"
+        return f"a lone surrogate U+{code:04X} at character {exc.start}"
+    return ""
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
     base: List[Dict[str, str]] = []
     if args.system:
-        base.append({"role": "system", "content": args.system})
+        base.append({"role": "system", "content": _valid_text("the system message (-s)", args.system)})
     with _client(args) as client:
+        _captcha_notice(client, args)
         if prompt is None:
             return _interactive(client, args)
         messages = base + [{"role": "user", "content": prompt}]
         _reply(lambda: client.stream(args.model, messages), args, _model_name(client, args))
     return EXIT_OK
+
+
+def _captcha_notice(client: Myshell, args: argparse.Namespace) -> None:
+    """On a terminal, say why the first request waits (a piped stderr gets
+    nothing: it is for errors, and the wait is in --help)."""
+    if client.captcha_delay <= 0 or client.transport not in ("websocket", "auto") or not _isatty(sys.stderr):
+        return
+    text = (f"{PROG}: a new connection waits {client.captcha_delay:g}s before its first request "
+            "(--captcha-delay; the real service asks for a captcha sooner)")
+    if args.base_url is not None and args.base_url.rstrip("/") != DEFAULT_BASE_URL:
+        text += "; --captcha-delay 0 skips the wait against a local or test server"
+    _info(text)
 
 
 def _model_name(client: Myshell, args: argparse.Namespace) -> str:
@@ -578,6 +624,12 @@ def _interactive(client: Myshell, args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             _info("")  # end the prompt's line before leaving
             raise
+        except UnicodeDecodeError as exc:
+            _error_line(f"error: that line is not valid {exc.encoding} text; nothing was sent")
+            continue
+        if _not_unicode(line):
+            _error_line(f"error: that line is not valid UTF-8 text ({_not_unicode(line)}); nothing was sent")
+            continue
         text = line.strip()
         if not text:
             continue

@@ -212,6 +212,7 @@ class SurrogateClient:
     request signature cannot encode it)."""
 
     transport = "websocket"
+    captcha_delay = 0.0
 
     def stream(self, model: Optional[str], messages: List[Dict[str, str]]) -> Any:
         return contextlib.nullcontext(FakeStream(LONE_SURROGATE_CHUNKS))
@@ -683,8 +684,8 @@ def test_timeout_help_says_it_is_per_connect_attempt_and_max_time_bounds_the_cal
 
 @pytest.mark.parametrize(
     "limit, words",
-    [(["--timeout", "1"], "ran out of --timeout of 1s (per attempt; attempt 3 of 3); "
-                          "check the server and the network, or raise --timeout"),
+    [(["--timeout", "1"], ("ran out of --timeout of 1s (per attempt; attempt 3 of 3); "
+                           "check the server and the network, or raise --timeout")),
      (["--timeout", "1", "--max-time", "1"], "ran out of --max-time of 1s (attempt 1 of 3); raise --max-time")],
     ids=["timeout", "max-time"],
 )
@@ -703,6 +704,65 @@ def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit
     assert words in result.stderr and result.stderr.count("\n") == 1
     assert elapsed < 30
     print(f"{' '.join(limit)} against a stalled handshake: {elapsed:.2f}s")  # for the record (pytest -s)
+
+
+# ---------------------------------------------------------------------------
+# The captcha delay is announced on a terminal (issue 11)
+
+
+def test_the_captcha_delay_is_announced_on_a_terminal_stderr(local_server):
+    err_primary, err_secondary = pty.openpty()
+    proc = subprocess.Popen([str(CLI), "chat", "hi", "--base-url", local_server.base_url, "--captcha-delay", "0.3",
+                             "--timeout", "10"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=err_secondary, env=child_env())
+    os.close(err_secondary)
+    try:
+        err = read_until(err_primary, lambda data: b"skips the wait" in data)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
+        os.close(err_primary)
+    assert proc.returncode == 0
+    assert out == b"samantha: hi\n"
+    line = err.decode().strip()
+    assert line == ("myshell-sync: a new connection waits 0.3s before its first request (--captcha-delay; the "
+                    "real service asks for a captcha sooner); --captcha-delay 0 skips the wait against a local "
+                    "or test server")
+
+
+def test_the_captcha_delay_passes_silently_when_stderr_is_piped(local_server):
+    result = run_cli("chat", "hi", "--base-url", local_server.base_url, "--captcha-delay", "0.3", "--timeout", "10")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "samantha: hi\n" and result.stderr == ""
+
+
+class TerminalStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "delay, transport, base_url, expected",
+    [
+        (5.0, "websocket", None, "waits 5s before its first request (--captcha-delay; the real service"),
+        (5.0, "auto", "https://api.myshell.ai/", "waits 5s"),
+        (5.0, "websocket", "http://127.0.0.1:8765", "--captcha-delay 0 skips the wait"),
+        (0.0, "websocket", "http://127.0.0.1:8765", ""),
+        (5.0, "http", "http://127.0.0.1:8765", ""),
+        (5.0, "openapi", None, ""),
+    ],
+    ids=["default-host", "default-host-given", "other-host", "no-delay", "http", "openapi"],
+)
+def test_the_captcha_notice_names_the_skip_only_off_the_real_service(monkeypatch, delay, transport, base_url,
+                                                                     expected):
+    stderr = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    client = SimpleNamespace(captcha_delay=delay, transport=transport)
+    _cli._captcha_notice(client, SimpleNamespace(base_url=base_url))
+    text = stderr.getvalue()
+    assert (expected in text) if expected else text == ""
+    if base_url in (None, "https://api.myshell.ai/"):
+        assert "--captcha-delay 0" not in text  # the real service needs the wait
 
 
 # ---------------------------------------------------------------------------
@@ -792,3 +852,36 @@ def test_without_the_local_extra_the_package_imports_and_its_names_say_what_to_i
                             env=without_the_local_extra)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('MissingExtraError True the local server needs the "local" extra')
+
+
+# ---------------------------------------------------------------------------
+# Text that is not valid Unicode: one line, exit code 2 (issue 11)
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8:strict"], ids=["surrogateescape", "strict"])
+def test_a_non_utf8_stdin_is_a_usage_error(local_server, encoding):
+    env = child_env(**({"PYTHONIOENCODING": encoding} if encoding else {}))
+    result = subprocess.run([str(CLI), "chat", *remote(local_server)], input=b"caf\xe9 au lait\n",
+                            capture_output=True, timeout=30, env=env)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert err.startswith("myshell-sync: error: standard input is not valid ") and err.count("\n") == 1
+    assert "0xe9" in err and "iconv" in err and "Traceback" not in err
+    assert local_server.requests == []
+
+
+def test_a_non_utf8_argument_is_a_usage_error(local_server):
+    result = subprocess.run([str(CLI).encode(), b"chat", b"caf\xe9", *map(str.encode, remote(local_server))],
+                            capture_output=True, timeout=30, env=child_env(), stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr == (b"myshell-sync: error: the prompt is not valid UTF-8 text (the byte 0xe9 at "
+                             b"character 3); convert it first, e.g. with iconv -t UTF-8\n")
+    assert local_server.requests == []
+
+
+@pytest.mark.parametrize("args", [["chat", "caf\udce9"], ["chat", "hi", "-s", "half \ud83d"]],
+                         ids=["prompt", "system"])
+def test_a_lone_surrogate_is_a_usage_error_in_process(capsys, args):
+    code, out, err = cli(capsys, *args, "--base-url", "http://127.0.0.1:9")
+    assert code == 2 and out == ""
+    assert "is not valid UTF-8 text" in err and err.count("\n") == 1
