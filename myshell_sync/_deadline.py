@@ -50,7 +50,7 @@ class Limit(NamedTuple):
     ) -> MyshellTimeoutError:
         """The timeout error for ``what`` (e.g. "connecting to ...") running out of this limit."""
         wording = what if isinstance(what, Wording) else Wording("{what}", {"what": what})
-        template = " ran out of {s.timeout_%s}" % self.name
+        template = f" ran out of {{s.timeout_{self.name}}}"
         if self.configured is not None:
             template += " of {configured:g}s"
         if self.attempts > 1:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
-__all__ = ["Terms", "Wording", "PYTHON"]
+__all__ = ["PYTHON", "Terms", "Wording"]
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ import pytest
 from helpers import (
     MODEL,
     POEM,
+    SilentServer,
     client_sockets,
     eventually,
     expected_chunks,
     make_client,
     run_threads,
-    SilentServer,
     user,
     ws_pool,
 )
