@@ -36,6 +36,12 @@ SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
 def console_script() -> None:
     if not CLI.exists():
         pytest.fail(f"{CLI} is missing: install the package (pip install -e .) to get the console script")
+    # The subprocesses must run the code under test, not another install of it.
+    for command in ([str(CLI)], [sys.executable, "-m", "myshell_sync"]):
+        result = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30,
+                                env={**os.environ, "PYTHONVERBOSE": "1"}, stdin=subprocess.DEVNULL)
+        if f"code object from {_cli.__file__}" not in result.stderr:
+            pytest.fail(f"{command[-1]} does not import {_cli.__file__}: set PYTHONPATH to this checkout")
 
 
 def child_env(**extra: str) -> Dict[str, str]:
@@ -885,3 +891,18 @@ def test_a_lone_surrogate_is_a_usage_error_in_process(capsys, args):
     code, out, err = cli(capsys, *args, "--base-url", "http://127.0.0.1:9")
     assert code == 2 and out == ""
     assert "is not valid UTF-8 text" in err and err.count("\n") == 1
+
+
+
+def test_an_interactive_line_that_is_not_utf8_is_refused_and_the_chat_goes_on(monkeypatch, capsys):
+    # (readline, when loaded, drops such bytes itself; without it they reach the CLI.)
+    lines = iter(["caf\udce9", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    sent = []
+    conversation = SimpleNamespace(send=sent.append, reset=lambda: None)
+    client = SimpleNamespace(transport="websocket", conversation=lambda model, system=None: conversation)
+    args = SimpleNamespace(model=None, system=None, json=False, no_stream=False)
+    assert _cli._interactive(client, args) == 0
+    err = capsys.readouterr().err
+    assert "error: that line is not valid UTF-8 text (the byte 0xe9 at character 3); nothing was sent" in err
+    assert sent == []
