@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -20,10 +21,20 @@ from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, 
 from ._client import Myshell
 from ._stream import Stream
 from ._config import Timeout
-from ._constants import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_OPENAPI_URL, TOKEN_ENV
+from ._constants import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_CAPTCHA_DELAY,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FIRST_CHUNK_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_OPENAPI_URL,
+    TOKEN_ENV,
+)
 from . import _exceptions as errors
 from ._models import DEFAULT_HTTP_MODEL, DEFAULT_MODEL, DEFAULT_OPENAPI_MODEL, http_models, models, openapi_models
 from ._version import __version__
+from ._wording import Terms
 
 __all__ = ["main", "EXIT_CODES", "exit_code_for"]
 
@@ -56,6 +67,29 @@ LOCAL_ENERGY = 100
 LOCAL_CHUNK_DELAY = 0.03  # seconds between chunks, so the reply visibly streams
 SPINNER_FRAMES = "|/-\\"
 SPINNER_INTERVAL = 0.1
+MAX_RETRIES = 2  # the client's default: a failed connect is tried 3 times in all
+
+#: How an error's advice names settings here: the flags (the library's own
+#: messages name Python arguments; see _wording).
+CLI_TERMS = Terms(
+    token="--token",
+    the_token="--token",
+    api_key="--api-key",
+    base_url="--base-url",
+    captcha_delay="--captcha-delay",
+    transport_http="--transport http",
+    transport_openapi="--transport openapi",
+    proxy_with_credentials="HTTPS_PROXY=http://user:pass@host:port",
+    check_verify="check the server's certificate",
+    name_a_bot_id="pass the bot's numeric id with -m",
+    model_given=" (given with -m)",
+    max_connections="retry later",
+    energy_call=f"{PROG} energy",
+    timeout_connect="--timeout",
+    timeout_first_chunk="--timeout",
+    timeout_idle="--timeout",
+    timeout_total="--max-time",
+)
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -89,11 +123,63 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
                             "server's with --local); prefer the variable")
     group.add_argument("--transport", choices=("websocket", "http", "auto", "openapi"), default=None,
                        help="wire protocol (default openapi with an API key, else websocket)")
-    group.add_argument("--timeout", type=float, default=None, metavar="S",
-                       help="seconds allowed to connect, for the first chunk, and between chunks")
-    group.add_argument("--captcha-delay", type=float, default=None, metavar="S",
+    group.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                       help=f"seconds allowed for each connect attempt ({MAX_RETRIES + 1} at most), "
+                            "for the first chunk, and between chunks (default "
+                            f"{DEFAULT_CONNECT_TIMEOUT:g}, {DEFAULT_FIRST_CHUNK_TIMEOUT:g} and "
+                            f"{DEFAULT_IDLE_TIMEOUT:g})")
+    group.add_argument("--max-time", type=_seconds, default=None, metavar="S",
+                       help="seconds the whole call may take: connect attempts, captcha delay "
+                            "and reply (default: no limit)")
+    group.add_argument("--captcha-delay", type=_delay, default=None, metavar="S",
                        help="seconds between connecting and the first request "
-                            "(default 5; 0 with --local)")
+                            f"(default {DEFAULT_CAPTCHA_DELAY:g}; 0 with --local); the real "
+                            "service asks for a captcha sooner, a local server does not")
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
+def _delay(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    value = _number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0 for any free one."""
+    value = _count(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 0-65535, not {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}")
+    return value
 
 
 def _exit_code_help() -> str:
@@ -145,13 +231,13 @@ def _parser() -> argparse.ArgumentParser:
                     "on HOST:PORT until Ctrl-C or SIGTERM. It accepts any token. "
                     "Also: python -m myshell_sync.local.")
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
-    serve.add_argument("--chunk-delay", type=float, default=0.05, metavar="S",
+    serve.add_argument("--port", type=_port, default=8765, help="TCP port (default 8765; 0: any)")
+    serve.add_argument("--chunk-delay", type=_delay, default=0.05, metavar="S",
                        help="seconds between chunks (default 0.05)")
-    serve.add_argument("--captcha-window", type=float, default=0.0, metavar="S",
+    serve.add_argument("--captcha-window", type=_delay, default=0.0, metavar="S",
                        help="answer need_verify_captcha to requests sooner than S seconds "
                             "after connecting")
-    serve.add_argument("--energy", type=int, default=None, metavar="N",
+    serve.add_argument("--energy", type=_count, default=None, metavar="N",
                        help="replies allowed before no_enough_energy (default unlimited)")
     serve.add_argument("--api-key", action="append", metavar="KEY",
                        help="a key the key-based API accepts (repeatable; default local-api-key)")
@@ -185,7 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _error_line(f"error: {exc}")
         return EXIT_USAGE
     except _StartError as exc:
-        _error_line(f"cannot start the local server: {exc}")
+        _error_line(str(exc))
         return EXIT_ERROR
     except errors.MyshellError as exc:
         _error_line(_describe(exc))
@@ -229,7 +315,7 @@ def _error_line(text: str) -> None:
 
 
 def _describe(error: errors.MyshellError) -> str:
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error.render(CLI_TERMS)}"
 
 
 # ---------------------------------------------------------------------------
@@ -243,6 +329,8 @@ def _client(args: argparse.Namespace) -> Iterator[Myshell]:
         raise UsageError("--local and --base-url exclude each other")
     if args.base_url is not None and not args.base_url.strip():
         raise UsageError("--base-url is empty; leave it out to use the real service")
+    if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url must start with http:// or https://, not {args.base_url!r}")
     with contextlib.ExitStack() as stack:
         token, api_key = args.token, args.api_key
         captcha_delay = args.captcha_delay
@@ -254,16 +342,19 @@ def _client(args: argparse.Namespace) -> Iterator[Myshell]:
             base_url, token, api_key = server.base_url, LOCAL_TOKEN, min(server.api_keys)
             if captcha_delay is None:
                 captcha_delay = 0.0
-        options: Dict[str, Any] = {"token": token, "api_key": api_key, "transport": args.transport}
+        options: Dict[str, Any] = {"token": token, "api_key": api_key, "transport": args.transport,
+                                   "max_retries": MAX_RETRIES}
         if args.local and args.transport is None:
             options["transport"] = "websocket"  # --local alone: the web app's protocol, as before
         if captcha_delay is not None:
             options["captcha_delay"] = captcha_delay
+        if args.timeout is not None:
+            options["timeout"] = Timeout(args.timeout, total=args.max_time)
+        elif args.max_time is not None:
+            options["timeout"] = Timeout(total=args.max_time)
         try:
-            if args.timeout is not None:
-                options["timeout"] = Timeout.coerce(args.timeout)
             client = Myshell(base_url, **options)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # from the environment (a proxy variable)
             raise UsageError(str(exc)) from None
         yield stack.enter_context(client)
 
@@ -273,17 +364,27 @@ def _local_server(**switches: Any) -> Any:
     try:
         from .local import LocalMyshellServer
     except ImportError as exc:
-        raise _StartError(f"{exc}") from None
+        raise _StartError(_import_problem(exc)) from None
     server = LocalMyshellServer(**switches)
     try:
         server.start()
     except RuntimeError as exc:
-        raise _StartError(str(exc)) from None
+        raise _StartError(f"cannot start the local server: {exc}") from None
     return server
 
 
+def _import_problem(exc: ImportError) -> str:
+    """The line for a failed import of the local server: the install advice
+    when its extra is missing."""
+    try:
+        from .local import MissingExtraError
+    except ImportError:  # the package itself is broken
+        return f"cannot start the local server: {exc}"
+    return str(exc) if isinstance(exc, MissingExtraError) else f"cannot start the local server: {exc}"
+
+
 class _StartError(Exception):
-    """The embedded local server could not start (exit code 1)."""
+    """The embedded local server could not start (exit code 1); the text is the line to print."""
 
 
 # ---------------------------------------------------------------------------
@@ -348,29 +449,75 @@ def _isatty(stream: Optional[IO[str]]) -> bool:
 def _read_prompt(args: argparse.Namespace) -> Optional[str]:
     """The prompt from the argument or stdin; None means interactive."""
     if args.prompt is not None and args.prompt != "-":
-        prompt = str(args.prompt)
+        prompt = _valid_text("the prompt", str(args.prompt))
     elif args.prompt is None and _isatty(sys.stdin):
         return None
     elif sys.stdin is None:
         raise UsageError("no prompt given and no standard input to read it from")
     else:
-        prompt = sys.stdin.read().rstrip("\r\n")
+        prompt = _valid_text("standard input", _read_stdin()).rstrip("\r\n")
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     return prompt
+
+
+_CONVERT = "convert it first, e.g. with iconv -t UTF-8"
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"standard input is not valid {exc.encoding} text (it holds the byte "
+                         f"0x{exc.object[exc.start]:02x}); {_CONVERT}") from None
+
+
+def _valid_text(what: str, text: str) -> str:
+    """``text``, unless it holds a lone surrogate: an undecodable byte of a
+    command-line argument (or of stdin read with surrogateescape), which the
+    client would refuse."""
+    problem = _not_unicode(text)
+    if problem:
+        raise UsageError(f"{what} is not valid UTF-8 text ({problem}); {_CONVERT}")
+    return text
+
+
+def _not_unicode(text: str) -> str:
+    """What keeps ``text`` from being valid Unicode, or "" if nothing does."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:  # how surrogateescape keeps an undecodable byte
+            return f"the byte 0x{code - 0xDC00:02x} at character {exc.start}"
+        return f"a lone surrogate U+{code:04X} at character {exc.start}"
+    return ""
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
     base: List[Dict[str, str]] = []
     if args.system:
-        base.append({"role": "system", "content": args.system})
+        base.append({"role": "system", "content": _valid_text("the system message (-s)", args.system)})
     with _client(args) as client:
+        _captcha_notice(client, args)
         if prompt is None:
             return _interactive(client, args)
         messages = base + [{"role": "user", "content": prompt}]
         _reply(lambda: client.stream(args.model, messages), args, _model_name(client, args))
     return EXIT_OK
+
+
+def _captcha_notice(client: Myshell, args: argparse.Namespace) -> None:
+    """On a terminal, say why the first request waits (a piped stderr gets
+    nothing: it is for errors, and the wait is in --help)."""
+    if client.captcha_delay <= 0 or client.transport not in ("websocket", "auto") or not _isatty(sys.stderr):
+        return
+    text = (f"{PROG}: a new connection waits {client.captcha_delay:g}s before its first request "
+            "(--captcha-delay; the real service asks for a captcha sooner)")
+    if args.base_url is not None and args.base_url.rstrip("/") != DEFAULT_BASE_URL:
+        text += "; --captcha-delay 0 skips the wait against a local or test server"
+    _info(text)
 
 
 def _model_name(client: Myshell, args: argparse.Namespace) -> str:
@@ -452,7 +599,7 @@ def _error_event(error: errors.MyshellError) -> Dict[str, Any]:
     return {
         "type": "error",
         "error": type(error).__name__,
-        "message": str(error),
+        "message": error.render(CLI_TERMS),
         "exit_code": exit_code_for(error),
         "req_id": error.req_id,
         "partial_text": error.partial_text,
@@ -477,6 +624,12 @@ def _interactive(client: Myshell, args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             _info("")  # end the prompt's line before leaving
             raise
+        except UnicodeDecodeError as exc:
+            _error_line(f"error: that line is not valid {exc.encoding} text; nothing was sent")
+            continue
+        if _not_unicode(line):
+            _error_line(f"error: that line is not valid UTF-8 text ({_not_unicode(line)}); nothing was sent")
+            continue
         text = line.strip()
         if not text:
             continue
@@ -519,8 +672,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_energy(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        energy = client.energy()
+    try:
+        with _client(args) as client:
+            energy = client.energy()
+    except errors.MyshellError as exc:
+        if args.json:  # as chat --json: the error on stdout too
+            _json_writer(sys.stdout)(_error_event(exc))
+        raise
     if args.json:
         sys.stdout.write(json.dumps({"energy": energy.energy, "daily_energy": energy.daily_energy}) + "\n")
     else:

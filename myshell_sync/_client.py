@@ -32,9 +32,10 @@ from ._constants import (
 from ._conversation import Conversation
 from ._deadline import Deadline
 from ._exceptions import AuthenticationError, ClientClosedError
-from ._models import SETTINGS, check_settings, format_prompt, validate_messages
+from ._models import SETTINGS, check_settings, check_text, format_prompt, validate_messages
 from ._signing import generate_visitor_id
 from ._stream import Reply, Stream, Timings, run
+from ._wording import Wording
 from .transports._identity import AccountEvents, Identity
 from .transports._pool import backoff_delay
 from .transports._session import SessionHolder
@@ -263,7 +264,8 @@ class Myshell:
     def energy(self) -> Energy:
         """The account's energy (``GET /user/getUserEnergyInfo``); needs a token."""
         if not self._identity.token:
-            raise AuthenticationError("energy() needs a logged-in account: pass token= or set MYSHELL_TOKEN")
+            raise AuthenticationError(
+                Wording("{s.energy_call} needs a logged-in account: pass {s.token} or set MYSHELL_TOKEN"))
         self._check_open()
         from .transports.http import fetch_energy
 
@@ -327,6 +329,7 @@ class Myshell:
         """Validate a call: (its request, its timeout). Nothing is sent."""
         self._check_open()
         validate_messages(messages)
+        check_text(messages)
         given = check_settings(settings or {})
         if given and not self._transport.supports_settings:
             raise ValueError(

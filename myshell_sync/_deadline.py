@@ -11,38 +11,59 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, NamedTuple, Optional, Type
+from typing import Callable, NamedTuple, Optional, Type, Union
 
 from ._config import Timeout
 from ._exceptions import MyshellTimeoutError
+from ._wording import Wording
 
 __all__ = ["Deadline", "Limit"]
 
-# What to do when each limit runs out.
+# What to do when each limit runs out (settings named as ``_wording`` fields).
 _ADVICE = {
-    "connect": "check the server and the network, or raise Timeout.connect",
-    "first_chunk": "the bot may be busy: retry, or raise Timeout.first_chunk",
-    "idle": "the bot may be busy: retry, or raise Timeout.idle",
-    "total": "raise Timeout.total",
+    "connect": "check the server and the network, or raise {s.timeout_connect}",
+    "first_chunk": "the bot may be busy: retry, or raise {s.timeout_first_chunk}",
+    "idle": "the bot may be busy: retry, or raise {s.timeout_idle}",
+    "total": "raise {s.timeout_total}",
 }
 
 
 class Limit(NamedTuple):
-    """A bounded wait: ``seconds`` left (None: no limit) and which limit it is."""
+    """A bounded wait: ``seconds`` left (None: no limit) and which limit it is.
+
+    A connect attempt's limit also says which ``attempt`` it is (1-based) of
+    how many the call may make (``attempts``), so a timeout after retries
+    says so.
+    """
 
     seconds: Optional[float]
     name: str  # a Timeout field: connect, first_chunk, idle or total
     configured: Optional[float]  # that field's value
+    attempt: int = 1
+    attempts: int = 1
 
     def error(
-        self, what: str, cls: Type[MyshellTimeoutError] = MyshellTimeoutError, req_id: Optional[str] = None
+        self,
+        what: Union[str, Wording],
+        cls: Type[MyshellTimeoutError] = MyshellTimeoutError,
+        req_id: Optional[str] = None,
     ) -> MyshellTimeoutError:
         """The timeout error for ``what`` (e.g. "connecting to ...") running out of this limit."""
-        configured = "" if self.configured is None else f" of {self.configured:g}s"
-        return cls(
-            f"{what} ran out of Timeout.{self.name}{configured}; {_ADVICE[self.name]}",
+        wording = what if isinstance(what, Wording) else Wording("{what}", {"what": what})
+        template = f" ran out of {{s.timeout_{self.name}}}"
+        if self.configured is not None:
+            template += " of {configured:g}s"
+        if self.attempts > 1:
+            per = "per attempt; " if self.name == "connect" else ""
+            template += f" ({per}attempt {{attempt}} of {{attempts}})"
+        template += "; " + _ADVICE[self.name]
+        error = cls(
+            wording.extended(template, configured=self.configured, attempt=self.attempt, attempts=self.attempts),
             req_id=req_id,
         )
+        error.limit = self.name
+        error.limit_seconds = self.configured
+        return error
 
 
 class Deadline:
@@ -79,9 +100,10 @@ class Deadline:
             return total
         return Limit(seconds, name, getattr(self.timeout, name))
 
-    def connect(self) -> Limit:
-        """The wait for one connect attempt (or for a pooled connection)."""
-        return self.within("connect", self.timeout.connect)
+    def connect(self, attempt: int = 1, attempts: int = 1) -> Limit:
+        """The wait for connect attempt ``attempt`` of at most ``attempts``
+        (or for a pooled connection)."""
+        return self.within("connect", self.timeout.connect)._replace(attempt=attempt, attempts=attempts)
 
     def expired(self) -> bool:
         """True once ``Timeout.total`` has run out."""

@@ -6,7 +6,8 @@
     ├── CaptchaRequiredError
     ├── InsufficientEnergyError
     ├── BadRequestError
-    │   └── RequestTooLargeError
+    │   ├── RequestTooLargeError
+    │   └── InvalidTextError (also ValueError)
     ├── ServerError
     ├── RateLimitError
     ├── ProtocolError
@@ -22,13 +23,17 @@ Errors raised while a reply is streaming carry ``partial_text`` (the text
 already yielded) and ``req_id`` (the request's id). Errors from an HTTP
 status carry ``status_code`` and ``body`` (a bounded excerpt of the response
 body, never shown by ``str`` or ``repr``). Messages never contain the
-account token. Every error survives ``pickle`` (a process pool returns
+account token. An error that tells the caller which setting to change keeps
+its ``wording`` (see ``_wording``): ``str(error)`` names Python arguments, and
+the command line renders the same wording with its flags. Every error survives ``pickle`` (a process pool returns
 it typed, attributes and all).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Tuple, Type
+from typing import Any, Iterable, Optional, Tuple, Type, Union
+
+from ._wording import PYTHON, Terms, Wording
 
 __all__ = [
     "MyshellError",
@@ -38,6 +43,7 @@ __all__ = [
     "InsufficientEnergyError",
     "BadRequestError",
     "RequestTooLargeError",
+    "InvalidTextError",
     "ServerError",
     "RateLimitError",
     "ProtocolError",
@@ -55,17 +61,24 @@ class MyshellError(Exception):
 
     ``status_code`` is the HTTP status the error came from and ``body`` a
     bounded excerpt of that response's body (both None otherwise).
+    ``message`` is the text, or a ``Wording`` that names settings (kept as
+    ``wording``, rendered in Python terms as the text).
     """
+
+    wording: Optional[Wording] = None
 
     def __init__(
         self,
-        message: str,
+        message: Union[str, Wording],
         *,
         req_id: Optional[str] = None,
         partial_text: str = "",
         status_code: Optional[int] = None,
         body: Optional[str] = None,
     ) -> None:
+        if isinstance(message, Wording):
+            self.wording = message
+            message = message.render(PYTHON)
         # One positional argument only: OSError subclasses (ConnectionError,
         # TimeoutError) would read a second one as errno/strerror.
         super().__init__(message)
@@ -77,6 +90,11 @@ class MyshellError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def render(self, terms: Terms) -> str:
+        """The message with its settings spelled in ``terms`` (as ``str()``
+        for ``PYTHON``, or for an error with no ``wording``)."""
+        return self.message if self.wording is None else self.wording.render(terms)
 
     def __reduce__(self) -> Tuple[Any, ...]:
         # The default calls type(self)(*self.args): the subclass __init__ with
@@ -95,9 +113,13 @@ def _rebuild(cls: Type[MyshellError], args: Tuple[Any, ...]) -> MyshellError:
 class UnsupportedModelError(MyshellError, ValueError):
     """The model is neither a known name nor a 32-hex bot uid."""
 
-    def __init__(self, model: object, known: Iterable[str], *, hint: str = "or pass a bot's 32-hex uid") -> None:
-        names = ", ".join(sorted(known))
-        super().__init__(f"unsupported model {model!r}: use one of {names}, {hint}")
+    def __init__(
+        self, model: object, known: Iterable[str], *, hint: Union[str, Wording] = "or pass a bot's 32-hex uid"
+    ) -> None:
+        if not isinstance(hint, Wording):
+            hint = Wording("{hint}", {"hint": hint})
+        wording = Wording("unsupported model {model!r}{s.model_given}: use one of {names}, ", {"model": model, "names": ", ".join(sorted(known))})
+        super().__init__(wording.extended(hint.template, **hint.params))
         self.model = model
 
 
@@ -127,6 +149,12 @@ class RequestTooLargeError(BadRequestError):
         super().__init__(message, **kwargs)
         self.size = size
         self.limit = limit
+
+
+class InvalidTextError(BadRequestError, ValueError):
+    """A message is not valid Unicode text: it holds a lone surrogate (for
+    example from undecodable bytes read with ``errors="surrogateescape"``),
+    which no encoding on the wire can carry. Refused before anything was sent."""
 
 
 class ServerError(MyshellError):
@@ -170,7 +198,16 @@ class ConnectionLostError(MyshellConnectionError):
 
 
 class MyshellTimeoutError(MyshellError, TimeoutError):
-    """A wait took longer than the configured ``Timeout`` allows."""
+    """A wait took longer than the configured ``Timeout`` allows.
+
+    ``limit`` is the ``Timeout`` field that ran out (``"connect"``,
+    ``"first_chunk"``, ``"idle"`` or ``"total"``) and ``limit_seconds`` its
+    value; both None when no ``Timeout`` field is to blame (a read timeout
+    of the HTTP stream's own backstop).
+    """
+
+    limit: Optional[str] = None
+    limit_seconds: Optional[float] = None
 
 
 class ConnectTimeoutError(MyshellConnectionError, MyshellTimeoutError):

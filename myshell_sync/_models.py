@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import types
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-from ._exceptions import UnsupportedModelError
+from ._exceptions import InvalidTextError, UnsupportedModelError
+from ._wording import Wording
 
 __all__ = [
     "models",
@@ -18,6 +19,7 @@ __all__ = [
     "resolve_openapi_model",
     "openapi_input",
     "check_settings",
+    "check_text",
     "validate_messages",
     "SETTINGS",
 ]
@@ -89,9 +91,11 @@ def resolve_http_model(model: Optional[str], extra: Optional[Mapping[str, str]] 
             raise UnsupportedModelError(
                 model,
                 http_models,
-                hint="the HTTP API takes a bot's numeric id (e.g. \"4738\"), not a "
-                "WebSocket model name or 32-hex uid; no numeric id is known for this "
-                "one: pass the id, or map the name with Myshell(http_bot_ids={...})",
+                hint=Wording(
+                    "the HTTP API takes a bot's numeric id (e.g. \"4738\"), not a "
+                    "WebSocket model name or 32-hex uid; no numeric id is known for this "
+                    "one: {s.name_a_bot_id}"
+                ),
             )
     raise UnsupportedModelError(model, http_models, hint="or pass a bot's numeric id")
 
@@ -106,10 +110,10 @@ def resolve_openapi_model(model: Optional[str]) -> str:
             return openapi_models[model]
         if _WIDGET_ID.match(model):
             return model
-    hint = "or pass a numeric widget id"
+    hint: Union[str, Wording] = "or pass a numeric widget id"
     if isinstance(model, str) and (model in models or model in http_models or _BOT_UID.match(model)):
-        hint = (
-            "this is a name of the web app's chat API, which the key-based API (transport=\"openapi\") "
+        hint = Wording(
+            "this is a name of the web app's chat API, which the key-based API ({s.transport_openapi}) "
             "does not serve; pick a name here, or pass a numeric widget id"
         )
     raise UnsupportedModelError(model, openapi_models, hint=hint)
@@ -173,6 +177,23 @@ def validate_messages(messages: Any) -> None:
             raise TypeError(
                 f"messages[{index}]['content'] must be a str, not {type(content).__name__}"
             )
+
+
+def check_text(messages: Sequence[Mapping[str, str]]) -> None:
+    """Raise ``InvalidTextError`` for the first content that is not valid
+    Unicode (a lone surrogate: nothing on the wire can carry it)."""
+    for index, message in enumerate(messages):
+        content = message["content"]
+        if content.isascii():
+            continue
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidTextError(
+                f"messages[{index}]['content'] is not valid Unicode text: it holds a lone surrogate "
+                f"({content[exc.start]!a} at index {exc.start}), as undecodable bytes read with "
+                "errors=\"surrogateescape\" do; decode the input strictly, or with errors=\"replace\""
+            ) from None
 
 
 def format_prompt(messages: Sequence[Mapping[str, str]]) -> str:

@@ -23,14 +23,16 @@ from ._exceptions import (
     ProtocolError,
     ServerError,
 )
+from ._wording import Wording
 from .transports.base import CANCELLED, DEAD, END, ERROR_EVENT_NAMES, MALFORMED, Batch, Cancelled
 
-# Terminal error events: the error class and what the caller can do about it.
+# Terminal error events: the error class and what the caller can do about it
+# (a ``Wording`` template: settings are ``{s.<term>}`` fields).
 ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
     "need_verify_captcha": (
         CaptchaRequiredError,
-        "the server asks for a captcha; wait a while, keep captcha_delay at its "
-        "default, or log in with token=",
+        "the server asks for a captcha; wait a while, keep {s.captcha_delay} at its "
+        "default, or log in with {s.token}",
     ),
     "no_enough_energy": (
         InsufficientEnergyError,
@@ -38,11 +40,11 @@ ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
     ),
     "chat_login_popup": (
         AuthenticationError,
-        "this bot needs a logged-in account; pass token= or set MYSHELL_TOKEN",
+        "this bot needs a logged-in account; pass {s.token} or set MYSHELL_TOKEN",
     ),
     "auth_fail": (
         AuthenticationError,
-        "the server rejected the account; check the token (or MYSHELL_TOKEN)",
+        "the server rejected the account; check {s.the_token} (or MYSHELL_TOKEN)",
     ),
     "message_error": (ServerError, "the server could not handle the message; retry later"),
     "exception": (ServerError, "the server failed; retry later"),
@@ -98,7 +100,7 @@ def iter_reply(
             elif name in ERROR_EVENTS:
                 cls, advice = ERROR_EVENTS[name]
                 raise cls(
-                    f"{name}: {_server_message(payload)}; {advice}",
+                    Wording("{name}: {server}; " + advice, {"name": name, "server": _server_message(payload)}),
                     req_id=req_id,
                     partial_text="".join(parts),
                 )
@@ -114,7 +116,7 @@ def _replied(
         message = {}
     if message.get("type") == "NEED_TO_REGISTER":
         raise AuthenticationError(
-            "this bot needs a logged-in account; pass token= or set MYSHELL_TOKEN",
+            Wording("this bot needs a logged-in account; pass {s.token} or set MYSHELL_TOKEN"),
             req_id=req_id,
             partial_text="".join(parts),
         )

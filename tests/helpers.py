@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -115,6 +116,39 @@ def eventually(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
             return False
         pause.wait(interval)
     return True
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers (nor reads): a peer that
+    stalls every handshake, WebSocket upgrade or HTTP request."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.accepted: List[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def __enter__(self) -> "SilentServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
 
 
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from myshell_sync import Myshell, models
 from myshell_sync import _cli
 from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import CLI
+from helpers import CLI, SilentServer, eventually
 
 pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
@@ -36,6 +36,12 @@ SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
 def console_script() -> None:
     if not CLI.exists():
         pytest.fail(f"{CLI} is missing: install the package (pip install -e .) to get the console script")
+    # The subprocesses must run the code under test, not another install of it.
+    for command in ([str(CLI)], [sys.executable, "-m", "myshell_sync"]):
+        result = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30,
+                                env={**os.environ, "PYTHONVERBOSE": "1"}, stdin=subprocess.DEVNULL)
+        if f"code object from {_cli.__file__}" not in result.stderr:
+            pytest.fail(f"{command[-1]} does not import {_cli.__file__}: set PYTHONPATH to this checkout")
 
 
 def child_env(**extra: str) -> Dict[str, str]:
@@ -212,6 +218,7 @@ class SurrogateClient:
     request signature cannot encode it)."""
 
     transport = "websocket"
+    captcha_delay = 0.0
 
     def stream(self, model: Optional[str], messages: List[Dict[str, str]]) -> Any:
         return contextlib.nullcontext(FakeStream(LONE_SURROGATE_CHUNKS))
@@ -525,3 +532,377 @@ def test_serve_local_banner_names_the_cli_flags_and_the_api_key():
         assert proc.wait(10) == 0
     finally:
         stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# Advice in the command line's terms: flags, never Python arguments (issue 11)
+
+PYTHON_SPELLINGS = ("Timeout.", "Timeout(", "Myshell(", "None", "token=", "api_key=", "base_url",
+                    "captcha_delay", 'transport="', "http_bot_ids", "verify=", "max_retries")
+
+
+def assert_cli_terms(text: str, *flags: str) -> None:
+    """``text`` names each of ``flags`` and no Python argument."""
+    for flag in flags:
+        assert flag in text, (flag, text)
+    for spelling in PYTHON_SPELLINGS:
+        assert spelling not in text, (spelling, text)
+
+
+def cli(capsys, *args: str) -> Tuple[int, str, str]:
+    """Run the command line in this process: (exit status, stdout, stderr)."""
+    try:
+        code = _cli.main(list(args))
+    except SystemExit as exc:  # argparse's own exit, for bad arguments
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_cli_term_is_a_flag_or_plain_words():
+    from dataclasses import fields
+
+    for field in fields(_cli.CLI_TERMS):
+        assert_cli_terms(getattr(_cli.CLI_TERMS, field.name))
+    assert {_cli.CLI_TERMS.timeout_connect, _cli.CLI_TERMS.timeout_first_chunk,
+            _cli.CLI_TERMS.timeout_idle} == {"--timeout"}
+    assert _cli.CLI_TERMS.timeout_total == "--max-time"
+
+
+@pytest.mark.parametrize(
+    "switches, extra, error, flags",
+    [
+        ({"reply_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError",
+         ["ran out of --timeout of 0.5s;", "raise --timeout"]),
+        ({"chunk_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError",
+         ["waiting for the next event", "ran out of --timeout of 0.5s;", "raise --timeout"]),
+        ({"reply_delay": 5.0}, ["--max-time", "0.5"], "MyshellTimeoutError",
+         ["the whole reply", "ran out of --max-time of 0.5s;", "raise --max-time"]),
+        ({}, ["--max-time", "0.5", "--captcha-delay", "5"], "MyshellTimeoutError",
+         ["waiting out --captcha-delay before the first request ran out of --max-time of 0.5s"]),
+        ({"captcha_window": 60.0}, [], "CaptchaRequiredError",
+         ["keep --captcha-delay at its default, or log in with --token"]),
+        ({"tokens": {"the-right-token"}}, ["--token", "wrong"], "AuthenticationError", ["check --token"]),
+        ({"error_event": "chat_login_popup"}, [], "AuthenticationError", ["pass --token or set MYSHELL_TOKEN"]),
+        ({"ws_refuse_status": 403}, [], "MyshellConnectionError",
+         ["check --base-url, or try --transport http"]),
+    ],
+    ids=["first-chunk", "idle", "total", "captcha-delay-wait", "captcha", "auth", "login", "refused-upgrade"],
+)
+def test_errors_advise_cli_flags(capsys, local_server, switches, extra, error, flags):
+    for name, value in switches.items():
+        setattr(local_server, name, value)
+    args = ["chat", SLOW_PROMPT, "--base-url", local_server.base_url, "--json", *extra]
+    if "--captcha-delay" not in extra:
+        args += ["--captcha-delay", "0"]
+    if "--timeout" not in extra:
+        args += ["--timeout", "10"]
+    code, out, err = cli(capsys, *args)
+    assert code == exit_code_for(getattr(_cli.errors, error)("x")), err
+    assert err.startswith(f"myshell-sync: {error}: ") and err.count("\n") == 1
+    assert_cli_terms(err, *flags)
+    event = json.loads(out.splitlines()[-1])  # --json reports the same words
+    assert event["type"] == "error" and f"{error}: {event['message']}" in err
+
+
+def test_a_connect_timeout_names_the_flag_and_the_attempts(capsys):
+    with SilentServer() as server:
+        code, _, err = cli(capsys, "chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0",
+                           "--timeout", "0.3")
+    assert code == 12
+    assert_cli_terms(err, "ran out of --timeout of 0.3s (per attempt; attempt 3 of 3);", "raise --timeout")
+
+
+def test_connection_refused_advises_base_url(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for transport in ("websocket", "http"):
+        code, _, err = cli(capsys, "chat", "hi", "--base-url", f"http://127.0.0.1:{port}",
+                           "--captcha-delay", "0", "--transport", transport)
+        assert code == 9, err
+        assert_cli_terms(err, "check --base-url, the network and the proxy")
+
+
+def test_the_key_based_api_advises_api_key(capsys, local_server):
+    for key in ([], ["--api-key", "wrong-key"]):
+        code, _, err = cli(capsys, "chat", "hi", "--base-url", local_server.base_url, "--timeout", "10",
+                           "--transport", "openapi", *key)
+        assert code == 3, err
+        assert_cli_terms(err, "--api-key")
+    assert "--transport openapi needs an API key" in cli(
+        capsys, "chat", "hi", "--base-url", local_server.base_url, "--transport", "openapi")[2]
+
+
+@pytest.mark.parametrize(
+    "args, flags",
+    [
+        (["-m", "no-such-model"], ["'no-such-model' (given with -m)", "gpt-4", "32-hex uid"]),
+        (["-m", "gpt-4", "--transport", "http"], ["(given with -m)", "pass the bot's numeric id with -m"]),
+        (["-m", "samantha", "--transport", "openapi", "--api-key", "k"],
+         ["(given with -m)", "the key-based API (--transport openapi) does not serve"]),
+    ],
+    ids=["websocket", "http-websocket-name", "openapi-web-app-name"],
+)
+def test_an_unknown_model_is_named_as_given_with_dash_m(capsys, args, flags):
+    code, out, err = cli(capsys, "chat", "hi", "--base-url", "http://127.0.0.1:9", *args)
+    assert code == 2 and out == ""
+    assert err.startswith("myshell-sync: UnsupportedModelError: ")
+    assert_cli_terms(err, *flags)
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["chat", "hi", "--timeout", "0"], "--timeout"),
+        (["chat", "hi", "--timeout", "-1"], "--timeout"),
+        (["chat", "hi", "--timeout", "nan"], "--timeout"),
+        (["chat", "hi", "--timeout", "inf"], "--timeout"),
+        (["chat", "hi", "--timeout", "soon"], "--timeout"),
+        (["chat", "hi", "--max-time", "0"], "--max-time"),
+        (["chat", "hi", "--captcha-delay", "-1"], "--captcha-delay"),
+        (["energy", "--timeout", "0"], "--timeout"),
+        (["chat", "hi", "--base-url", "ftp://example.com"], "--base-url"),
+        (["chat", "hi", "--base-url", "example.com"], "--base-url"),
+        (["serve-local", "--port", "70000"], "--port"),
+        (["serve-local", "--chunk-delay", "-1"], "--chunk-delay"),
+        (["serve-local", "--captcha-window", "x"], "--captcha-window"),
+        (["serve-local", "--energy", "-1"], "--energy"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else value,
+)
+def test_bad_option_values_are_usage_errors_naming_the_flag(capsys, args, flag):
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    assert_cli_terms(err.splitlines()[-1], flag)
+
+
+# ---------------------------------------------------------------------------
+# --timeout bounds what its help says (issue 11)
+
+
+def test_timeout_help_says_it_is_per_connect_attempt_and_max_time_bounds_the_call():
+    text = " ".join(run_cli("chat", "--help").stdout.split())
+    assert "seconds allowed for each connect attempt (3 at most), for the first chunk, and between chunks" in text
+    assert "--max-time S seconds the whole call may take: connect attempts, captcha delay and reply" in text
+
+
+@pytest.mark.parametrize(
+    "limit, words",
+    [(["--timeout", "1"], ("ran out of --timeout of 1s (per attempt; attempt 3 of 3); "
+                           "check the server and the network, or raise --timeout")),
+     (["--timeout", "1", "--max-time", "1"], "ran out of --max-time of 1s (attempt 1 of 3); raise --max-time")],
+    ids=["timeout", "max-time"],
+)
+def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit, words):
+    # The peer accepts TCP and never answers the WebSocket upgrade. --timeout 1
+    # allows each of the 3 attempts 1 s (about 4 s with the backoff, measured,
+    # not asserted: a loaded machine is slower); --max-time 1 the whole call.
+    with SilentServer() as server:
+        started = time.monotonic()
+        result = run_cli("chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0", *limit,
+                         timeout=30)
+        elapsed = time.monotonic() - started
+        assert eventually(lambda: len(server.accepted) == (3 if limit == ["--timeout", "1"] else 1))
+    assert result.returncode == 12, result.stderr
+    assert result.stderr.startswith("myshell-sync: ConnectTimeoutError: connecting to ws://127.0.0.1:")
+    assert words in result.stderr and result.stderr.count("\n") == 1
+    assert elapsed < 30
+    print(f"{' '.join(limit)} against a stalled handshake: {elapsed:.2f}s")  # for the record (pytest -s)
+
+
+# ---------------------------------------------------------------------------
+# The captcha delay is announced on a terminal (issue 11)
+
+
+def test_the_captcha_delay_is_announced_on_a_terminal_stderr(local_server):
+    err_primary, err_secondary = pty.openpty()
+    proc = subprocess.Popen([str(CLI), "chat", "hi", "--base-url", local_server.base_url, "--captcha-delay", "0.3",
+                             "--timeout", "10"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=err_secondary, env=child_env())
+    os.close(err_secondary)
+    try:
+        err = read_until(err_primary, lambda data: b"skips the wait" in data)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
+        os.close(err_primary)
+    assert proc.returncode == 0
+    assert out == b"samantha: hi\n"
+    line = err.decode().strip()
+    assert line == ("myshell-sync: a new connection waits 0.3s before its first request (--captcha-delay; the "
+                    "real service asks for a captcha sooner); --captcha-delay 0 skips the wait against a local "
+                    "or test server")
+
+
+def test_the_captcha_delay_passes_silently_when_stderr_is_piped(local_server):
+    result = run_cli("chat", "hi", "--base-url", local_server.base_url, "--captcha-delay", "0.3", "--timeout", "10")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "samantha: hi\n" and result.stderr == ""
+
+
+class TerminalStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "delay, transport, base_url, expected",
+    [
+        (5.0, "websocket", None, "waits 5s before its first request (--captcha-delay; the real service"),
+        (5.0, "auto", "https://api.myshell.ai/", "waits 5s"),
+        (5.0, "websocket", "http://127.0.0.1:8765", "--captcha-delay 0 skips the wait"),
+        (0.0, "websocket", "http://127.0.0.1:8765", ""),
+        (5.0, "http", "http://127.0.0.1:8765", ""),
+        (5.0, "openapi", None, ""),
+    ],
+    ids=["default-host", "default-host-given", "other-host", "no-delay", "http", "openapi"],
+)
+def test_the_captcha_notice_names_the_skip_only_off_the_real_service(monkeypatch, delay, transport, base_url,
+                                                                     expected):
+    stderr = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    client = SimpleNamespace(captcha_delay=delay, transport=transport)
+    _cli._captcha_notice(client, SimpleNamespace(base_url=base_url))
+    text = stderr.getvalue()
+    assert (expected in text) if expected else text == ""
+    if base_url in (None, "https://api.myshell.ai/"):
+        assert "--captcha-delay 0" not in text  # the real service needs the wait
+
+
+# ---------------------------------------------------------------------------
+# energy --json reports its error as JSON too (issue 11)
+
+
+def test_energy_json_reports_the_error_on_stdout_too(local_server):
+    result = run_cli("energy", "--json", "--base-url", local_server.base_url)
+    assert result.returncode == 3
+    event = json.loads(result.stdout)
+    assert event["type"] == "error" and event["error"] == "AuthenticationError" and event["exit_code"] == 3
+    assert_cli_terms(event["message"], "myshell-sync energy needs a logged-in account", "--token")
+    assert result.stderr.startswith("myshell-sync: AuthenticationError: ")
+
+
+def test_energy_json_reports_a_connection_error_as_json(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out, err = cli(capsys, "energy", "--json", "--token", "t", "--base-url", f"http://127.0.0.1:{port}")
+    assert code == 9
+    event = json.loads(out)
+    assert (event["type"], event["error"], event["exit_code"]) == ("error", "MyshellConnectionError", 9)
+    assert err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------
+# python -m myshell_sync.local is serve-local; the local extra missing (issue 11)
+
+SERVERS = {"serve-local": [str(CLI), "serve-local"], "python -m myshell_sync.local": [sys.executable, "-m",
+                                                                                      "myshell_sync.local"]}
+
+
+@pytest.mark.parametrize("command", sorted(SERVERS))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_local_server_stops_with_0_even_in_a_background_job(command, signum):
+    # `trap '' INT` makes SIGINT ignored, as a shell's background job inherits it.
+    line = " ".join([*SERVERS[command], "--port", "0"])
+    proc = subprocess.Popen(["/bin/sh", "-c", f"trap '' INT; exec {line}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    try:
+        banner = read_until(proc.stdout.fileno(), lambda data: b"\n" in data).decode()
+        base_url = banner.split(" local server at ")[1].split()[0]
+        with Myshell(base_url, captcha_delay=0, timeout=10) as client:
+            assert "".join(client.generate("gpt-4", [{"role": "user", "content": "up"}])) == "gpt-4: up"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+
+
+@pytest.fixture
+def without_the_local_extra(tmp_path) -> Dict[str, str]:
+    """An environment where importing socketio and aiohttp fails, as without
+    the extra (stub packages first on the path; nothing is uninstalled)."""
+    for name in ("socketio", "aiohttp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    return child_env(PYTHONPATH=path)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[sys.executable, "-m", "myshell_sync.local"], [str(CLI), "serve-local", "--port", "0"],
+     [str(CLI), "chat", "--local", "hi"], [str(CLI), "energy", "--local"]],
+    ids=["python -m myshell_sync.local", "serve-local", "chat --local", "energy --local"],
+)
+def test_without_the_local_extra_one_line_says_what_to_install(without_the_local_extra, command):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                            env=without_the_local_extra)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == ('myshell-sync: the local server needs the "local" extra (python-socketio, aiohttp): '
+                             'pip install ".[local]" in a clone of myshell_sync, or pip install '
+                             '"myshell_sync[local]"\n')
+
+
+def test_without_the_local_extra_the_package_imports_and_its_names_say_what_to_install(without_the_local_extra):
+    code = ("import myshell_sync.local as local\n"
+            "try:\n    local.LocalMyshellServer\nexcept ImportError as exc:\n"
+            "    print(type(exc).__name__, isinstance(exc, local.MissingExtraError), exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                            env=without_the_local_extra)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('MissingExtraError True the local server needs the "local" extra')
+
+
+# ---------------------------------------------------------------------------
+# Text that is not valid Unicode: one line, exit code 2 (issue 11)
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8:strict"], ids=["surrogateescape", "strict"])
+def test_a_non_utf8_stdin_is_a_usage_error(local_server, encoding):
+    env = child_env(**({"PYTHONIOENCODING": encoding} if encoding else {}))
+    result = subprocess.run([str(CLI), "chat", *remote(local_server)], input=b"caf\xe9 au lait\n",
+                            capture_output=True, timeout=30, env=env)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert err.startswith("myshell-sync: error: standard input is not valid ") and err.count("\n") == 1
+    assert "0xe9" in err and "iconv" in err and "Traceback" not in err
+    assert local_server.requests == []
+
+
+def test_a_non_utf8_argument_is_a_usage_error(local_server):
+    result = subprocess.run([str(CLI).encode(), b"chat", b"caf\xe9", *map(str.encode, remote(local_server))],
+                            capture_output=True, timeout=30, env=child_env(), stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr == (b"myshell-sync: error: the prompt is not valid UTF-8 text (the byte 0xe9 at "
+                             b"character 3); convert it first, e.g. with iconv -t UTF-8\n")
+    assert local_server.requests == []
+
+
+@pytest.mark.parametrize("args", [["chat", "caf\udce9"], ["chat", "hi", "-s", "half \ud83d"]],
+                         ids=["prompt", "system"])
+def test_a_lone_surrogate_is_a_usage_error_in_process(capsys, args):
+    code, out, err = cli(capsys, *args, "--base-url", "http://127.0.0.1:9")
+    assert code == 2 and out == ""
+    assert "is not valid UTF-8 text" in err and err.count("\n") == 1
+
+
+
+def test_an_interactive_line_that_is_not_utf8_is_refused_and_the_chat_goes_on(monkeypatch, capsys):
+    # (readline, when loaded, drops such bytes itself; without it they reach the CLI.)
+    lines = iter(["caf\udce9", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    sent = []
+    conversation = SimpleNamespace(send=sent.append, reset=lambda: None)
+    client = SimpleNamespace(transport="websocket", conversation=lambda model, system=None: conversation)
+    args = SimpleNamespace(model=None, system=None, json=False, no_stream=False)
+    assert _cli._interactive(client, args) == 0
+    err = capsys.readouterr().err
+    assert "error: that line is not valid UTF-8 text (the byte 0xe9 at character 3); nothing was sent" in err
+    assert sent == []

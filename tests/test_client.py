@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ import pytest
 from helpers import (
     MODEL,
     POEM,
+    SilentServer,
     client_sockets,
     eventually,
     expected_chunks,
@@ -34,12 +34,14 @@ from scripted import ScriptedServer
 import myshell_sync
 from myshell_sync import (
     AuthenticationError,
+    BadRequestError,
     CaptchaRequiredError,
     ClientClosedError,
     ConnectionLostError,
     ConnectTimeoutError,
     Energy,
     InsufficientEnergyError,
+    InvalidTextError,
     Myshell,
     MyshellError,
     MyshellTimeoutError,
@@ -345,37 +347,6 @@ def test_cancellation_leaves_no_thread_or_socket_behind(local_server):
 USER = [{"role": "user", "content": "hello there friend"}]
 
 
-class SilentServer:
-    """Accepts TCP connections and never answers (nor reads)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def __enter__(self) -> "SilentServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(5)
-        for conn in self.accepted:
-            conn.close()
-
-
 # -- bug 4: Timeout.total bounds connect retries --------------------------------
 
 
@@ -406,6 +377,43 @@ def test_total_caps_the_connect_wait_of_a_websocket_attempt():
             with pytest.raises(ConnectTimeoutError, match="Timeout.total of 1s"):
                 list(client.generate("gpt-4", USER))
             assert len(server.accepted) == 1  # no retry once the total ran out
+
+
+def test_a_connect_timeout_after_retries_says_the_limit_is_per_attempt():
+    # --timeout 1 took 4.4 s (three attempts and their backoff) while the
+    # message named only the 1 s: it now says which attempt ran out.
+    with SilentServer() as server:
+        with Myshell(server.base_url, captcha_delay=0, max_retries=2, timeout=Timeout(connect=0.3)) as client:
+            with pytest.raises(ConnectTimeoutError) as info:
+                list(client.generate("gpt-4", USER))
+        assert eventually(lambda: len(server.accepted) == 3)
+    error = info.value
+    assert "ran out of Timeout.connect of 0.3s (per attempt; attempt 3 of 3);" in str(error)
+    assert (error.limit, error.limit_seconds) == ("connect", 0.3)
+
+
+def test_a_single_attempt_names_no_attempts():
+    with SilentServer() as server:
+        with Myshell(server.base_url, captcha_delay=0, max_retries=0, timeout=Timeout(connect=0.3)) as client:
+            with pytest.raises(ConnectTimeoutError) as info:
+                list(client.generate("gpt-4", USER))
+    assert "ran out of Timeout.connect of 0.3s; check the server" in str(info.value)
+    assert "attempt" not in str(info.value)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http", "openapi"])
+def test_a_lone_surrogate_is_refused_before_anything_is_sent(local_server, transport):
+    # It used to raise UnicodeEncodeError from the request signature.
+    options = {"api_key": next(iter(local_server.api_keys))} if transport == "openapi" else {}
+    with make_client(local_server, transport, **options) as client:
+        for messages in ([{"role": "user", "content": "caf\u00e9 \udcff"}],
+                         [{"role": "system", "content": "ok"}, {"role": "user", "content": "half \ud83d"}]):
+            with pytest.raises(InvalidTextError, match=r"is not valid Unicode text: it holds a lone surrogate") as info:
+                client.generate(None, messages)
+            assert isinstance(info.value, ValueError) and isinstance(info.value, BadRequestError)
+        assert "messages[1]['content']" in str(info.value) and "'\\ud83d' at index 5" in str(info.value)
+        assert "".join(client.generate(None, [{"role": "user", "content": "caf\u00e9 \U0001f600"}]))
+    assert len(local_server.requests) + len(local_server.http_requests) + len(local_server.openapi_requests) == 1
 
 
 # -- bug 5: first_chunk means the first text on every transport -----------------

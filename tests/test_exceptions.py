@@ -144,3 +144,82 @@ def test_the_docstring_tree_is_the_class_tree():
         direct = {base for base in cls.__bases__ if issubclass(base, MyshellError)}
         assert parents[cls] == direct, cls.__name__
     assert (RequestTooLargeError, BadRequestError, None) in rows
+
+
+# ----------------------------------------------------------------------
+# Wording: settings named once, spelled by each front end
+
+
+def _terms(**spellings: str):
+    from dataclasses import fields
+
+    from myshell_sync._wording import Terms
+
+    return Terms(**{f.name: spellings.get(f.name, f"<{f.name}>") for f in fields(Terms)})
+
+
+def test_an_error_renders_its_settings_in_other_terms_and_str_stays_python():
+    from myshell_sync._wording import Wording
+
+    error = _exceptions.AuthenticationError(
+        Wording("HTTP 401 {body}; pass {s.token} or set MYSHELL_TOKEN", {"body": "{not a field}"}), status_code=401)
+    assert str(error) == error.message == "HTTP 401 {not a field}; pass token= or set MYSHELL_TOKEN"
+    assert error.args == (str(error),)
+    assert error.render(_terms(token="--token")) == "HTTP 401 {not a field}; pass --token or set MYSHELL_TOKEN"
+    assert ServerError("plain").render(_terms()) == "plain"  # no wording: the text as is
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.wording == error.wording and copy.render(_terms(token="-t")).endswith("pass -t or set MYSHELL_TOKEN")
+
+
+def test_a_timeout_names_its_limit_and_value():
+    from myshell_sync._deadline import Limit
+
+    error = Limit(0.0, "first_chunk", 2.5).error("waiting for the first chunk")
+    assert (error.limit, error.limit_seconds) == ("first_chunk", 2.5)
+    assert str(error) == ("waiting for the first chunk ran out of Timeout.first_chunk of 2.5s; "
+                          "the bot may be busy: retry, or raise Timeout.first_chunk")
+    assert error.render(_terms(timeout_first_chunk="--wait")).endswith("ran out of --wait of 2.5s; "
+                                                                      "the bot may be busy: retry, or raise --wait")
+    later = Limit(1.0, "total", 9.0, attempt=2, attempts=3).error("connecting")
+    assert str(later) == "connecting ran out of Timeout.total of 9s (attempt 2 of 3); raise Timeout.total"
+
+
+# Python spellings of settings: an error message names them only as {s.<term>}.
+_PYTHON_SPELLINGS = ("token=", "api_key=", "base_url", "Timeout.", "transport=", "captcha_delay", "Myshell(",
+                     "verify=", "proxy=", "max_connections", "http_bot_ids", "energy()")
+
+
+def _message_literals():
+    """(where, text) for each literal that starts an error message in the
+    package: the first argument of an error class, of ``Limit.error`` or of a
+    ``Wording`` (with its ``{...}`` fields removed), and the advice tables."""
+    import ast
+    from pathlib import Path
+
+    from myshell_sync import _deadline, _reply
+
+    package = Path(_exceptions.__file__).parent
+    callers = set(_exceptions.__all__) | {"error", "Wording"}
+    for path in sorted(package.rglob("*.py")):
+        if path.parent.name == "local" or path.name in ("_wording.py", "_cli.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name not in callers:
+                continue
+            for part in ast.walk(node.args[0]):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                    yield f"{path.name}:{part.lineno}", re.sub(r"\{[^{}]*\}", "", part.value)
+    for name, (_, advice) in _reply.ERROR_EVENTS.items():
+        yield f"_reply.ERROR_EVENTS[{name!r}]", re.sub(r"\{[^{}]*\}", "", advice)
+    for name, advice in _deadline._ADVICE.items():
+        yield f"_deadline._ADVICE[{name!r}]", re.sub(r"\{[^{}]*\}", "", advice)
+
+
+def test_error_messages_name_settings_only_through_their_wording():
+    literals = list(_message_literals())
+    assert len(literals) > 50  # the scan sees the package's messages
+    offenders = [(where, text) for where, text in literals if any(s in text for s in _PYTHON_SPELLINGS)]
+    assert offenders == []

@@ -44,6 +44,7 @@ from .._exceptions import (
     ProtocolError,
     RequestTooLargeError,
 )
+from .._wording import Wording
 from ._socket import BufferedWebSocket, Watchdog, connect_error, kill, refuse_redirect
 from .base import CANCELLED, DEAD, TERMINAL_EVENTS, Batch, text_item
 
@@ -219,8 +220,7 @@ class Connection:
                 continue
             if kind == EIO_CLOSE:
                 raise MyshellConnectionError(
-                    "the server closed the connection during the handshake; "
-                    "check base_url and try again"
+                    Wording("the server closed the connection during the handshake; check {s.base_url} and try again")
                 )
             if kind != EIO_MESSAGE:
                 continue
@@ -232,15 +232,16 @@ class Connection:
                 return
             if packet.type == _codec.SIO_CONNECT_ERROR:
                 reason = _message_of(packet.data)
-                raise AuthenticationError(
-                    f"the server refused the {NAMESPACE} namespace ({reason}); "
-                    "check the token (or MYSHELL_TOKEN)"
-                )
+                raise AuthenticationError(Wording(
+                    "the server refused the {namespace} namespace ({reason}); check {s.the_token} (or MYSHELL_TOKEN)",
+                    {"namespace": NAMESPACE, "reason": reason},
+                ))
             if packet.type == _codec.SIO_DISCONNECT:
-                raise AuthenticationError(
-                    f"the server closed the {NAMESPACE} namespace during the "
-                    "handshake; check the token (or MYSHELL_TOKEN)"
-                )
+                raise AuthenticationError(Wording(
+                    "the server closed the {namespace} namespace during the handshake; "
+                    "check {s.the_token} (or MYSHELL_TOKEN)",
+                    {"namespace": NAMESPACE},
+                ))
 
     def _recv_before(self, deadline: Optional[float], limit: Limit, what: str) -> str:
         ws = self._ws
@@ -255,10 +256,10 @@ class Connection:
         except websocket.WebSocketTimeoutException:
             raise limit.error(f"waiting for {what} from {self.url}", ConnectTimeoutError) from None
         if frame == "" and not ws.connected:  # websocket-client's value for a close frame
-            raise MyshellConnectionError(
-                f"the server closed the connection while we waited for {what}; "
-                "check base_url and try again"
-            )
+            raise MyshellConnectionError(Wording(
+                "the server closed the connection while we waited for {what}; check {s.base_url} and try again",
+                {"what": what},
+            ))
         if not isinstance(frame, str):
             raise ProtocolError(f"expected a text frame with {what}, got binary data")
         if log.isEnabledFor(logging.DEBUG):
@@ -600,7 +601,7 @@ class Connection:
 
 def _copy_error(error: MyshellError) -> MyshellError:
     """A fresh instance, so each reply can attach its own partial text."""
-    return error.__class__(error.message)
+    return error.__class__(error.wording or error.message)
 
 
 def _message_of(data: Any) -> str:

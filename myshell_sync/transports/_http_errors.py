@@ -15,6 +15,7 @@ import urllib3.exceptions
 
 from .._deadline import Limit
 from .. import _exceptions as errors
+from .._wording import Wording
 
 __all__ = ["status_error", "translate_error", "never_sent", "retry_after", "BODY_EXCERPT"]
 
@@ -34,8 +35,11 @@ def status_error(
     status = response.status_code
     if 300 <= status < 400:
         return errors.MyshellConnectionError(
-            f"HTTP {status}: the server redirected to {response.headers.get('Location')!r}; "
-            "redirects are not followed, so an https:// URL is never downgraded: check base_url",
+            Wording(
+                "HTTP {status}: the server redirected to {location!r}; "
+                "redirects are not followed, so an https:// URL is never downgraded: check {s.base_url}",
+                {"status": status, "location": response.headers.get("Location")},
+            ),
             status_code=status,
             req_id=req_id,
         )
@@ -48,10 +52,11 @@ def status_error(
     info: Dict[str, Any] = {"req_id": req_id, "status_code": status, "body": body[:BODY_EXCERPT]}
     if status == 407:
         return errors.MyshellConnectionError(
-            "HTTP 407: the proxy demands credentials; use proxy=\"http://user:pass@host:port\"", **info
+            Wording("HTTP 407: the proxy demands credentials; use {s.proxy_with_credentials}"), **info
         )
     if status == 401:
-        return errors.AuthenticationError(f"{detail}; pass token= or set MYSHELL_TOKEN", **info)
+        return errors.AuthenticationError(
+            Wording("{detail}; pass {s.token} or set MYSHELL_TOKEN", {"detail": detail}), **info)
     if status == 429:
         return errors.RateLimitError(
             f"{detail}; slow down and retry later",
@@ -59,7 +64,8 @@ def status_error(
             **info,
         )
     if "NEED_VERIFY_CAPTCHA" in reason:
-        return errors.CaptchaRequiredError(f"{detail}; wait a while, or log in with token=", **info)
+        return errors.CaptchaRequiredError(
+            Wording("{detail}; wait a while, or log in with {s.token}", {"detail": detail}), **info)
     if reason == "ERROR_REASON_USER_NOT_ENOUGH_ENERGY":
         return errors.InsufficientEnergyError(f"{detail}; wait for the daily refill or use another account", **info)
     if status == 403 and response.headers.get("cf-mitigated"):
@@ -71,7 +77,13 @@ def status_error(
         )
     if status >= 500:
         return errors.ServerError(f"{detail}; retry later", **info)
-    return errors.BadRequestError(f"{detail}; the server rejected the request: check the model, the prompt and base_url", **info)
+    return errors.BadRequestError(
+        Wording(
+            "{detail}; the server rejected the request: check the model, the prompt and {s.base_url}",
+            {"detail": detail},
+        ),
+        **info,
+    )
 
 
 def _bounded_body(response: requests.Response) -> str:
@@ -124,11 +136,11 @@ def translate_error(exc: BaseException, url: str, limit: Limit) -> errors.Myshel
     if isinstance(exc, requests.exceptions.ProxyError):
         return errors.MyshellConnectionError(f"the proxy refused the connection to {url}: {exc}")
     if isinstance(exc, requests.exceptions.SSLError):
-        return errors.MyshellConnectionError(f"TLS failed for {url}: {exc}; check verify=")
+        return errors.MyshellConnectionError(Wording("TLS failed for {url}: {exc}; {s.check_verify}", {"url": url, "exc": str(exc)}))
     if isinstance(exc, requests.ConnectionError) and never_sent(exc):
-        return errors.MyshellConnectionError(
-            f"cannot connect to {url}: {exc}; check base_url, the network and the proxy"
-        )
+        return errors.MyshellConnectionError(Wording(
+            "cannot connect to {url}: {exc}; check {s.base_url}, the network and the proxy", {"url": url, "exc": str(exc)}
+        ))
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
         return errors.MyshellTimeoutError(f"the server sent nothing for too long on {url}; retry later")
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)):

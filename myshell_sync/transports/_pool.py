@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Set
 
 from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError, MyshellConnectionError
+from .._wording import Wording
 from ._connection import Connection
 
 log = logging.getLogger("myshell_sync")
@@ -92,10 +93,10 @@ class Pool:
                     break
                 remaining = None if until is None else until - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise limit.error(
-                        f"waiting for one of the {self.max_connections} connections, all busy "
-                        "with this bot (raise max_connections),"
-                    )
+                    raise limit.error(Wording(
+                        "waiting for one of the {n} connections, all busy with this bot ({s.max_connections}),",
+                        {"n": self.max_connections},
+                    ))
                 self._waiters += 1
                 try:
                     self._cond.wait(remaining)
@@ -154,7 +155,7 @@ class Pool:
         attempt = 0
         while True:
             try:
-                return self._open_connection(deadline.connect())
+                return self._open_connection(deadline.connect(attempt + 1, self.max_retries + 1))
             except MyshellConnectionError as exc:
                 if self._closed.is_set():
                     raise ClientClosedError() from exc

@@ -21,6 +21,7 @@ import websocket
 
 from .._deadline import Limit
 from .._exceptions import ConnectTimeoutError, MyshellConnectionError, MyshellError, ProtocolError
+from .._wording import Wording
 
 __all__ = ["BufferedWebSocket", "Watchdog", "kill", "refuse_redirect", "connect_error", "READ_SIZE"]
 
@@ -208,15 +209,20 @@ def connect_error(
     if status is not None and 300 <= status < 400:
         location = (headers or {}).get("location")
         return MyshellConnectionError(
-            f"the server redirected the WebSocket upgrade at {url} (HTTP {status} to "
-            f"{location!r}); redirects are not followed, so a wss:// "
-            "URL is never downgraded: check base_url",
+            Wording(
+                "the server redirected the WebSocket upgrade at {url} (HTTP {status} to {location!r}); "
+                "redirects are not followed, so a wss:// URL is never downgraded: check {s.base_url}",
+                {"url": url, "status": status, "location": location},
+            ),
             status_code=status,
         )
     if isinstance(exc, websocket.WebSocketBadStatusException):
         return MyshellConnectionError(
-            f"the server refused the WebSocket upgrade at {url} with HTTP "
-            f"{exc.status_code}; check base_url, or try transport=\"http\"",
+            Wording(
+                "the server refused the WebSocket upgrade at {url} with HTTP {status}; "
+                "check {s.base_url}, or try {s.transport_http}",
+                {"url": url, "status": exc.status_code},
+            ),
             status_code=exc.status_code,
         )
     if isinstance(exc, websocket.WebSocketProxyException):
@@ -228,8 +234,8 @@ def connect_error(
     if isinstance(exc, (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException)):
         return ProtocolError(f"the server broke the WebSocket protocol during the handshake: {exc}")
     if isinstance(exc, (OSError, websocket.WebSocketException, ValueError)):
-        return MyshellConnectionError(
-            f"cannot connect to {url}: {exc.__class__.__name__}: {exc}; "
-            "check base_url, the network and the proxy"
-        )
+        return MyshellConnectionError(Wording(
+            "cannot connect to {url}: {kind}: {exc}; check {s.base_url}, the network and the proxy",
+            {"url": url, "kind": exc.__class__.__name__, "exc": str(exc)},
+        ))
     return MyshellConnectionError(f"cannot connect to {url}: {exc!r}")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional, Set
 
 import requests
 
-from .._deadline import Deadline
+from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError, MyshellError
 from ._http_errors import never_sent, translate_error
 from ._requests_adapter import close_quietly, cut_if_held, hold, shutdown_response, watch
@@ -102,6 +102,7 @@ class ThreadedReply(ReplyHandle):
         self._transport = transport
         self._request = request
         self._deadline = deadline
+        self._connect: Limit = deadline.connect()
         self.mailbox: "queue.Queue[Batch]" = queue.Queue()
         self._response: Optional[requests.Response] = None
         # The connection awaiting (or reading) the response (for cancel()).
@@ -163,7 +164,9 @@ class ThreadedReply(ReplyHandle):
 
     def _run(self) -> None:
         watch(self)
-        connect = self._deadline.connect()
+        # The connect wait of the latest attempt (post() updates it), which
+        # names the limit of a connect timeout.
+        self._connect = self._deadline.connect()
         try:
             self.exchange()
         except MyshellError as exc:
@@ -171,7 +174,7 @@ class ThreadedReply(ReplyHandle):
         except BaseException as exc:  # never die silently
             if not self._cancelled.is_set():
                 log.debug("%s reply failed", self._transport.name, exc_info=True)
-                self.put([(DEAD, translate_error(exc, self._transport.url, connect))])
+                self.put([(DEAD, translate_error(exc, self._transport.url, self._connect))])
         finally:
             watch(None)
 
@@ -204,6 +207,7 @@ class ThreadedReply(ReplyHandle):
         transport = self._transport
         deadline = self._deadline
         for attempt in itertools.count():
+            self._connect = deadline.connect(attempt + 1, transport.max_retries + 1)
             try:
                 response = transport.sessions.get().post(
                     transport.url,
@@ -212,7 +216,7 @@ class ThreadedReply(ReplyHandle):
                     stream=stream,
                     # A redirect could lead an https:// URL to http://: never follow one.
                     allow_redirects=False,
-                    timeout=(deadline.connect().seconds, read_timeout(deadline)),
+                    timeout=(self._connect.seconds, read_timeout(deadline)),
                 )
             except (requests.ConnectTimeout, requests.ConnectionError) as exc:
                 delay = transport.backoff(attempt)

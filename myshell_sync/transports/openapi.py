@@ -22,6 +22,7 @@ from .._constants import OPENAPI_KEY_HEADER, OPENAPI_RUN_PATH
 from .._deadline import Deadline
 from .._exceptions import AuthenticationError, ProtocolError, ServerError
 from .._models import openapi_input, resolve_openapi_model
+from .._wording import Wording
 from ._http_errors import BODY_EXCERPT, retry_after, status_error
 from ._requests_adapter import close_quietly
 from ._session import SessionHolder
@@ -67,7 +68,7 @@ class OpenApiTransport(ThreadedTransport):
     def make_reply(self, request: Request, deadline: Deadline) -> "_WidgetRun":
         if not self._api_key():
             raise AuthenticationError(
-                'transport="openapi" needs an API key: pass api_key= or set MYSHELL_API_KEY'
+                Wording("{s.transport_openapi} needs an API key: pass {s.api_key} or set MYSHELL_API_KEY")
             )
         # ``input`` is a JSON document sent as a string (double encoding).
         data = json.dumps(openapi_input(request.messages, request.settings), ensure_ascii=False)
@@ -108,8 +109,10 @@ class _WidgetRun(ThreadedReply):
         if response.status_code in (401, 403):
             error = status_error(response, req_id, secrets=secrets)
             raise AuthenticationError(
-                f"HTTP {response.status_code}: the key-based API refused the API key; check api_key= "
-                "(or MYSHELL_API_KEY)",
+                Wording(
+                    "HTTP {status}: the key-based API refused the API key; check {s.api_key} (or MYSHELL_API_KEY)",
+                    {"status": response.status_code},
+                ),
                 req_id=req_id,
                 status_code=error.status_code,
                 body=error.body,

@@ -21,6 +21,7 @@ from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError
 from .._models import resolve_model
 from .._signing import generate_signature
+from .._wording import Wording
 from ._connection import Connection
 from ._identity import AccountEvents, Identity
 from ._pool import Pool
@@ -125,7 +126,7 @@ class WebSocketTransport(Transport):
             if deadline.cancelled.is_set():
                 raise Cancelled()
             if deadline.expired():
-                raise deadline.total().error("waiting out captcha_delay before the first request")
+                raise deadline.total().error(Wording("waiting out {s.captcha_delay} before the first request"))
 
     def close(self, timeout: float) -> None:
         self.pool.close(timeout)
