@@ -108,7 +108,7 @@ class UsageError(Exception):
 # Arguments
 
 
-def _client_options(parser: argparse.ArgumentParser) -> None:
+def _client_options(parser: argparse.ArgumentParser, api_key_flag: str = "--api-key") -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--base-url", default=None, metavar="URL",
                        help=f"the service (default {DEFAULT_BASE_URL}; {DEFAULT_OPENAPI_URL} for openapi)")
@@ -118,7 +118,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--token", default=None,
                        help=f"account token (default: ${TOKEN_ENV}; ignored with --local); prefer "
                             "the variable, a command line is visible to other users")
-    group.add_argument("--api-key", default=None, metavar="KEY",
+    group.add_argument(api_key_flag, dest="api_key", default=None, metavar="KEY",
                        help=f"API key of the key-based API (default: ${API_KEY_ENV}; the local "
                             "server's with --local); prefer the variable")
     group.add_argument("--transport", choices=("websocket", "http", "auto", "openapi"), default=None,
@@ -161,6 +161,14 @@ def _count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}")
     return value
 
 
@@ -244,6 +252,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("-v", "--verbose", action="store_true",
                        help="log connections and requests to stderr")
     serve.set_defaults(run=_cmd_serve_local)
+
+    openai = commands.add_parser(
+        "serve", help="serve an OpenAI-compatible API (/v1/chat/completions) until Ctrl-C",
+        description="Serve OpenAI's chat completions API on HOST:PORT, answered by MyShell "
+                    "through one shared client, until Ctrl-C or SIGTERM (waitress, the "
+                    "'server' extra). --local answers from an embedded local server: try it "
+                    "offline with curl or the openai SDK.")
+    openai.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    openai.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0: any free one)")
+    openai.add_argument("--threads", type=_positive_count, default=32, metavar="N",
+                        help="requests served at once; a stream holds one for its whole reply (default 32)")
+    openai.add_argument("--api-key", dest="server_keys", action="append", metavar="KEY",
+                        help="a key clients must send as 'Authorization: Bearer KEY' (repeatable; "
+                             "default: the comma-separated $MYSHELL_SYNC_API_KEYS; none: no check)")
+    openai.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+    _client_options(openai, api_key_flag="--myshell-api-key")
+    openai.set_defaults(run=_cmd_serve)
     return parser
 
 
@@ -712,3 +737,23 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
     return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """The OpenAI-compatible server until Ctrl-C or SIGTERM (status 0)."""
+    from .openai_api import _serve
+
+    try:
+        _serve.load_waitress()
+    except ImportError as exc:
+        raise _StartError(str(exc)) from None
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with _client(args) as client:
+        return _serve.serve(client, host=args.host, port=args.port, threads=args.threads,
+                            api_keys=args.server_keys, announce=_announce)
+
+
+def _announce(line: str) -> None:
+    sys.stdout.write(f"{PROG}: {line}\n")
+    sys.stdout.flush()

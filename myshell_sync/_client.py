@@ -280,6 +280,17 @@ class Myshell:
         return ws_url(self.base_url)
 
     @property
+    def model_names(self) -> Tuple[str, ...]:
+        """The model names this client's transport knows (it also takes bot ids)."""
+        return self._transport.model_names()
+
+    @property
+    def supports_settings(self) -> bool:
+        """Whether this client's transport sends the generation settings
+        (``temperature``, ...): ``transport="openapi"`` only."""
+        return self._transport.supports_settings
+
+    @property
     def token(self) -> Optional[str]:
         """The account token in use (it may have been refreshed by the server)."""
         return self._identity.token

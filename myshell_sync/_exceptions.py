@@ -7,7 +7,8 @@
     ├── InsufficientEnergyError
     ├── BadRequestError
     │   ├── RequestTooLargeError
-    │   └── InvalidTextError (also ValueError)
+    │   ├── InvalidTextError (also ValueError)
+    │   └── InvalidRequestError (also ValueError)
     ├── ServerError
     ├── RateLimitError
     ├── ProtocolError
@@ -44,6 +45,7 @@ __all__ = [
     "BadRequestError",
     "RequestTooLargeError",
     "InvalidTextError",
+    "InvalidRequestError",
     "ServerError",
     "RateLimitError",
     "ProtocolError",
@@ -155,6 +157,16 @@ class InvalidTextError(BadRequestError, ValueError):
     """A message is not valid Unicode text: it holds a lone surrogate (for
     example from undecodable bytes read with ``errors="surrogateescape"``),
     which no encoding on the wire can carry. Refused before anything was sent."""
+
+
+class InvalidRequestError(BadRequestError, ValueError):
+    """An argument of an OpenAI-style request (``myshell_sync.openai_api``)
+    asks for what MyShell cannot do, or is malformed; ``param`` names it
+    (``"n"``, ``"messages[0].content"``). Refused before anything was sent."""
+
+    def __init__(self, message: str, *, param: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.param = param
 
 
 class ServerError(MyshellError):

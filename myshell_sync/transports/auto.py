@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from .._deadline import Deadline
 from .._exceptions import MyshellConnectionError, UnsupportedModelError
@@ -56,6 +56,9 @@ class AutoTransport(Transport):
             return self.websocket.check_model(model)
         except UnsupportedModelError:
             return self.http.check_model(model)  # a numeric id: an HTTP-only bot
+
+    def model_names(self) -> Tuple[str, ...]:
+        return self.websocket.model_names()  # the names fall back to HTTP as they are
 
     def start(self, request: Request, deadline: Deadline) -> ReplyHandle:
         if not self.fell_back:

@@ -128,6 +128,10 @@ class Transport(abc.ABC):
         ``UnsupportedModelError`` before anything is sent."""
 
     @abc.abstractmethod
+    def model_names(self) -> Tuple[str, ...]:
+        """The model names this transport knows (``check_model`` may take more: bot ids)."""
+
+    @abc.abstractmethod
     def start(self, request: Request, deadline: Deadline) -> ReplyHandle:
         """Send ``request`` (or start sending it) within ``deadline``."""
 

@@ -24,7 +24,7 @@ import requests
 from .._constants import CHAT_SEND_PATH, CLIENT_VERSION, CONVERSATION_SCENARIO, ENERGY_PATH, FINAL_GRACE, SECURITY_TOKEN_HEADER, SERVICE_NAME
 from .._deadline import Deadline
 from .._exceptions import ConnectionLostError, ProtocolError
-from .._models import resolve_http_model
+from .._models import http_models, resolve_http_model
 from .._signing import generate_header_timestamp
 from .._sse import SSEDecoder, ServerSentEvent
 from ._http_errors import status_error, translate_error
@@ -94,6 +94,9 @@ class HttpTransport(ThreadedTransport):
 
     def check_model(self, model: Optional[str]) -> str:
         return resolve_http_model(model, self._bot_ids)
+
+    def model_names(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys([*http_models, *self._bot_ids]))
 
     def make_reply(self, request: Request, deadline: Deadline) -> "HttpReply":
         return HttpReply(self, request, self.check_model(request.model), deadline)

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import requests
 
 from .._constants import OPENAPI_KEY_HEADER, OPENAPI_RUN_PATH
 from .._deadline import Deadline
 from .._exceptions import AuthenticationError, ProtocolError, ServerError
-from .._models import openapi_input, resolve_openapi_model
+from .._models import openapi_input, openapi_models, resolve_openapi_model
 from .._wording import Wording
 from ._http_errors import BODY_EXCERPT, retry_after, status_error
 from ._requests_adapter import close_quietly
@@ -64,6 +64,9 @@ class OpenApiTransport(ThreadedTransport):
 
     def check_model(self, model: Optional[str]) -> str:
         return resolve_openapi_model(model)
+
+    def model_names(self) -> Tuple[str, ...]:
+        return tuple(openapi_models)
 
     def make_reply(self, request: Request, deadline: Deadline) -> "_WidgetRun":
         if not self._api_key():

@@ -13,13 +13,13 @@ import functools
 import itertools
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .._config import ProxyConfig, VerifyTypes, tls_options
 from .._constants import SOURCE_FROM, WAIT_SLICE, WS_PATH
 from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError
-from .._models import resolve_model
+from .._models import models, resolve_model
 from .._signing import generate_signature
 from .._wording import Wording
 from ._connection import Connection
@@ -80,6 +80,9 @@ class WebSocketTransport(Transport):
 
     def check_model(self, model: Optional[str]) -> str:
         return resolve_model(model)
+
+    def model_names(self) -> Tuple[str, ...]:
+        return tuple(models)
 
     def warm(self, model: Optional[str], deadline: Deadline) -> None:
         bot_uid = resolve_model(model)

@@ -1,0 +1,130 @@
+"""Response objects in the shape of OpenAI's chat completions API.
+
+Plain dataclasses: attribute access, ``model_dump()`` / ``to_dict()`` (with
+``exclude_none=True``, the JSON the server sends) and ``to_json()``. Their dumps
+validate as the official ``openai.types`` models (the tests check it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Iterator, List, Optional
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "Choice",
+    "ChoiceDelta",
+    "ChunkChoice",
+    "CompletionUsage",
+    "Model",
+    "ModelList",
+]
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _drop_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_drop_none(item) for item in value]
+    return value
+
+
+class _Dumpable:
+    def model_dump(self, *, exclude_none: bool = False) -> Dict[str, Any]:
+        """This object as plain dicts and lists (a new copy each call)."""
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return _drop_none(data) if exclude_none else data
+
+    def to_dict(self, *, exclude_none: bool = False) -> Dict[str, Any]:
+        """The same as :meth:`model_dump`."""
+        return self.model_dump(exclude_none=exclude_none)
+
+    def to_json(self, *, exclude_none: bool = True) -> str:
+        """Compact JSON, as the server sends it (``None`` fields left out)."""
+        return json.dumps(self.model_dump(exclude_none=exclude_none), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclasses.dataclass
+class CompletionUsage(_Dumpable):
+    """Token counts. They are estimates: MyShell reports none (see ``estimate_tokens``)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclasses.dataclass
+class ChatCompletionMessage(_Dumpable):
+    content: Optional[str]
+    role: str = "assistant"
+    refusal: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Choice(_Dumpable):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+@dataclasses.dataclass
+class ChatCompletion(_Dumpable):
+    id: str
+    created: int
+    model: str
+    choices: List[Choice]
+    usage: Optional[CompletionUsage] = None
+    object: str = "chat.completion"
+    system_fingerprint: Optional[str] = None
+
+
+@dataclasses.dataclass
+class ChoiceDelta(_Dumpable):
+    content: Optional[str] = None
+    role: Optional[str] = None
+    refusal: Optional[str] = None
+
+
+@dataclasses.dataclass
+class ChunkChoice(_Dumpable):
+    index: int
+    delta: ChoiceDelta
+    finish_reason: Optional[str] = None
+    logprobs: None = None
+
+
+@dataclasses.dataclass
+class ChatCompletionChunk(_Dumpable):
+    id: str
+    created: int
+    model: str
+    choices: List[ChunkChoice]
+    usage: Optional[CompletionUsage] = None
+    object: str = "chat.completion.chunk"
+    system_fingerprint: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Model(_Dumpable):
+    id: str
+    created: int
+    owned_by: str = "myshell"
+    object: str = "model"
+
+
+@dataclasses.dataclass
+class ModelList(_Dumpable):
+    """What ``models.list()`` returns: iterate it, or read ``data``."""
+
+    data: List[Model]
+    object: str = "list"
+
+    def __iter__(self) -> Iterator[Model]:  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -1,0 +1,42 @@
+"""``app``: the OpenAI-compatible API for any WSGI server, configured by the environment.
+
+    gunicorn -w 4 -k gthread --threads 16 -b 127.0.0.1:8000 myshell_sync.openai_api.wsgi:app
+
+Each worker imports this module and so makes its own ``Myshell`` (one per
+process, shared by its threads). The client reads ``MYSHELL_TOKEN`` and
+``MYSHELL_API_KEY`` itself; this module adds ``MYSHELL_BASE_URL``,
+``MYSHELL_TRANSPORT`` and ``MYSHELL_CAPTCHA_DELAY``; the server's own keys
+are ``MYSHELL_SYNC_API_KEYS`` (comma-separated; unset: no check).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Mapping, Optional
+
+from .._client import Myshell
+from ._wsgi import create_app
+
+__all__ = ["app", "client_options_from_env"]
+
+
+def client_options_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """``Myshell`` options from ``MYSHELL_BASE_URL``, ``MYSHELL_TRANSPORT`` and ``MYSHELL_CAPTCHA_DELAY``."""
+    environ = os.environ if environ is None else environ
+    options: Dict[str, Any] = {}
+    if environ.get("MYSHELL_BASE_URL"):
+        options["base_url"] = environ["MYSHELL_BASE_URL"]
+    if environ.get("MYSHELL_TRANSPORT"):
+        options["transport"] = environ["MYSHELL_TRANSPORT"]
+    if environ.get("MYSHELL_CAPTCHA_DELAY"):
+        try:
+            options["captcha_delay"] = float(environ["MYSHELL_CAPTCHA_DELAY"])
+        except ValueError:
+            raise ValueError(
+                f"MYSHELL_CAPTCHA_DELAY must be a number of seconds, not {environ['MYSHELL_CAPTCHA_DELAY']!r}"
+            ) from None
+    return options
+
+
+#: The WSGI application; its client is this process's and lives as long as it.
+app = create_app(Myshell(**client_options_from_env()))
