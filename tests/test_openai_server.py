@@ -294,10 +294,13 @@ def test_64_concurrent_streams_each_get_their_own_reply(local):
 
 
 def node_client() -> Path:
+    """The Node script; its openai package is installed on first use (.ci/run does it before)."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (NODE_DIR / "node_modules" / "openai").is_dir():
-        pytest.skip("the openai npm package is not installed: npm install --prefix tests/node")
+        result = subprocess.run(["npm", "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"npm install --prefix tests/node failed: {result.stderr[-2000:]}"
     return NODE_DIR / "openai_client.mjs"
 
 
