@@ -17,8 +17,8 @@ from myshell_sync.openai_api import ChunkStream, OpenAI, estimate_tokens
 
 from helpers import eventually
 
-TRANSPORTS = ["websocket", "http", "openapi"]
-MODEL = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini"}
+TRANSPORTS = ["websocket", "http", "openapi", "auto"]
+MODEL = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini", "auto": "gpt-4"}
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a poem about love"}]
 
 
@@ -186,7 +186,8 @@ def test_an_unknown_model_raises_before_anything_is_sent(local_server):
 
 
 def test_an_upstream_error_raises_at_create_typed(transport):
-    switch = {"openapi": {"openapi_status": 503}, "http": {"http_status": 503}, "websocket": {"error_event": "message_error"}}
+    switch = {"openapi": {"openapi_status": 503}, "http": {"http_status": 503},
+              "websocket": {"error_event": "message_error"}, "auto": {"error_event": "message_error"}}
     with LocalMyshellServer(**switch[transport]) as server:
         with openai_client(server, transport, max_retries=0) as ai:
             with pytest.raises(MyshellError):
