@@ -409,3 +409,54 @@ def test_gunicorn_runs_several_workers_each_with_its_own_client():
         finally:
             code = stop(process)
     assert booted == 2 and code == 0
+
+
+# ---------------------------------------------------------------------------
+# The docs' server snippets, run as written against a live serve --local
+
+DOC = ROOT / "docs" / "openai.md"
+SERVED = "<!-- served -->"
+
+
+def served_snippets() -> List[Tuple[str, str]]:
+    """(language, code) of each fenced block after a ``<!-- served -->`` line in docs/openai.md."""
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    snippets = []
+    for index, line in enumerate(lines):
+        if line.strip() == SERVED:
+            fence = lines[index + 1]
+            assert fence.startswith("```"), f"{DOC.name}:{index + 2}: {SERVED} must precede a fence"
+            end = lines.index("```", index + 2)
+            snippets.append((fence[3:].strip(), "\n".join(lines[index + 2:end]) + "\n"))
+    return snippets
+
+
+def test_the_docs_server_snippets_run_as_written(tmp_path):
+    from helpers import CLI
+
+    snippets = served_snippets()
+    assert sorted(language for language, _ in snippets) == ["bash", "js", "python"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process, line = start([str(CLI), "serve", "--local", "--port", "0"], env, b"/v1")
+    base = line.split(" at ", 1)[1].split()[0][: -len("/v1")]
+    try:
+        for language, code in snippets:
+            code = code.replace("http://127.0.0.1:8000", base)
+            if language == "bash":
+                command = ["bash", "-c", code]
+            elif language == "python":
+                command = [os.sys.executable, "-c", code]
+            else:
+                script = NODE_DIR / f"doc_snippet_{os.getpid()}.mjs"  # beside its node_modules
+                node_client()
+                script.write_text(code)
+                command = ["node", str(script)]
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+            finally:
+                if language == "js":
+                    script.unlink()
+            assert result.returncode == 0, (language, result.stderr)
+            assert "gpt-4: Hello" in result.stdout, (language, result.stdout)
+    finally:
+        assert stop(process) == 0
