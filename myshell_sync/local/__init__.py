@@ -8,7 +8,7 @@ try:
     import socketio  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        'the local server needs its extra: pip install "myshell_sync[local]"'
+        'the local server needs its extra: pip install ".[local]" in a clone of myshell_sync'
     ) from exc
 
 from ._rules import (DEFAULT_BOTS, DEFAULT_HTTP_BOTS, DEFAULT_WIDGETS, LOCAL_API_KEY,
