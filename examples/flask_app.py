@@ -11,9 +11,14 @@ response iterable, which closes the ``client.generate(...)`` generator and so
 cancels the upstream request.
 
 In production use a threaded server, since each open stream holds a thread,
-and share one client per process (it is thread-safe)::
+and share one client per process (it is thread-safe). From the repository's
+top folder (``--chdir`` puts this folder on ``sys.path``)::
 
-    gunicorn -k gthread --threads 32 "flask_app:create_app()"
+    gunicorn --chdir examples -k gthread --threads 32 "flask_app:create_app()"
+    MYSHELL_LOCAL=1 gunicorn --chdir examples -k gthread --threads 32 "flask_app:create_app()"
+
+With ``MYSHELL_LOCAL=1``, ``create_app()`` starts an embedded local server in
+each worker process and talks to it (as the notebook does).
 
 Behind nginx the ``X-Accel-Buffering: no`` header keeps the stream unbuffered.
 """
@@ -21,7 +26,9 @@ Behind nginx the ``X-Accel-Buffering: no`` header keeps the stream unbuffered.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Generator, List, Optional
@@ -36,8 +43,13 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def create_app(client: Optional[Myshell] = None, model: Optional[str] = None) -> Flask:
-    """The app; every request shares ``client`` (default: ``Myshell()``, the real service)."""
-    shared = client if client is not None else Myshell()
+    """The app; every request shares ``client``.
+
+    The default client is ``Myshell()`` (the real service), or, with the
+    environment variable ``MYSHELL_LOCAL=1``, a client of an embedded local
+    server started for this process.
+    """
+    shared = client if client is not None else _default_client()
     app = Flask(__name__)
 
     @app.get("/")
@@ -53,6 +65,21 @@ def create_app(client: Optional[Myshell] = None, model: Optional[str] = None) ->
                         headers=SSE_HEADERS)
 
     return app
+
+
+def _default_client() -> Myshell:
+    """``Myshell()``, or with ``MYSHELL_LOCAL=1`` a client of a local server;
+    both are closed when the process exits."""
+    if os.environ.get("MYSHELL_LOCAL") != "1":
+        client = Myshell()
+    else:
+        from myshell_sync.local import LocalMyshellServer
+
+        server = LocalMyshellServer(chunk_delay=0.1).start()
+        atexit.register(server.stop)
+        client = Myshell(server.base_url, captcha_delay=0)
+    atexit.register(client.close)  # runs before server.stop (last in, first out)
+    return client
 
 
 def _reply(client: Myshell, model: Optional[str], prompt: str) -> Generator[str, None, None]:

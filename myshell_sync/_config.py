@@ -156,7 +156,7 @@ class ProxyConfig:
 
 _PROXY_SCHEMES = ("http", "socks5", "socks5h")
 _PROXY_USAGE = "use http://[user:pass@]host:port, socks5://... or socks5h://..."
-SOCKS_EXTRA = 'SOCKS proxies need an extra: pip install "myshell_sync[socks]"'
+SOCKS_EXTRA = 'SOCKS proxies need an extra: pip install ".[socks]" in a clone of myshell_sync'
 
 
 def parse_proxy(url: Optional[str]) -> Optional[ProxyConfig]:

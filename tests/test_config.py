@@ -184,7 +184,7 @@ def test_websocket_client_wraps_the_socket_with_the_given_context():
 # Proxies
 
 USAGE = r"use http://\[user:pass@\]host:port, socks5://\.\.\. or socks5h://\.\.\."
-PIP = r'pip install "myshell_sync\[socks\]"'
+PIP = r'pip install "\.\[socks\]" in a clone'
 
 
 @pytest.fixture

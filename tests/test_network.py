@@ -104,7 +104,7 @@ def test_an_explicit_proxy_is_used_for_127_0_0_1_and_despite_no_proxy(local_serv
 
 def test_socks_without_its_extra_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "python_socks", None)
-    with pytest.raises(ImportError, match=r'pip install "myshell_sync\[socks\]"'):
+    with pytest.raises(ImportError, match=r'pip install "\.\[socks\]" in a clone'):
         Myshell("http://127.0.0.1:9", proxy="socks5h://127.0.0.1:1080")
 
 

@@ -1,5 +1,6 @@
 """``to_sse`` and the web examples: Flask in a real threaded server (and in
-headless Chromium), Django through its test client."""
+headless Chromium, and under real gunicorn as docs/web.md runs it), Django
+through its test client."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import os
 import socket
 import shutil
 import re
+import select
+import shlex
 import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -447,6 +452,77 @@ def test_page_shows_the_safe_message_of_an_error_event():
 @pytest.mark.skipif(NODE is None, reason="needs node")
 def test_page_reports_a_lost_connection():
     assert page_after_error({})["status"] == "error: connection lost"  # a network error has no data
+
+# ---------------------------------------------------------------------------
+# gunicorn, as docs/web.md says to run it
+
+
+WEB_DOC = Path(__file__).resolve().parent.parent / "docs" / "web.md"
+DOC_BIND = "--bind 127.0.0.1:8000"
+
+
+def documented_gunicorn_line() -> str:
+    """The one offline gunicorn command of docs/web.md."""
+    lines = [line.strip() for line in WEB_DOC.read_text(encoding="utf-8").splitlines()
+             if line.strip().startswith("MYSHELL_LOCAL=1 gunicorn ")]
+    assert len(lines) == 1, lines
+    assert DOC_BIND in lines[0]
+    return lines[0]
+
+
+def read_until(fd: int, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+    """Read ``fd`` until ``pattern`` matches what was read; its match."""
+    data = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        match = pattern.search(data)
+        if match:
+            return match
+        left = deadline - time.monotonic()
+        assert left > 0, f"not in time: {pattern.pattern!r} in {data!r}"
+        if select.select([fd], [], [], left)[0]:
+            piece = os.read(fd, 65536)
+            assert piece, f"end of output before {pattern.pattern!r}: {data!r}"
+            data += piece.decode("utf-8", "replace")
+
+
+def test_gunicorn_serves_the_flask_example_as_documented(tmp_path):
+    """docs/web.md's ``MYSHELL_LOCAL=1 gunicorn --chdir examples ...`` line, run from the
+    top folder as written, except on a port the OS picks; SIGTERM stops it with status 0."""
+    pytest.importorskip("flask")
+    pytest.importorskip("gunicorn")
+    argv = shlex.split(documented_gunicorn_line().replace(DOC_BIND, "--bind 127.0.0.1:0"))
+    env = {name: value for name, value in os.environ.items()
+           if not name.upper().startswith("MYSHELL_") and not name.lower().endswith("_proxy")}
+    while "=" in argv[0]:  # the VAR=value prefix
+        name, value = argv.pop(0).split("=", 1)
+        env[name] = value
+    assert argv[0] == "gunicorn"
+    root = WEB_DOC.parent.parent
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env["HOME"] = str(tmp_path)  # gunicorn >= 27 puts its control socket under ~/.gunicorn
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *argv[1:]], cwd=root, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        listening = read_until(proc.stderr.fileno(), re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)"), 30)
+        url = listening.group(1)
+        # The socket listens before the worker is up: the first request waits in its backlog.
+        with requests.get(url + "/stream", params={"prompt": "from gunicorn"}, timeout=30) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            events = decode(response.content.decode("utf-8"))
+        assert [e.data for e in events[:-1]] == reply_chunks("samantha", "from gunicorn")
+        assert events[-1].event == "end"
+        assert "EventSource" in requests.get(url + "/", timeout=30).text
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode("utf-8", "replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
 
 
 # ---------------------------------------------------------------------------

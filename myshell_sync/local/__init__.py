@@ -14,7 +14,7 @@ class MissingExtraError(ImportError):
     message is one line saying what to install."""
 
     def __init__(self, message: str = 'the local server needs the "local" extra (python-socketio, aiohttp): '
-                 'pip install ".[local]" in a clone of myshell_sync, or pip install "myshell_sync[local]"') -> None:
+                 'pip install ".[local]" in a clone of myshell_sync') -> None:
         super().__init__(message)
 
 
