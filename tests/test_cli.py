@@ -846,8 +846,7 @@ def test_without_the_local_extra_one_line_says_what_to_install(without_the_local
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == ('myshell-sync: the local server needs the "local" extra (python-socketio, aiohttp): '
-                             'pip install ".[local]" in a clone of myshell_sync, or pip install '
-                             '"myshell_sync[local]"\n')
+                             'pip install ".[local]" in a clone of myshell_sync\n')
 
 
 def test_without_the_local_extra_the_package_imports_and_its_names_say_what_to_install(without_the_local_extra):
