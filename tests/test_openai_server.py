@@ -68,6 +68,16 @@ def raw_request(url: str, method: str, path: str, body: bytes = b"", headers: Tu
     return sock
 
 
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """Read ``sock`` until ``marker`` has arrived (a recv may return any part)."""
+    data = b""
+    while marker not in data:
+        part = sock.recv(4096)
+        assert part, f"the connection ended before {marker!r}: {data!r}"
+        data += part
+    return data
+
+
 def read_response(sock: socket.socket) -> Tuple[int, dict, bytes]:
     data = b""
     with sock:
@@ -156,11 +166,9 @@ def test_the_first_event_arrives_while_the_bot_is_still_writing():
         with serving(local) as url:
             sock = raw_request(url, "POST", "/v1/chat/completions", completion_body(stream=True))
             with sock:
-                data = b""
+                data = read_until(sock, b'"role":"assistant"')
                 while b'"content":"' not in data.partition(b'"role":"assistant"')[2]:
-                    part = sock.recv(4096)
-                    assert part, data
-                    data += part
+                    data += read_until(sock, b"\n\n")
                 # the reply is still being written upstream: the server streams, it does not buffer
                 assert local.open_http_streams == 1 and not [r for r in local.completed if r]
                 assert b"text/event-stream" in data and b"x-accel-buffering: no" in data.lower()
@@ -170,7 +178,7 @@ def test_a_client_that_goes_away_cancels_the_upstream_reply():
     with LocalMyshellServer(chunk_delay=0.1) as local:
         with serving(local) as url:
             sock = raw_request(url, "POST", "/v1/chat/completions", completion_body(stream=True))
-            assert b"data: " in sock.recv(4096)
+            read_until(sock, b"data: ")
             sock.close()
             assert local.wait_for(lambda s: s.http_cancelled == 1, timeout=30)
 
