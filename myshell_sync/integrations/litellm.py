@@ -87,7 +87,7 @@ def status_code_for(error: BaseException) -> int:
         return 408
     if isinstance(error, RateLimitError):
         return 429
-    if isinstance(error, (BadRequestError, ValueError, TypeError)):
+    if isinstance(error, BadRequestError):
         return own if isinstance(own, int) and 400 <= own < 500 else 400
     if isinstance(error, ServerError):
         return own if isinstance(own, int) and own >= 500 else 500
@@ -134,7 +134,8 @@ class MyshellLLM(CustomLLM):
     def client(self, api_base: Optional[str] = None, api_key: Optional[str] = None) -> Myshell:
         """The shared client for this server and credential."""
         options = dict(self.options)
-        base_url = api_base or options.pop("base_url", None)
+        base_url = options.pop("base_url", None)
+        base_url = api_base or base_url
         return self._clients.get(**client_options(
             self.transport, credential=api_key, base_url=base_url,
             captcha_delay=options.pop("captcha_delay", None), **options))
@@ -156,7 +157,7 @@ class MyshellLLM(CustomLLM):
                 text = "".join(pieces)
             finally:
                 pieces.close()
-        except (MyshellError, ValueError, TypeError) as exc:
+        except MyshellError as exc:
             raise _litellm_error(exc) from exc
         model_response.choices[0].message.content = text
         model_response.choices[0].finish_reason = "stop"
@@ -200,7 +201,7 @@ class MyshellLLM(CustomLLM):
             stream, stops = self._start(model, messages, api_base, api_key, optional_params, timeout)
             pieces = stopped_text(stream, stops)
             first = next(pieces, None)
-        except (MyshellError, ValueError, TypeError) as exc:
+        except MyshellError as exc:
             raise _litellm_error(exc) from exc
         return stream, _chunks(first, pieces)
 
@@ -229,8 +230,14 @@ class MyshellLLM(CustomLLM):
             current = client.timeout
             options["timeout"] = Timeout(connect=current.connect, first_chunk=current.first_chunk,
                                          idle=current.idle, total=float(timeout))
-        stream = client.stream(model or None, [_message(m) for m in messages], **options)
-        return stream, stop_list(params.get("stop"))
+        try:
+            stops = stop_list(params.get("stop"))
+            stream = client.stream(model or None, [_message(m) for m in messages], **options)
+        except MyshellError:
+            raise
+        except (ValueError, TypeError) as exc:  # the request's own checks: a bad request
+            raise BadRequestError(str(exc)) from exc
+        return stream, stops
 
 
 def _chunk(text: str, finished: bool = False) -> Dict[str, Any]:
@@ -245,7 +252,7 @@ def _chunks(first: Optional[str], pieces: Iterator[str]) -> Iterator[Dict[str, A
             yield _chunk(first)
             for piece in pieces:
                 yield _chunk(piece)
-    except (MyshellError, ValueError, TypeError) as exc:
+    except MyshellError as exc:
         raise _litellm_error(exc) from exc
     finally:
         pieces.close()  # also when the caller stops early: the reply is cancelled upstream
