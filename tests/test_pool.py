@@ -214,9 +214,10 @@ def test_close_with_a_silent_server_returns_within_close_timeout():
     assert errors[0].type is ClientClosedError
 
 
-def test_fifty_dropped_clients_leave_the_thread_count_bounded(local_server):
+def test_twenty_dropped_clients_leave_the_thread_count_bounded(local_server):
+    # 20 in a row are enough to see a leak grow (each dropped client would keep >= 1 thread)
     baseline = threading.active_count()
-    for i in range(50):
+    for i in range(20):
         client = Myshell(local_server.base_url, captcha_delay=0)
         ask(client, "gpt-4", f"dropped {i}")
         del client
