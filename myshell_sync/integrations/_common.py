@@ -12,6 +12,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import Myshell, Stream, http_models, models, openapi_models
+from .._stop import StopScanner
 from . import PREFIXES
 
 __all__ = [
@@ -143,46 +144,6 @@ def stop_list(stop: Union[str, Sequence[str], None]) -> List[str]:
         if not isinstance(item, str):
             raise TypeError(f"stop strings must be str, not {type(item).__name__}")
     return [item for item in stops if item]
-
-
-class StopScanner:
-    """Cuts a stream of text at the first of ``stops`` (MyShell has no stop
-    strings of its own, so they are applied here, on the client side).
-
-    ``feed(chunk)`` returns what is safe to pass on now, holding back a tail
-    that could still become a stop string; ``stopped`` is True once one
-    matched; ``flush()`` returns what was held back when the reply ended
-    without a match.
-    """
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = tuple(stops)
-        self.stopped = False
-        self._held = ""
-        self._keep = max((len(stop) for stop in self.stops), default=1) - 1
-
-    def feed(self, chunk: str) -> str:
-        if self.stopped:
-            return ""
-        if not self.stops:
-            return chunk
-        text = self._held + chunk
-        found = [index for index in (text.find(stop) for stop in self.stops) if index >= 0]
-        if found:
-            self.stopped = True
-            self._held = ""
-            return text[: min(found)]
-        keep = 0
-        for length in range(min(self._keep, len(text)), 0, -1):
-            if any(stop.startswith(text[-length:]) for stop in self.stops):
-                keep = length
-                break
-        self._held = text[len(text) - keep:]
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return "" if self.stopped else held
 
 
 def stopped_text(stream: Stream, stops: Sequence[str]) -> Iterator[str]:
