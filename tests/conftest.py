@@ -17,6 +17,16 @@ from typing import Iterator
 import pytest
 
 
+if "MUTANT_UNDER_TEST" in os.environ:
+    # Under mutmut (RELIABILITY.md, "Mutation testing"): the same examples every
+    # run, so a score does not depend on luck; no deadline, as the mutated code
+    # runs slower (a DeadlineExceeded would count as a kill); no example database.
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("mutation", derandomize=True, deadline=None, database=None)
+    _hypothesis_settings.load_profile("mutation")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     import myshell_sync
 
