@@ -349,3 +349,34 @@ def test_an_ipv6_proxy_keeps_its_brackets_in_urls():
     assert config.url == "http://user:pw@[::1]:3128"
     assert config.safe_url == "http://user:***@[::1]:3128"
     assert parse_proxy(config.url) == config
+
+
+@pytest.mark.parametrize("value, error, text", [
+    (0, ValueError, "timeout must be > 0 seconds, or None for no limit; got 0"),
+    (-0.5, ValueError, "timeout must be > 0 seconds, or None for no limit; got -0.5"),
+])
+def test_coerce_says_timeout_for_a_number_out_of_range(value, error, text):
+    # coerce is what timeout= goes through: the message names timeout=, not Timeout(default)
+    with pytest.raises(error) as info:
+        Timeout.coerce(value)
+    assert str(info.value) == text
+
+
+def test_no_proxy_variable_does_not_even_consult_urllib(env, monkeypatch):
+    import urllib.request
+
+    def fail(*args):
+        raise AssertionError("urllib.request consulted without a *_proxy variable")
+
+    monkeypatch.setattr(urllib.request, "getproxies_environment", fail)
+    env.setenv("NO_PROXY", "example")
+    assert environment_proxy("https://api.example") is None
+    env.setenv("HTTPS_PROXY", "http://secure:1")
+    with pytest.raises(AssertionError, match="consulted"):
+        environment_proxy("https://api.example")
+
+
+def test_a_url_without_a_host_is_matched_against_no_host_in_no_proxy(env):
+    env.setenv("HTTP_PROXY", "http://plain:2")
+    env.setenv("NO_PROXY", "xxxx,localhost")
+    assert environment_proxy("http:///path") == ProxyConfig("http", "plain", 2)
