@@ -251,3 +251,142 @@ def test_every_decoder_raises_only_protocol_error(prefix, body):
             decode(text)
         except ProtocolError:
             pass
+
+
+# ----------------------------------------------------------------------
+# Boundaries, rare branches and what each error says (the mutation run's findings)
+
+
+@pytest.mark.parametrize("frame, message", [
+    ("40", "expected the Engine.IO open packet, got '40'"),
+    ("", "expected the Engine.IO open packet, got ''"),
+    ("0not json", "open packet is not JSON: '0not json'"),
+    ("0[1,2]", "open packet is not a JSON object: '0[1,2]'"),
+    ('0{"sid":"a"}', "open packet lacks sid/pingInterval/pingTimeout: '0{\"sid\":\"a\"}'"),
+    ('0{"sid":"a","pingInterval":1,"pingTimeout":1,"maxPayload":0}',
+     "open packet has a bad maxPayload: '0{\"sid\":\"a\",\"pingInterval\":1,\"pingTimeout\":1,\"maxPayload\":0}'"),
+])
+def test_decode_open_says_what_is_wrong(frame, message):
+    with pytest.raises(ProtocolError) as info:
+        codec.decode_open(frame)
+    assert str(info.value) == message
+
+
+def test_an_open_packet_without_max_payload_has_none():
+    assert codec.decode_open('0{"sid":"s","pingInterval":25000,"pingTimeout":5000}') == codec.OpenPacket(
+        "s", 25.0, 5.0, None)
+    assert codec.decode_open('0{"sid":"s","pingInterval":1,"pingTimeout":1,"maxPayload":null}').max_payload is None
+
+
+@pytest.mark.parametrize("max_payload", ["0", '"1000"', "-1", "true", "[1]", "{}"])
+def test_an_open_packet_with_a_bad_max_payload_is_refused(max_payload):
+    frame = '0{"sid":"s","pingInterval":1,"pingTimeout":1,"maxPayload":%s}' % max_payload
+    with pytest.raises(ProtocolError, match="^open packet has a bad maxPayload: "):
+        codec.decode_open(frame)
+
+
+def test_an_open_packet_with_the_smallest_max_payload_and_float_intervals():
+    assert codec.decode_open('0{"sid":"","pingInterval":0.5,"pingTimeout":1,"maxPayload":1}') == codec.OpenPacket(
+        "", 0.0005, 0.001, 1)
+
+
+@pytest.mark.parametrize("field", ["pingInterval", "pingTimeout"])
+@pytest.mark.parametrize("value", ["0", "-5", "true", "null", '"25000"'])
+def test_an_open_packet_with_a_bad_interval_is_refused(field, value):
+    info = {"sid": "s", "pingInterval": 1, "pingTimeout": 1}
+    frame = "0" + json.dumps(info).replace(f'"{field}": 1', f'"{field}": {value}')
+    with pytest.raises(ProtocolError, match="^open packet lacks sid/pingInterval/pingTimeout: "):
+        codec.decode_open(frame)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # packet type 6 (binary ack) and the attachment count's bounds
+    ('61-/chat,3[]', codec.SioPacket(6, "/chat", 3, [], 1)),
+    ('60-[]', codec.SioPacket(6, "/", None, [], 0)),
+    ("5" + "9" * 10 + '-["a"]', codec.SioPacket(5, "/", None, ["a"], 9999999999)),
+    # a namespace with a dash close to the attachment count
+    ('51-/a-b,["x"]', codec.SioPacket(5, "/a-b", None, ["x"], 1)),
+    # a namespace without a comma: nothing follows it
+    ("1/chat", codec.SioPacket(1, "/chat", None, None)),
+    ("0/a", codec.SioPacket(0, "/a", None, None)),
+    # the query is cut at its first "?"
+    ('2/chat?a=1?b=2,["a"]', codec.SioPacket(2, "/chat", None, ["a"])),
+    # ack ids with every digit, 0 alone, and the longest allowed
+    ('2/chat,90["a"]', codec.SioPacket(2, "/chat", 90, ["a"])),
+    ('3/chat,0[]', codec.SioPacket(3, "/chat", 0, [])),
+    ('3/chat,1234567890[]', codec.SioPacket(3, "/chat", 1234567890, [])),
+    ("3/chat," + "9" * 100 + "[]", codec.SioPacket(3, "/chat", int("9" * 100), [])),
+    ("3" + "1" * 100 + "[]", codec.SioPacket(3, "/", int("1" * 100), [])),
+    # an ack id alone, and JSON with space around it
+    ("3/chat,5", codec.SioPacket(3, "/chat", 5, None)),
+    ('2/chat, ["a"] ', codec.SioPacket(2, "/chat", None, ["a"])),
+])
+def test_decode_sio_rare_shapes(text, expected):
+    assert codec.decode_sio(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "not a Socket.IO packet: ''"),
+    ("7", "not a Socket.IO packet: '7'"),
+    ("/", "not a Socket.IO packet: '/'"),
+    ('5["a"]', "bad attachment count: '5[\"a\"]'"),
+    ("6123", "bad attachment count: '6123'"),  # digits but no dash
+    ("6-[]", "bad attachment count: '6-[]'"),
+    ("5" + "1" * 11 + '-["a"]', "bad attachment count: '5" + "1" * 11 + "-[\"a\"]'"),
+    ("3/chat," + "1" * 101 + "[]", "ack id is too long: '3/chat," + "1" * 101 + "[]'"),
+    ("2/chat,[", "packet payload is not JSON: '2/chat,['"),
+    ("2/chat,7", "event payload is not [name, ...]: '2/chat,7'"),
+    ('2/chat,{"a":1}', "event payload is not [name, ...]: '2/chat,{\"a\":1}'"),
+    ('51-/chat,[]', "event payload is not [name, ...]: '51-/chat,[]'"),
+])
+def test_decode_sio_says_what_is_wrong(text, message):
+    with pytest.raises(ProtocolError) as info:
+        codec.decode_sio(text)
+    assert str(info.value) == message
+
+
+def test_the_other_packet_types_need_no_event_array():
+    for ptype in "01346":
+        prefix = ptype + ("1-" if ptype == "6" else "")
+        assert codec.decode_sio(prefix + '/chat,{"a":1}').data == {"a": 1}
+
+
+def test_error_messages_clip_long_frames():
+    long = "2/chat," + "x" * 200
+    with pytest.raises(ProtocolError) as info:
+        codec.decode_sio(long)
+    assert str(info.value) == "packet payload is not JSON: " + repr(long[:120] + "...")
+    exact = "2/chat," + "x" * 113  # 120 characters: not clipped
+    with pytest.raises(ProtocolError) as info:
+        codec.decode_sio(exact)
+    assert str(info.value) == "packet payload is not JSON: " + repr(exact)
+    assert codec._clip("abcdef", 5) == "'abcde...'" and codec._clip("abcde", 5) == "'abcde'"
+
+
+@pytest.mark.parametrize("frame, message", [
+    ("42/chat,[", "packet payload is not JSON: '42/chat,['"),
+    ("42/chat,[]", "event payload is not [name, ...]: '42/chat,[]'"),
+    ('42/chat,["a"] x', "event payload is not [name, ...]: '42/chat,[\"a\"] x'"),
+])
+def test_fast_event_path_says_what_is_wrong(frame, message):
+    with pytest.raises(ProtocolError) as info:
+        codec.decode_event_frame(frame, "42/chat,")
+    assert str(info.value) == message
+
+
+def test_fast_event_path_allows_json_space_after_the_array():
+    assert codec.decode_event_frame('42/chat,["a"] \t\r\n', "42/chat,") == ["a"]
+    assert codec.decode_event_frame('42["a",1]', "42") == ["a", 1]
+
+
+def test_the_root_namespace_has_no_prefix():
+    assert codec.encode_event("/", "a", 1) == '42["a",1]'
+    assert codec.encode_connect("/", {"t": 1}) == '40{"t":1}'
+    assert codec.encode_disconnect("/") == "41"
+    assert codec.encode_ack("/", 3, "x") == '433["x"]'
+    assert codec.encode_ack("/chat", 0, 1, None) == "43/chat,0[1,null]"
+
+
+def test_is_eio_type():
+    assert [c for c in "0123456789x4" if codec.is_eio_type(c)] == list("01234564")
+    assert not codec.is_eio_type("")
