@@ -377,3 +377,95 @@ def test_any_split_of_any_bytes_gives_the_same_outcome(body, cuts, limit):
 def test_field_soup_decodes_the_same_however_it_is_split(pieces, cuts):
     body = b"".join(pieces)
     assert decode(_split(body, cuts))[0] == decode([body])[0]
+
+
+# ----------------------------------------------------------------------
+# The size bound at its edges, pending, and what the errors say
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_max_event_size_must_be_positive(size):
+    with pytest.raises(ValueError) as info:
+        SSEDecoder(size)
+    assert str(info.value) == "max_event_size must be positive"
+
+
+def test_the_smallest_bound_is_one_character():
+    decoder = SSEDecoder(1)
+    assert decoder.max_event_size == 1
+    assert decoder.feed(b"x\n\n:\n") == []  # one-character lines fit
+    with pytest.raises(ProtocolError) as info:
+        decoder.feed(b"xy")
+    assert str(info.value) == "event stream event exceeds 1 characters"
+
+
+def test_a_line_of_exactly_the_bound_fits():
+    assert decode([b"data: 1234\n\n"], max_event_size=10)[0] == [ServerSentEvent("message", "1234")]
+    with pytest.raises(ProtocolError, match="^event stream event exceeds 9 characters$"):
+        decode([b"data: 1234\n\n"], max_event_size=9)
+
+
+def test_an_unfinished_line_of_exactly_the_bound_fits():
+    decoder = SSEDecoder(10)
+    assert decoder.feed(b"data: 1234") == []
+    assert decoder.flush() == []  # the end of the stream adds nothing to it
+    assert decoder.pending
+    decoder = SSEDecoder(10)
+    decoder.feed(b"data: 1234")
+    with pytest.raises(ProtocolError, match="exceeds 10 characters"):
+        decoder.feed(b"5")
+
+
+def test_an_unfinished_line_is_measured_from_zero_after_a_line_ends():
+    decoder = SSEDecoder(10)
+    decoder.feed(b"data: a")
+    decoder.feed(b"\n")  # the line "data: a" ends: 2 characters of data ("a" and its line end)
+    assert decoder.feed(b"data: 12") == []  # 2 + 8 = 10
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"3")
+
+
+def test_the_data_of_an_event_adds_up_over_its_lines():
+    # each "data:a" line is 6 characters and adds 2 ("a" and its line end) to the event
+    body = b"data:a\ndata:a\ndata:a\n\n"
+    assert decode([body], max_event_size=10)[0] == [ServerSentEvent("message", "a\na\na")]  # 4 + 6 = 10
+    with pytest.raises(ProtocolError, match="exceeds 9 characters"):
+        decode([body], max_event_size=9)
+    with pytest.raises(ProtocolError, match="exceeds 11 characters"):
+        decode([b"data:a\n" * 4 + b"\n"], max_event_size=11)  # the fourth line: 6 + 6 = 12
+
+
+def test_each_event_starts_its_count_from_zero():
+    events, _ = decode([b"data:a\ndata:b\n\ndata: 1234\n\n"], max_event_size=10)
+    assert events == [ServerSentEvent("message", "a\nb"), ServerSentEvent("message", "1234")]
+
+
+def test_a_fresh_decoder_is_not_pending():
+    decoder = SSEDecoder()
+    assert decoder.pending is False
+    assert (decoder.last_event_id, decoder.retry) == (None, None)
+    assert decoder.feed(b"") == [] and decoder.pending is False
+    assert decoder.flush() == [] and decoder.pending is False
+
+
+def test_a_leading_blank_line_dispatches_nothing():
+    assert decode([b"\n\ndata: x\n\n"])[0] == [ServerSentEvent("message", "x")]
+    assert decode([b"\xef\xbb\xbf\r\ndata: x\n\n"])[0] == [ServerSentEvent("message", "x")]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"id": "a\nb"}, "an event id must not contain CR, LF or NUL"),
+    ({"id": "a\rb"}, "an event id must not contain CR, LF or NUL"),
+    ({"id": "a\0b"}, "an event id must not contain CR, LF or NUL"),
+    ({"event": "a\rb"}, "an event name must not contain CR or LF"),
+    ({"event": "a\nb"}, "an event name must not contain CR or LF"),
+])
+def test_encode_sse_says_what_an_id_or_name_must_not_contain(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        encode_sse("x", **kwargs)
+    assert str(info.value) == message
+
+
+def test_encode_sse_allows_nul_in_an_event_name_and_empty_id_and_event():
+    assert encode_sse("x", event="a\0b") == "event: a\0b\ndata: x\n\n"
+    assert encode_sse("x", event="", id="") == "id: \nevent: \ndata: x\n\n"
