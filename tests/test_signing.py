@@ -139,3 +139,68 @@ def test_header_timestamp_is_its_own_fixed_point():
         stamp = generate_header_timestamp(ms)
         assert generate_header_timestamp(int(stamp)) == stamp
         assert int(stamp) // 10 == ms // 10
+
+
+# ----------------------------------------------------------------------
+# The clock's ms exactly (integer division of time_ns), and the visitor id's
+# segments digit by digit on a scripted clock and random source
+
+
+def test_the_clock_is_read_as_whole_ms_without_float_rounding(monkeypatch):
+    # 999_999 ns past a ms: a float division would round up to the next ms
+    import myshell_sync._signing as signing
+
+    monkeypatch.setattr(signing.time, "time_ns", lambda: 1_700_000_000_139_999_999)
+    assert generate_timestamp() == generate_timestamp(1_700_000_000_139) != generate_timestamp(1_700_000_000_140)
+    assert generate_header_timestamp() == generate_header_timestamp(1_700_000_000_139) != generate_header_timestamp(
+        1_700_000_000_140)
+
+
+class ScriptedClock:
+    """time_ns readings: each sample reads its start, then ``turns`` readings
+    within the same ms (at odd ns), then one in the next ms."""
+
+    def __init__(self, *samples):
+        self.readings = []
+        for start_ms, turns in samples:
+            ns = start_ms * 1_000_000
+            self.readings += [ns + 17] + [ns + 17 + 1_000 * (i + 1) for i in range(turns)]
+            self.readings.append(ns + 1_000_000 + 3)
+        self.readings.reverse()
+
+    def __call__(self):
+        return self.readings.pop()
+
+
+class FixedBits:
+    def __init__(self, value):
+        self.value = value
+
+    def getrandbits(self, bits):
+        assert bits == 56
+        return self.value
+
+
+def test_visitor_id_segments_digit_by_digit(monkeypatch):
+    import myshell_sync._signing as signing
+
+    clock = ScriptedClock((0x18BCFE56800, 11), (0x18BCFE56801, 0))
+    monkeypatch.setattr(signing.time, "time_ns", clock)
+    monkeypatch.setattr(signing, "_rng", FixedBits(0xABCDEF012345))
+    assert generate_visitor_id("abc") == "18bcfe56800b-00abcdef012345-616263-1fa400-18bcfe568010"
+    assert clock.readings == []  # each sample read the clock until the ms changed, no more
+
+
+def test_visitor_id_random_segment_is_fourteen_lowercase_hex_digits(monkeypatch):
+    import myshell_sync._signing as signing
+
+    monkeypatch.setattr(signing, "_rng", FixedBits(2**56 - 1))
+    assert generate_visitor_id("").split("-")[1] == "ff" * 7
+    monkeypatch.setattr(signing, "_rng", FixedBits(0))
+    assert generate_visitor_id("").split("-")[1] == "0" * 14
+
+
+def test_visitor_id_timing_segments_are_lowercase_hex():
+    first, _, _, _, last = generate_visitor_id("abc").split("-")
+    for segment in (first, last):
+        assert re.fullmatch(r"[0-9a-f]+", segment)
