@@ -96,7 +96,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def test_chat_streams_the_reply_while_the_bot_is_still_writing(local_server):
-    local_server.chunk_delay = 0.15
+    local_server.chunk_delay = 0.25  # 3 s of chunks after the first
     reply = "".join(reply_chunks("samantha", SLOW_PROMPT))
     proc = subprocess.Popen([str(CLI), "chat", SLOW_PROMPT, *remote(local_server)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

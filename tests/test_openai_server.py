@@ -162,7 +162,7 @@ def test_openai_python_client_sees_its_own_error_classes():
 
 
 def test_the_first_event_arrives_while_the_bot_is_still_writing():
-    with LocalMyshellServer(chunk_delay=0.2) as local:
+    with LocalMyshellServer(chunk_delay=0.4) as local:  # 2.4 s of chunks after the first
         with serving(local) as url:
             sock = raw_request(url, "POST", "/v1/chat/completions", completion_body(stream=True))
             with sock:
@@ -206,13 +206,13 @@ def test_a_failure_after_the_stream_began_is_an_error_event_then_done():
     assert error["type"] == "upstream_error" and "ConnectionLostError" in error["message"]
 
 
-@pytest.mark.parametrize("switches, status, kind", [
-    ({"http_status": 503}, 502, "upstream_error"),
-    ({"reply_delay": 30}, 504, "timeout"),
+@pytest.mark.parametrize("switches, timeout, status, kind", [
+    ({"http_status": 503}, 30, 502, "upstream_error"),
+    ({"reply_delay": 30}, 1, 504, "timeout"),
 ])
-def test_upstream_failures_are_502_and_timeouts_504(switches, status, kind):
+def test_upstream_failures_are_502_and_timeouts_504(switches, timeout, status, kind):
     with LocalMyshellServer(**switches) as local:
-        with serving(local, max_retries=0, timeout=1) as url:
+        with serving(local, max_retries=0, timeout=timeout) as url:
             got, headers, body = read_response(raw_request(url, "POST", "/v1/chat/completions",
                                                            completion_body(stream=True)))
     assert got == status

@@ -297,7 +297,7 @@ def test_flask_needs_a_prompt(flask_site):
 
 
 def test_flask_first_chunk_arrives_before_the_bot_is_done(flask_site):
-    url, server, _ = flask_site(chunk_delay=0.1)
+    url, server, _ = flask_site(chunk_delay=0.25)  # 2 s of chunks after the first
     prompt = "one two three four five six seven eight"
     with requests.get(url + "/stream", params={"prompt": prompt}, stream=True, timeout=10) as response:
         reader = EventReader(response)
