@@ -200,6 +200,7 @@ class Outcome:
     error: Optional[BaseException] = None
     elapsed: float = 0.0
     server: Any = None
+    threads_at_end: List[str] = field(default_factory=list)  # client threads when the call returned or raised
 
     @property
     def text(self) -> str:
@@ -232,7 +233,8 @@ def call(handler, *, server_type=None, transport: str = "websocket", timeout: An
             except Exception as exc:  # asserted by the test
                 outcome.error = exc
             outcome.elapsed = time.monotonic() - started
-        assert eventually(lambda: not client_threads(), 2), f"threads left: {client_threads()}"
+            outcome.threads_at_end = client_threads()
+        assert eventually(lambda: not client_threads(), 10), f"threads left: {client_threads()}"
         assert client_sockets(server.port) == 0
     assert not server.errors, server.errors
     if outcome.error is not None:

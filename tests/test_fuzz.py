@@ -203,7 +203,7 @@ def play(conn: RawConn, rid: str, steps) -> None:
         elif kind == "eof":
             conn.kill()
             return
-    conn.wait_closed(10)
+    conn.wait_closed(30)
 
 
 class Stage:
@@ -220,12 +220,16 @@ class Stage:
         play(conn, request["reqId"], self.steps)
 
 
-TIMEOUT = Timeout(connect=3, first_chunk=0.3, idle=0.3)
+# first_chunk and idle end the "silence" examples (the error, or the grace
+# period after isFinal, decides the outcome); 1 s leaves the server thread time
+# to send the other endings' frames on a loaded machine.
+TIMEOUT = Timeout(connect=10, first_chunk=1.0, idle=1.0)
 # How long a reply may go on after its isFinal frame (1 s in the library;
 # shortened here so that the silent endings stay cheap).
 GRACE = 0.2
-# the slowest legal ending: silence after isFinal, plus slack
-BOUND = 0.3 + GRACE + 1.0
+# Every ending comes within the idle limit; the alternative is the server's 30 s
+# wait for the client to go away.
+BOUND = 10
 
 
 def _replies_hold(max_examples: int, monkeypatch) -> None:
@@ -266,7 +270,7 @@ def _replies_hold(max_examples: int, monkeypatch) -> None:
             assert error.req_id
         assert isinstance(error, (MyshellError, type(None)))
         assert elapsed < BOUND, (steps, elapsed)
-        assert eventually(lambda: not client_threads(), 2), client_threads()
+        assert eventually(lambda: not client_threads(), 10), client_threads()
         assert client_sockets(server.port) == 0
         assert not thread_failures, thread_failures
         name = steps[-1][0]

@@ -109,7 +109,7 @@ def test_basic_call_and_cancellation_under_gevent_monkey_patching():
             assert seen["in_flight_after_break"] == 0
         assert seen["after_break"] == f"{name}: still works"
         assert seen["greenlets"] == [f"{name}: greenlet {i}" for i in range(10)]
-        assert 0.3 <= seen["timeout_after"] < 2
+        assert 0.3 <= seen["timeout_after"] < 10  # Timeout.idle, not the bot's 60 s
         assert seen["close_woke"] == "ClientClosedError"
-        assert seen["close_after"] < 2
+        assert seen["close_after"] < 10  # close() woke it, not the 30 s timeout
     assert report["threads_left"] == []

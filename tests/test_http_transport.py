@@ -132,9 +132,9 @@ def test_http_headers_then_stall_times_out_and_leaves_nothing_behind():
         _sse_reply_start(conn)
         conn.stall()
 
-    outcome = call(play, timeout=Timeout(connect=3, first_chunk=0.5, idle=3), **HTTP)
+    outcome = call(play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30), **HTTP)
     assert type(outcome.error) is MyshellTimeoutError and "first_chunk" in str(outcome.error)
-    assert 0.5 <= outcome.elapsed < 1
+    assert 0.5 <= outcome.elapsed < 10  # Timeout.first_chunk, not the 30 s read timeout
 
 
 def test_http_no_answer_at_all_times_out_and_leaves_nothing_behind():
@@ -142,9 +142,13 @@ def test_http_no_answer_at_all_times_out_and_leaves_nothing_behind():
         conn.read_request()
         conn.stall()
 
-    outcome = call(play, timeout=Timeout(connect=3, first_chunk=0.5, idle=30), **HTTP)
+    outcome = call(play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30), **HTTP)
     assert type(outcome.error) is MyshellTimeoutError
-    assert 0.5 <= outcome.elapsed < 1  # the thread awaiting the headers was cut at once
+    assert 0.5 <= outcome.elapsed < 10  # Timeout.first_chunk, not the 30 s read timeout
+    # The thread awaiting the headers was cut at once: it was gone when the
+    # error reached the caller (left to its read timeout, the caller would
+    # have waited out a bounded join and found it still running).
+    assert outcome.threads_at_end == []
 
 
 @pytest.mark.parametrize("how", ["first_chunk timeout", "client close"])
@@ -199,10 +203,10 @@ def test_http_stream_ending_before_the_final_events_is_connection_lost(chunked, 
             conn.end_chunks()
         conn.kill()
 
-    outcome = call(play, **HTTP)
+    outcome = call(play, timeout=30, **HTTP)
     assert type(outcome.error) is ConnectionLostError, outcome.error
     assert outcome.chunks == ["part "]  # an unfinished event is never yielded
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_http_push_finished_then_eof_ends_well():
@@ -266,10 +270,10 @@ def test_http_event_over_the_limit_is_a_protocol_error(terminated):
             conn.send_chunk(line[start:start + 16384])
         conn.stall()
 
-    outcome = call(play, max_event_size=65536, **HTTP)
+    outcome = call(play, timeout=30, max_event_size=65536, **HTTP)
     assert type(outcome.error) is ProtocolError and "65536" in str(outcome.error)
     assert outcome.chunks == ["part "]
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_http_broken_chunked_encoding_fails_the_reply():
@@ -279,10 +283,10 @@ def test_http_broken_chunked_encoding_fails_the_reply():
         conn.send(b"zz\r\ngarbage\r\n")
         conn.stall()
 
-    outcome = call(play, **HTTP)
+    outcome = call(play, timeout=30, **HTTP)
     assert type(outcome.error) is ConnectionLostError, outcome.error
     assert outcome.error.partial_text == "part "
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_http_endless_response_headers_fail_fast():
@@ -293,9 +297,9 @@ def test_http_endless_response_headers_fail_fast():
             conn.send(b"X-Header-%d: value\r\n" % i)
         conn.stall()
 
-    outcome = call(play, **HTTP)
+    outcome = call(play, timeout=30, **HTTP)
     assert type(outcome.error) is ConnectionLostError, outcome.error  # http.client: "got more than 100 headers"
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_http_error_status_reads_only_a_bounded_body():
@@ -306,10 +310,10 @@ def test_http_error_status_reads_only_a_bounded_body():
         conn.send(b"x" * 1_000_000)  # far more than the client reads, then silence
         conn.stall()
 
-    outcome = call(play, **HTTP)
+    outcome = call(play, timeout=30, **HTTP)
     assert type(outcome.error) is ServerError and "500" in str(outcome.error)
     assert len(str(outcome.error)) < 500
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 # ---------------------------------------------------------------------------
@@ -668,14 +672,15 @@ def test_reply_ends_promptly_whatever_follows_it(tail):
             stop.wait(30)
 
     with RawServer(keep_alive(answer)) as server:
-        with Myshell(server.base_url, transport="http", timeout=10) as client:
+        with Myshell(server.base_url, transport="http", timeout=30) as client:
             started = time.monotonic()
             reply = client.chat(MODEL, user("x"))
             elapsed = time.monotonic() - started
             stop.set()
             assert reply.text == "done now"
             assert client.energy_info == ENERGY
-            assert elapsed < 2.5, elapsed
+            # the drain's bound (FINAL_GRACE, 1 s), not forever nor the 30 s read timeout
+            assert elapsed < 10, elapsed
         assert no_http_threads()
         assert client_sockets(server.port) == 0
 

@@ -486,7 +486,7 @@ def test_stop_ends_open_streams_promptly():
         started = time.monotonic()
     finally:
         server.stop()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # at once, not after the 30 s reply delay
     assert server.open_http_streams == 0
     assert server.http_cancelled == 0  # the server went away, not the client
     with pytest.raises(requests.exceptions.RequestException):

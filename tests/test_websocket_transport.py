@@ -95,13 +95,17 @@ def test_handshake_and_request_payload(local_server):
 
 
 def test_captcha_delay_waits_after_the_namespace_ack():
-    with LocalMyshellServer(captcha_window=0.4) as server:
-        with Myshell(server.base_url, captcha_delay=0.5) as client:
+    # The server refuses a request sooner than 2.5 s after the namespace ack;
+    # the client waits out its 3 s captcha_delay, once per connection.
+    with LocalMyshellServer(captcha_window=2.5) as server:
+        with Myshell(server.base_url, captcha_delay=3) as client:
+            started = time.monotonic()
             assert "".join(client.generate("gpt-4", POEM)) == "".join(expected_chunks("gpt-4"))
-            # only the first request on a connection waits
+            assert time.monotonic() - started >= 2.5
+            # only the first request on a connection waits: a second wait would be 3 s
             started = time.monotonic()
             assert "".join(client.generate("gpt-4", POEM))
-            assert time.monotonic() - started < 0.4
+            assert time.monotonic() - started < 1.5
     assert server.connects == 1
 
 
@@ -207,10 +211,10 @@ def test_no_open_packet_is_a_connect_timeout():
         peer.wait_closed()
 
     started = time.monotonic()
-    error = scripted(play, timeout=Timeout(connect=0.5, first_chunk=5, idle=5)).error
+    error = scripted(play, timeout=Timeout(connect=0.5, first_chunk=30, idle=30)).error
     assert isinstance(error, ConnectTimeoutError)
     assert isinstance(error, MyshellTimeoutError) and isinstance(error, MyshellConnectionError)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # the connect limit, not the others' 30 s
 
 
 def test_a_failed_connect_is_retried_with_backoff():
@@ -299,10 +303,10 @@ def test_silent_server_after_the_request_is_a_timeout():
         peer.wait_closed()
 
     started = time.monotonic()
-    error = scripted(play, timeout=Timeout(connect=5, first_chunk=0.5, idle=5)).error
+    error = scripted(play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30)).error
     assert isinstance(error, MyshellTimeoutError) and not isinstance(error, MyshellConnectionError)
     assert "first_chunk" in str(error)
-    assert 0.5 <= time.monotonic() - started < 3
+    assert 0.5 <= time.monotonic() - started < 10
 
 
 def test_silence_between_chunks_is_an_idle_timeout():
@@ -331,16 +335,16 @@ def test_total_timeout_caps_the_reply():
     def play(peer):
         peer.handshake()
         _, request = peer.recv_event()
-        for i in range(100):
+        for i in range(600):  # 30 s of chunks
             peer.emit("text_stream", {"reqId": request["reqId"], "data": {"text": "x", "isFinal": False}})
             if peer.stopping.wait(0.05):
                 return
 
     started = time.monotonic()
-    outcome = scripted(play, timeout=Timeout(connect=5, first_chunk=5, idle=5, total=0.5))
+    outcome = scripted(play, timeout=Timeout(connect=30, first_chunk=30, idle=30, total=0.5))
     assert isinstance(outcome.error, MyshellTimeoutError) and "total" in str(outcome.error)
-    assert 0 < len(outcome.chunks) < 100
-    assert time.monotonic() - started < 3
+    assert 0 < len(outcome.chunks) < 600  # the reply is cut, not played out
+    assert time.monotonic() - started < 10  # Timeout.total (0.5 s), not the 30 s the reply lasts
 
 
 def test_final_frame_without_message_replied_ends_after_the_grace_period():
@@ -452,7 +456,7 @@ def test_connection_ending_mid_reply_is_connection_lost(ending):
     error = scripted(play, timeout=30).error
     assert isinstance(error, ConnectionLostError), error
     assert error.partial_text == "partial "
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10  # at once, not after the 30 s timeout
 
 
 def test_server_that_stops_pinging_is_dead_after_ping_interval_plus_timeout():
@@ -465,7 +469,7 @@ def test_server_that_stops_pinging_is_dead_after_ping_interval_plus_timeout():
     error = scripted(play, timeout=30).error
     elapsed = time.monotonic() - started
     assert isinstance(error, ConnectionLostError) and "ping" in str(error)
-    assert 0.5 <= elapsed < 0.5 + 1
+    assert 0.5 <= elapsed < 10  # pingInterval + pingTimeout (0.5 s), not the 30 s timeout
 
 
 def test_upgrade_refused_with_http_403():
@@ -576,10 +580,10 @@ def test_fragmented_message_growing_past_the_limit_is_a_protocol_error():
             conn.send_frame("x" * 100_000, OP_CONT, fin=False)
         conn.stall()
 
-    outcome = call(play, max_event_size=1_000_000)
+    outcome = call(play, max_event_size=1_000_000, timeout=30)
     assert isinstance(outcome.error, ProtocolError) and "max_event_size" in str(outcome.error)
     assert outcome.chunks == ["small "] and outcome.error.partial_text == "small "
-    assert outcome.elapsed < 2
+    assert outcome.elapsed < 10  # once past the limit, not at the 30 s timeout
 
 
 def test_a_ten_megabyte_frame_is_delivered_whole_under_the_default_limit():
@@ -617,10 +621,10 @@ def test_a_frame_over_the_limit_fails_from_its_header_alone(phase, limit, announ
         conn.stall()
 
     options = {} if limit is None else {"max_event_size": limit}
-    outcome = call(play, timeout=5, **options)
+    outcome = call(play, timeout=30, **options)
     assert isinstance(outcome.error, ProtocolError), outcome.error
     assert str(announced) in str(outcome.error)
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # from the header, not at the 30 s timeout
 
 
 def _garbage(rid: str) -> dict:
@@ -656,10 +660,10 @@ def test_garbage_frame_mid_reply_is_a_protocol_error(kind):
         conn.send_frame(_garbage(rid)[kind], OP_TEXT)
         conn.wait_closed()
 
-    outcome = call(play)
+    outcome = call(play, timeout=30)
     assert isinstance(outcome.error, ProtocolError), outcome.error
     assert outcome.chunks == ["partial "] and outcome.error.partial_text == "partial "
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 @pytest.mark.parametrize(
@@ -741,7 +745,7 @@ def test_close_frame_mid_reply(payload, error):
     outcome = call(play, timeout=30)
     assert type(outcome.error) is error, outcome.error
     assert outcome.error.partial_text == "partial "
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_close_frame_instead_of_the_open_packet_is_a_connection_error():
@@ -768,7 +772,7 @@ def test_connection_cut_in_the_middle_of_a_frame(how):
     outcome = call(play, timeout=30)
     assert type(outcome.error) is ConnectionLostError, outcome.error
     assert outcome.error.partial_text == "partial "
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_an_acked_event_still_counts_when_its_ack_cannot_be_sent():
@@ -792,7 +796,7 @@ def test_tcp_reset_during_the_handshake_is_a_connection_error():
 
     outcome = call(play, timeout=30)
     assert type(outcome.error) is MyshellConnectionError
-    assert outcome.elapsed < 1
+    assert outcome.elapsed < 10  # at once, not at the 30 s timeout
 
 
 def test_server_that_stops_reading_a_small_request_times_out():
@@ -801,9 +805,9 @@ def test_server_that_stops_reading_a_small_request_times_out():
         conn.handshake()
         conn.stall()
 
-    outcome = call(play, timeout=Timeout(connect=3, first_chunk=0.5, idle=3), close_timeout=0.5)
+    outcome = call(play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30), close_timeout=0.5)
     assert type(outcome.error) is MyshellTimeoutError and "first_chunk" in str(outcome.error)
-    assert 0.5 <= outcome.elapsed < 1.5
+    assert 0.5 <= outcome.elapsed < 10
 
 
 def test_server_that_stops_reading_a_large_request_times_out():
@@ -814,10 +818,11 @@ def test_server_that_stops_reading_a_large_request_times_out():
         conn.stall()
 
     prompt = [{"role": "user", "content": "x" * 8_000_000}]
-    outcome = call(play, timeout=Timeout(connect=3, first_chunk=0.5, idle=3), messages=prompt,
+    outcome = call(play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30), messages=prompt,
                    server_options={"rcvbuf": 4096})
     assert type(outcome.error) is MyshellTimeoutError and "stopped reading" in str(outcome.error)
-    assert 0.5 <= outcome.elapsed < 1.5
+    # Timeout.first_chunk, not pingInterval + pingTimeout (45 s) nor the 30 s limits
+    assert 0.5 <= outcome.elapsed < 10
 
 
 def test_close_ends_the_reader_even_if_the_server_never_answers_the_close_frame():
@@ -828,12 +833,12 @@ def test_close_ends_the_reader_even_if_the_server_never_answers_the_close_frame(
 
     with RawServer(play) as server:
         client = Myshell(server.base_url, captcha_delay=0, close_timeout=0.5,
-                         timeout=Timeout(connect=3, first_chunk=0.3, idle=3))
+                         timeout=Timeout(connect=30, first_chunk=0.3, idle=30))
         with pytest.raises(MyshellTimeoutError):
             list(client.generate("gpt-4", USER))
         started = time.monotonic()
         client.close()
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 3  # close_timeout (0.5 s), not the default 5 s nor forever
         assert client_threads() == []  # the reader is gone when close() returns
         assert client_sockets(server.port) == 0
 
@@ -846,21 +851,21 @@ def test_server_trickling_the_handshake_hits_the_connect_timeout(phase):
         if phase == "upgrade":
             conn.read_request()
             conn.send(b"HTTP/1.1 101 Switching Protocols\r\n")
-            trickle = b"X-Slow: " + b"." * 500
+            trickle = b"X-Slow: " + b"." * 1000
         else:
             conn.accept_upgrade()
             if phase == "namespace ack":
                 conn.send_frame('0{"sid":"x","upgrades":[],"pingInterval":25000,"pingTimeout":20000}')
                 conn.recv_text()
-            trickle = frame_header(300) + b"4" * 300
+            trickle = frame_header(1000) + b"4" * 1000
         for byte in trickle:
             conn.send(bytes([byte]))
             if conn.stopping.wait(0.05):
                 return
 
-    outcome = call(play, timeout=Timeout(connect=0.5, first_chunk=3, idle=3))
+    outcome = call(play, timeout=Timeout(connect=0.5, first_chunk=30, idle=30))
     assert type(outcome.error) is ConnectTimeoutError, outcome.error
-    assert 0.5 <= outcome.elapsed < 1.2
+    assert 0.5 <= outcome.elapsed < 10  # Timeout.connect, not the 50 s the trickle lasts
 
 
 @pytest.mark.parametrize(
@@ -884,9 +889,9 @@ def test_upgrade_never_completed(answer, error):
         conn.send(answer)
         conn.stall()
 
-    outcome = call(play, timeout=Timeout(connect=0.5, first_chunk=3, idle=3))
+    outcome = call(play, timeout=Timeout(connect=0.5, first_chunk=30, idle=30))
     assert type(outcome.error) is error, outcome.error
-    assert outcome.elapsed < 1.2
+    assert outcome.elapsed < 10  # Timeout.connect at most, not the others' 30 s
 
 
 # ---------------------------------------------------------------------------
