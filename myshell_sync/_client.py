@@ -11,7 +11,6 @@ import functools
 import logging
 import os
 import threading
-import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
@@ -32,7 +31,7 @@ from ._constants import (
 from ._conversation import Conversation
 from ._deadline import Deadline
 from ._exceptions import AuthenticationError, ClientClosedError
-from ._models import SETTINGS, check_settings, check_text, format_prompt, validate_messages
+from ._models import SETTINGS, check_settings, check_text, format_valid_prompt, validate_messages
 from ._signing import generate_visitor_id
 from ._stream import Reply, Stream, Timings, run
 from ._wording import Wording
@@ -341,7 +340,7 @@ class Myshell:
         self._check_open()
         validate_messages(messages)
         check_text(messages)
-        given = check_settings(settings or {})
+        given = check_settings(settings) if settings else {}
         if given and not self._transport.supports_settings:
             raise ValueError(
                 f"{', '.join(sorted(given))}: transport={self.transport!r} has no generation settings; "
@@ -349,18 +348,27 @@ class Myshell:
             )
         self._transport.check_model(model)
         request = Request(
-            req_id=str(uuid.uuid4()),
+            req_id=new_request_id(),
             model=model,
             messages=[dict(m) for m in messages],
-            text=format_prompt(messages),
+            text=format_valid_prompt(messages),
             settings=given,
         )
         return request, self.timeout if timeout is NOT_GIVEN else Timeout.coerce(timeout)
 
 
 def _settings(arguments: Mapping[str, Any]) -> Dict[str, Any]:
-    """The generation settings among a call's arguments (its ``locals()``)."""
-    return {name: arguments[name] for name in SETTINGS}
+    """The generation settings given among a call's arguments (its ``locals()``)."""
+    return {name: arguments[name] for name in SETTINGS if arguments[name] is not None}
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:

@@ -9,7 +9,6 @@ injected, nothing here sleeps or does I/O.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable, NamedTuple, Optional, Type, Union
 
@@ -66,6 +65,22 @@ class Limit(NamedTuple):
         return error
 
 
+class Flag:
+    """A flag set once from any thread: ``threading.Event``'s ``set`` and
+    ``is_set`` without the ``Condition`` an Event builds (nothing waits on it)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class Deadline:
     """The waits of one call, measured from its start on ``clock``.
 
@@ -79,7 +94,7 @@ class Deadline:
         self.timeout = timeout
         self._clock = clock
         self.started = clock()
-        self.cancelled = threading.Event()
+        self.cancelled = Flag()
 
     def now(self) -> float:
         return self._clock()
@@ -107,4 +122,5 @@ class Deadline:
 
     def expired(self) -> bool:
         """True once ``Timeout.total`` has run out."""
-        return self.total().seconds == 0.0
+        total = self.timeout.total
+        return total is not None and self._clock() - self.started >= total

@@ -154,6 +154,14 @@ def check_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
 
 def validate_messages(messages: Any) -> None:
     """Raise TypeError/ValueError naming the first malformed message."""
+    if messages.__class__ is list and messages:
+        # The usual shape, checked without the abstract base classes' isinstance.
+        for message in messages:
+            if (message.__class__ is not dict or message.get("role") not in _ROLES
+                    or message.get("content").__class__ is not str):
+                break
+        else:
+            return
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise TypeError(
             "messages must be a list of {'role': ..., 'content': ...} dicts, "
@@ -200,6 +208,11 @@ def format_prompt(messages: Sequence[Mapping[str, str]]) -> str:
     """One message gives its content; several give ``Role: content`` lines
     followed by ``\\nAssistant:`` (the convention gpt4free used)."""
     validate_messages(messages)
+    return format_valid_prompt(messages)
+
+
+def format_valid_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """``format_prompt`` of messages that ``validate_messages`` passed already."""
     if len(messages) == 1:
         return messages[0]["content"]
     lines = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)

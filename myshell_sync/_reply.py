@@ -53,7 +53,7 @@ assert set(ERROR_EVENTS) == ERROR_EVENT_NAMES
 
 
 def iter_reply(
-    mailbox: "queue.Queue[Batch]", req_id: str, deadline: Deadline
+    mailbox: "queue.SimpleQueue[Batch]", req_id: str, deadline: Deadline
 ) -> Generator[str, None, Optional[Dict[str, Any]]]:
     """Yield the reply's text deltas; return the ``message_replied`` payload.
 

@@ -35,7 +35,13 @@ def generate_timestamp(now_ms: Optional[int] = None) -> str:
     if now_ms is None:
         now_ms = time.time_ns() // 1_000_000
     prefix = str(int(now_ms))[:-1]
-    total = sum(int(d) * (2 if i % 2 == 0 else 3) for i, d in enumerate(prefix))
+    if prefix.isdigit() and prefix.isascii():
+        # The same sum, digit values taken from the ASCII codes in two C-level sums.
+        codes = prefix.encode("ascii")
+        even, odd = codes[0::2], codes[1::2]
+        total = 2 * (sum(even) - 48 * len(even)) + 3 * (sum(odd) - 48 * len(odd))
+    else:
+        total = sum(int(d) * (2 if i % 2 == 0 else 3) for i, d in enumerate(prefix))
     return prefix + str(total % 10)
 
 
@@ -64,9 +70,13 @@ def generate_signature(
     :func:`generate_timestamp`.
     """
     ts = generate_timestamp() if timestamp is None else str(timestamp)
-    data = f"{SIGNATURE_VERSION}#{text}#{ts}#{SIGNATURE_SECRET}"
-    digest = hashlib.md5(data.encode("utf-8")).hexdigest()
-    return {"signature": digest[::-1], "timestamp": ts, "version": SIGNATURE_VERSION}
+    return {"signature": sign(text, ts), "timestamp": ts, "version": SIGNATURE_VERSION}
+
+
+def sign(text: str, timestamp: str) -> str:
+    """The ``signature`` of ``text`` at ``timestamp`` (see :func:`generate_signature`)."""
+    data = f"{SIGNATURE_VERSION}#{text}#{timestamp}#{SIGNATURE_SECRET}"
+    return hashlib.md5(data.encode("utf-8")).hexdigest()[::-1]
 
 
 def generate_visitor_id(user_agent: str) -> str:

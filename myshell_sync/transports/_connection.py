@@ -2,7 +2,7 @@
 
 A ``Connection`` owns a websocket-client socket and one daemon reader thread.
 The reader is the only caller of ``recv``: it answers pings at once, routes
-every event to the mailbox (a ``queue.Queue``) of the request whose ``reqId``
+every event to the mailbox (a ``queue.SimpleQueue``) of the request whose ``reqId``
 it carries, and, when the connection dies for any reason, puts a
 ``ConnectionLostError`` (or the ``ProtocolError`` that killed it) into every
 mailbox still registered. All writes go through one lock.
@@ -66,7 +66,7 @@ class _Inbox:
     __slots__ = ("queue", "batch", "streaming", "ended", "on_end")
 
     def __init__(self) -> None:
-        self.queue: "queue.Queue[Batch]" = queue.Queue()
+        self.queue: "queue.SimpleQueue[Batch]" = queue.SimpleQueue()
         self.batch: Batch = []
         self.streaming = False  # a text_stream was routed already
         self.ended = False  # the server sent the reply's last event
@@ -268,7 +268,7 @@ class Connection:
 
     # -- requests ------------------------------------------------------------
 
-    def register(self, req_id: str) -> "queue.Queue[Batch]":
+    def register(self, req_id: str) -> "queue.SimpleQueue[Batch]":
         """A mailbox that receives every event carrying ``req_id``, in batches."""
         inbox = _Inbox()
         with self._lock:
@@ -313,9 +313,12 @@ class Connection:
         until the server reads it: its send gives up when ``limit`` runs out
         (``MyshellTimeoutError``) and the connection dies.
         """
+        self.emit_frame(_codec.encode_event(NAMESPACE, event, payload), event, limit)
+
+    def emit_frame(self, frame: str, event: str, limit: Limit) -> None:
+        """:meth:`emit` of an event packet encoded already (``frame``)."""
         if self._dead is not None:
             raise _copy_error(self._dead)
-        frame = _codec.encode_event(NAMESPACE, event, payload)
         self._check_size(frame, event)
         timeout = limit.seconds
         watchdog = None
@@ -359,7 +362,7 @@ class Connection:
         if ws is None:
             raise ConnectionLostError("the connection is closed")
         with self._write_lock:
-            ws.send(frame)
+            ws.send_text_frame(frame)
 
     # -- the reader thread ---------------------------------------------------
 

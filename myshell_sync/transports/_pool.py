@@ -79,8 +79,8 @@ class Pool:
         Opens one when none is free and the pool has room; otherwise waits,
         within ``deadline.connect()``, for one to be released.
         """
-        limit = deadline.connect()
-        until = None if limit.seconds is None else time.monotonic() + limit.seconds
+        limit: Optional[Limit] = None  # the wait, known once one is needed
+        until: Optional[float] = None
         with self._cond:
             while True:
                 self._check_usable()
@@ -91,6 +91,9 @@ class Pool:
                 if len(self._busy) + self._opening < self.max_connections:
                     self._opening += 1
                     break
+                if limit is None:
+                    limit = deadline.connect()
+                    until = None if limit.seconds is None else time.monotonic() + limit.seconds
                 remaining = None if until is None else until - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise limit.error(Wording(
@@ -137,8 +140,13 @@ class Pool:
 
     def _pick(self, bot_uid: str) -> Optional[Connection]:
         """The least busy live connection free for ``bot_uid``; drops the dead."""
+        busy = self._busy
+        if len(busy) == 1:  # the usual case, without the copy and the comparisons
+            for conn, bots in busy.items():
+                if conn.alive:
+                    return None if bot_uid in bots else conn
         best = None
-        for conn, bots in list(self._busy.items()):
+        for conn, bots in list(busy.items()):
             if not conn.alive:
                 if not bots:
                     del self._busy[conn]

@@ -12,8 +12,10 @@ bounds websocket-client below its next major version.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import struct
 import threading
 from typing import Any, Callable, Optional
 
@@ -57,6 +59,24 @@ class BufferedWebSocket(websocket.WebSocket):
         self._frames.max_size = max_size
         self._messages.max_size = max_size
 
+    def send_text_frame(self, text: str) -> None:
+        """Send ``text`` as one masked text frame: what ``send(text)`` puts
+        on the wire, without building an ``ABNF`` object per frame."""
+        data = text.encode("utf-8")
+        size = len(data)
+        if size < 126:
+            header = bytes((0x81, 0x80 | size))
+        elif size < 65536:
+            header = struct.pack("!BBH", 0x81, 0xFE, size)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0xFF, size)
+        key = self.get_mask_key(4) if self.get_mask_key else os.urandom(4)
+        frame = header + key + _masked(key, data)
+        with self.lock:
+            while frame:
+                sent = self._send(frame)
+                frame = frame[sent:]
+
     def pong(self, payload: Any = "") -> None:
         """Answer a WebSocket ping (from inside ``recv``). If the peer is gone,
         what it sent before may still wait in the socket: keep reading it."""
@@ -76,6 +96,15 @@ class BufferedWebSocket(websocket.WebSocket):
             pos = 0
         self._pos = pos + bufsize
         return block[pos:pos + bufsize]
+
+
+def _masked(key: bytes, data: bytes) -> bytes:
+    """``data`` XOR the 4-byte ``key`` repeated (RFC 6455 section 5.3)."""
+    size = len(data)
+    if not size:
+        return b""
+    mask = int.from_bytes((key * (size // 4 + 1))[:size], "little")
+    return (int.from_bytes(data, "little") ^ mask).to_bytes(size, "little")
 
 
 class _BoundedFrameBuffer(websocket._abnf.frame_buffer):

@@ -103,7 +103,7 @@ class ThreadedReply(ReplyHandle):
         self._request = request
         self._deadline = deadline
         self._connect: Limit = deadline.connect()
-        self.mailbox: "queue.Queue[Batch]" = queue.Queue()
+        self.mailbox: "queue.SimpleQueue[Batch]" = queue.SimpleQueue()
         self._response: Optional[requests.Response] = None
         # The connection awaiting (or reading) the response (for cancel()).
         self._conn: Optional[Any] = None

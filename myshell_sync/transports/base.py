@@ -96,7 +96,7 @@ class Cancelled(Exception):
 class ReplyHandle(abc.ABC):
     """One reply in flight: its mailbox and how to stop it."""
 
-    mailbox: "queue.Queue[Batch]"
+    mailbox: "queue.SimpleQueue[Batch]"
     #: ``time.monotonic()`` when the transport was connected for this reply.
     connected_at: Optional[float] = None
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
+import json.encoder
 import logging
 import time
 from typing import Any, Dict, Optional, Tuple
 
 from .._config import ProxyConfig, VerifyTypes, tls_options
-from .._constants import SOURCE_FROM, WAIT_SLICE, WS_PATH
+from .._constants import NAMESPACE, SIGNATURE_VERSION, SOURCE_FROM, WAIT_SLICE, WS_PATH
 from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError
 from .._models import models, resolve_model
-from .._signing import generate_signature
+from .._signing import generate_timestamp, sign
 from .._wording import Wording
 from ._connection import Connection
 from ._identity import AccountEvents, Identity
@@ -105,7 +107,7 @@ class WebSocketTransport(Transport):
                 if conn.alive or attempt >= pool.max_retries:
                     # The send counts against the wait for the first chunk.
                     first = deadline.within("first_chunk", deadline.timeout.first_chunk)
-                    conn.emit("text_chat", _text_chat(request, bot_uid), first)
+                    conn.emit_frame(_text_chat_frame(request, bot_uid), "text_chat", first)
                     return _Handle(pool, conn, request.req_id, bot_uid, mailbox)
             except BaseException:
                 conn.unregister(request.req_id)
@@ -157,14 +159,13 @@ class _Handle(ReplyHandle):
         if self._finished:
             return
         self._finished = True
-        release = functools.partial(self._pool.release, self._conn, self._bot_uid)
         if completed:
             self._conn.unregister(self._req_id)
-            release()
+            self._pool.release(self._conn, self._bot_uid)
         else:
             # The server is still writing this reply: the bot is busy on this
             # connection until it ends there.
-            self._conn.abandon(self._req_id, release)
+            self._conn.abandon(self._req_id, functools.partial(self._pool.release, self._conn, self._bot_uid))
 
     def cancel(self) -> None:
         self._conn.cancel(self._req_id)
@@ -184,14 +185,34 @@ def _auth(identity: Identity) -> Dict[str, Any]:
 
 
 def _text_chat(request: Request, bot_uid: str) -> Dict[str, Any]:
-    payload: Dict[str, Any] = {
+    """The signed ``text_chat`` payload (PROTOCOL.md 1.3)."""
+    ts = generate_timestamp()
+    return {
         "reqId": request.req_id,
         "botUid": bot_uid,
         "sourceFrom": SOURCE_FROM,
         "text": request.text,
+        "signature": sign(request.text, ts),
+        "timestamp": ts,
+        "version": SIGNATURE_VERSION,
     }
-    payload.update(generate_signature(request.text))
-    return payload
+
+
+def _text_chat_frame(request: Request, bot_uid: str) -> str:
+    """``encode_event(NAMESPACE, "text_chat", _text_chat(...))`` built from
+    its constant pieces: only the strings are JSON-encoded."""
+    text = request.text
+    ts = generate_timestamp()
+    return "".join((
+        _TEXT_CHAT_HEAD, _json_str(request.req_id), ',"botUid":', _json_str(bot_uid), _SOURCE_FROM_TEXT,
+        _json_str(text), ',"signature":"', sign(text, ts), '","timestamp":"', ts, _VERSION_TAIL,
+    ))
+
+
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, ensure_ascii=False
+_TEXT_CHAT_HEAD = "42" + NAMESPACE + ',["text_chat",{"reqId":'
+_SOURCE_FROM_TEXT = ',"sourceFrom":' + json.dumps(SOURCE_FROM) + ',"text":'
+_VERSION_TAIL = '","version":' + json.dumps(SIGNATURE_VERSION) + "}]"
 
 
 def _websocket_options(proxy: Optional[ProxyConfig], verify: VerifyTypes) -> Dict[str, Any]:
