@@ -437,7 +437,8 @@ def generate(model: Optional[str], messages: Messages, **client_options: Any) ->
             f"unexpected option(s) {', '.join(sorted(unknown))}; "
             f"use any of {', '.join(sorted(_CLIENT_OPTIONS))}"
         )
-    client = Myshell(**client_options)
+    # Its one connection never idles (the client closes after the call): no janitor.
+    client = Myshell(**{"idle_close": None, **client_options})
     try:
         request, timeout = client._request(model, messages, NOT_GIVEN)
     except BaseException:

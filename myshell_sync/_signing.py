@@ -84,14 +84,18 @@ def generate_visitor_id(user_agent: str) -> str:
 
     T is a timing sample (ms in hex followed by a loop count in hex), R is 56
     random bits, UA is the xor-hash of ``user_agent``, screen is 1920x1080.
+    The reference calls T twice: its first loop ends as the ms changes, so
+    the second sample is the next ms with about a whole ms of turns.
     """
+    ms, within = divmod(time.time_ns(), 1_000_000)
+    per_turn = _ns_per_turn()
     return "-".join(
         (
-            _timing_sample(),
+            _timing_segment(ms, (1_000_000 - within) // per_turn),
             format(_rng.getrandbits(56), "014x"),
             xor_hash(user_agent),
             format(_SCREEN_AREA, "x"),
-            _timing_sample(),  # the reference calls the timer again
+            _timing_segment(ms + 1, 1_000_000 // per_turn),  # the reference calls the timer again
         )
     )
 
@@ -113,10 +117,25 @@ def xor_hash(text: str) -> str:
     return format(result, "x")
 
 
-def _timing_sample() -> str:
-    """Current ms in hex, then how many loop turns it took for the ms to change."""
-    start = time.time_ns() // 1_000_000
-    turns = 0
-    while time.time_ns() // 1_000_000 == start:
-        turns += 1
-    return format(start, "x") + format(turns, "x")
+def _timing_segment(ms: int, turns: int) -> str:
+    """A timing sample: the ms in hex, then the loop count in hex."""
+    return format(ms, "x") + format(turns, "x")
+
+
+_turn_ns: Optional[int] = None
+
+
+def _ns_per_turn() -> int:
+    """How long one turn of the reference's loop (read the clock until the
+    ms changes) takes here, measured once per process: the loop counts are
+    computed from it instead of spinning the CPU for up to 2 ms per id."""
+    global _turn_ns
+    if _turn_ns is None:
+        turns = 256
+        start = time.perf_counter_ns()
+        mark = time.time_ns() // 1_000_000
+        for _ in range(turns):
+            if time.time_ns() // 1_000_000 == mark - 1:  # never true: the loop's work, not its exit
+                break
+        _turn_ns = max((time.perf_counter_ns() - start) // turns, 1)
+    return _turn_ns

@@ -104,6 +104,9 @@ class Connection:
         self._write_lock = threading.Lock()  # one writer at a time
         self._dead: Optional[MyshellError] = None
         self._closing = False
+        # How open() ended, as its watchdog (the reader thread) sees it:
+        # None while connecting, then "go", "abort" or "fired".
+        self._open_state: Optional[str] = None
         self.sid: Optional[str] = None
         self.ping_interval = 0.0
         self.ping_timeout = 0.0
@@ -137,37 +140,58 @@ class Connection:
 
     # -- opening -------------------------------------------------------------
 
-    def open(self, limit: Limit) -> None:
+    def open(self, limit: Limit, on_reader_start: Optional[Callable[[], None]] = None) -> None:
         """Connect, read the open packet, join ``/chat``, start the reader.
 
         Runs on the calling thread, within ``limit``. Raises
         ``MyshellConnectionError`` (``ConnectTimeoutError`` when the limit
         runs out), ``AuthenticationError`` if the namespace is refused, or
         ``ProtocolError`` for a malformed handshake.
+
+        The reader thread is started first and is the watchdog of the whole
+        step until the handshake ends (one thread started per connection,
+        none joined): when ``limit`` runs out first it cuts the socket, as
+        ``Watchdog`` would. ``on_reader_start`` runs on that thread as it
+        starts, while this one connects.
         """
         timeout = limit.seconds
         deadline = None if timeout is None else time.monotonic() + timeout
-        watchdog = None if timeout is None else Watchdog(lambda: self._ws, timeout)
+        gate = threading.Lock()
+        gate.acquire()  # released once this thread has decided: "go" or "abort"
+        reader = self._reader = threading.Thread(
+            target=self._reader_main,
+            args=(gate, timeout, on_reader_start),
+            name=f"myshell-reader-{next(_reader_ids)}",
+            daemon=True,
+        )
+        reader.start()
         try:
-            with watchdog or contextlib.nullcontext():
-                websocket.create_connection(
-                    self.url,
-                    timeout=timeout,
-                    header=[f"User-Agent: {self._user_agent}"],
-                    skip_utf8_validation=True,
-                    enable_multithread=True,
-                    class_=self._new_websocket,  # type: ignore[arg-type]  # any WebSocket factory
-                    # A redirect could lead a wss:// URL to ws://: never follow one.
-                    redirect_limit=0,
-                    **self._options,
-                )
-                refuse_redirect(self._ws)
-                self._handshake(deadline, limit)
-            if watchdog is not None and watchdog.fired:
+            websocket.create_connection(
+                self.url,
+                timeout=timeout,
+                header=[f"User-Agent: {self._user_agent}"],
+                skip_utf8_validation=True,
+                enable_multithread=True,
+                class_=self._new_websocket,  # type: ignore[arg-type]  # any WebSocket factory
+                # A redirect could lead a wss:// URL to ws://: never follow one.
+                redirect_limit=0,
+                **self._options,
+            )
+            refuse_redirect(self._ws)
+            self._handshake(deadline, limit)
+            ws = self._ws
+            assert isinstance(ws, BufferedWebSocket)
+            ws.settimeout(self.ping_interval + self.ping_timeout)
+            ws.before_block = self._flush
+            if not self._decide("go"):
                 raise self._timed_out(limit)
+            gate.release()
         except BaseException as exc:
+            fired = not self._decide("abort")
+            gate.release()
             self._discard_socket()
-            fired = watchdog is not None and watchdog.fired
+            reader.join()  # it returns at once now (after cutting the socket if it fired)
+            self._reader = None
             if isinstance(exc, MyshellError):
                 if fired and isinstance(exc, MyshellConnectionError) and not isinstance(exc, ConnectTimeoutError):
                     raise self._timed_out(limit) from exc
@@ -177,16 +201,42 @@ class Connection:
             if fired:
                 raise self._timed_out(limit) from exc
             raise connect_error(exc, self.url, limit, self._ws) from exc
-        ws = self._ws
-        assert isinstance(ws, BufferedWebSocket)
-        ws.settimeout(self.ping_interval + self.ping_timeout)
-        ws.before_block = self._flush
-        self._reader = threading.Thread(
-            target=self._read_loop,
-            name=f"myshell-reader-{next(_reader_ids)}",
-            daemon=True,
-        )
-        self._reader.start()
+
+    def _decide(self, state: str) -> bool:
+        """The opening thread's outcome ("go" or "abort"); False if the
+        watchdog fired first (the socket is cut: the step timed out)."""
+        with self._lock:
+            if self._open_state == "fired":
+                return False
+            self._open_state = state
+            return True
+
+    def _reader_main(self, gate: Any, timeout: Optional[float], on_start: Optional[Callable[[], None]]) -> None:
+        """The reader thread: the watchdog of ``open()``, then the reader."""
+        if on_start is not None:
+            try:
+                on_start()
+            except Exception:  # the connection works without it
+                log.exception("starting with the reader failed")
+        if timeout is None:
+            gate.acquire()
+        elif not gate.acquire(timeout=max(timeout, 0.0)):
+            with self._lock:
+                fired = self._open_state is None
+                if fired:
+                    self._open_state = "fired"
+            if fired:
+                # During the TCP connect there is no socket to cut yet.
+                while True:
+                    ws = self._ws
+                    if ws is not None and ws.sock is not None:
+                        kill(ws)
+                        return
+                    if gate.acquire(timeout=0.05):
+                        return
+            gate.acquire()  # decided just now: the gate opens at once
+        if self._open_state == "go":
+            self._read_loop()
 
     def _timed_out(self, limit: Limit) -> ConnectTimeoutError:
         error = limit.error(f"connecting to {self.url} (upgrade and handshake)", ConnectTimeoutError)

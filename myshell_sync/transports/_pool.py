@@ -5,8 +5,9 @@ go to different connections (the web client never has two requests in flight
 to one bot on one socket). A dead connection is never handed out again.
 Opening a connection is retried with backoff; a sent request never is.
 Connections idle for ``idle_close`` seconds are closed by a janitor thread
-that exists only while the pool holds connections. Every wait is bounded by
-the call's ``Deadline``.
+that exists only while the pool holds (or opens) connections; the reader
+thread of the connection being opened starts it, so the caller never waits
+for it. Every wait is bounded by the call's ``Deadline``.
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ class Pool:
 
     def __init__(
         self,
-        open_connection: Callable[[Limit], Connection],
+        open_connection: Callable[[Limit, Callable[[], None]], Connection],
         *,
         closed: threading.Event,
         max_connections: int,
         max_retries: int,
         idle_close: Optional[float],
     ) -> None:
-        """``closed`` is the client's: set, it ends every wait of the pool."""
+        """``closed`` is the client's: set, it ends every wait of the pool.
+        ``open_connection(limit, on_reader_start)`` opens one connection and
+        calls ``on_reader_start()`` on its reader thread as it starts."""
         self._open_connection = open_connection
         self.max_connections = max_connections
         self.max_retries = max_retries
@@ -119,7 +122,7 @@ class Pool:
             if not self._closed.is_set():
                 self._busy[conn] = {bot_uid}
                 self.opened += 1
-                self._start_janitor()
+                self._start_janitor()  # (its reader started it already)
                 return conn
         conn.close(0.5)
         raise ClientClosedError()
@@ -163,7 +166,7 @@ class Pool:
         attempt = 0
         while True:
             try:
-                return self._open_connection(deadline.connect(attempt + 1, self.max_retries + 1))
+                return self._open_connection(deadline.connect(attempt + 1, self.max_retries + 1), self._janitor_wanted)
             except MyshellConnectionError as exc:
                 if self._closed.is_set():
                     raise ClientClosedError() from exc
@@ -178,6 +181,12 @@ class Pool:
 
     # -- idle connections ----------------------------------------------------
 
+    def _janitor_wanted(self) -> None:
+        """A connection is being opened (on its reader thread): start the janitor."""
+        with self._cond:
+            if not self._closed.is_set():
+                self._start_janitor()
+
     def _start_janitor(self) -> None:
         if self.idle_close is None or self._janitor is not None:
             return
@@ -185,11 +194,12 @@ class Pool:
         self._janitor.start()
 
     def _sweep(self) -> None:
-        """Close connections idle for ``idle_close``; exit when none are left."""
+        """Close connections idle for ``idle_close``; exit when none are left
+        (and none is being opened)."""
         assert self.idle_close is not None
         cond = self._cond
         with cond:
-            while not self._closed.is_set() and self._busy:
+            while not self._closed.is_set() and (self._busy or self._opening):
                 now = time.monotonic()
                 idle = [c for c, bots in self._busy.items() if not bots and now - c.last_used >= self.idle_close]
                 if idle:
@@ -206,7 +216,7 @@ class Pool:
                 expiries = [c.last_used + self.idle_close for c, bots in self._busy.items() if not bots]
                 if expiries:
                     cond.wait(min(expiries) - now)
-                else:  # every connection is busy: a release() wakes us
+                else:  # every connection is busy (or being opened): a release() wakes us
                     self._sweeper_parked = True
                     try:
                         cond.wait()

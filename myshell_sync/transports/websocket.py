@@ -15,7 +15,7 @@ import json
 import json.encoder
 import logging
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._config import ProxyConfig, VerifyTypes, tls_options
 from .._constants import NAMESPACE, SIGNATURE_VERSION, SOURCE_FROM, WAIT_SLICE, WS_PATH
@@ -171,11 +171,13 @@ class _Handle(ReplyHandle):
         self._conn.cancel(self._req_id)
 
 
-def _open_connection(url: str, limit: Limit, **options: Any) -> Connection:
+def _open_connection(
+    url: str, limit: Limit, on_reader_start: Optional[Callable[[], None]] = None, **options: Any
+) -> Connection:
     """Open one connection. A module function: the pool must not hold the
     client alive (its finaliser closes the pool)."""
     conn = Connection(url, **options)
-    conn.open(limit)
+    conn.open(limit, on_reader_start)
     return conn
 
 
