@@ -1,9 +1,12 @@
-"""What the HTTP-based transports share: one thread per reply posting with requests.
+"""What the HTTP-based transports share: a thread per reply posting with requests.
 
-A ``ThreadedTransport`` starts each reply on a daemon thread under its lock
-(so ``close()`` never meets an unstarted thread), fails every reply in
-flight on ``close()`` and forgets them after a fork. A ``ThreadedReply`` owns
-that thread, its mailbox and the connection it holds: ``cancel()`` and
+A ``ThreadedTransport`` runs each reply in flight on a daemon thread of its
+own, handed the reply under its lock (so ``close()`` never meets an
+unstarted thread). A thread whose reply ended well waits ``WORKER_LINGER``
+seconds for the next one before it ends, so sequential calls reuse one
+thread instead of starting one each; the thread of a stopped reply ends. ``close()`` fails every reply in
+flight and ends (and joins) every thread; a fork forgets them. A
+``ThreadedReply`` owns its mailbox and the connection it holds: ``cancel()`` and
 ``finish(False)`` cut only a socket the reply still holds (the pool may have
 lent it to another reply since). ``post()`` retries only a request that was
 never answered: a failure to connect, or a status the transport names
@@ -19,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import requests
 
@@ -35,6 +38,46 @@ __all__ = ["ThreadedTransport", "ThreadedReply", "read_timeout"]
 log = logging.getLogger("myshell_sync")
 
 _thread_ids = itertools.count(1)
+#: Seconds a reply thread with nothing to do waits for the next reply.
+WORKER_LINGER = 5.0
+
+
+class _Worker:
+    """A reply thread: runs the replies it is handed, one after another."""
+
+    __slots__ = ("transport", "reply", "wake", "thread")
+
+    def __init__(self, transport: "ThreadedTransport", reply: "ThreadedReply") -> None:
+        self.transport = transport
+        self.reply: Optional[ThreadedReply] = reply
+        self.wake = threading.Lock()  # released to hand over the next reply (or None: end)
+        self.wake.acquire()
+        self.thread = threading.Thread(
+            target=self._main, name=f"myshell-{transport.name}-{next(_thread_ids)}", daemon=True
+        )
+
+    def _main(self) -> None:
+        transport = self.transport
+        while True:
+            reply = self.reply
+            if reply is None:  # told to end
+                return
+            reply._run()
+            if not transport._park(self, reply):
+                return  # the transport is closed, or the reply was stopped
+            if self.wake.acquire(timeout=WORKER_LINGER):
+                continue  # handed the next reply (or None)
+            if transport._unpark(self):
+                return  # no reply came
+            # Taken off the idle list just as the wait ended: the hand-over
+            # (made under the transport's lock) has released ``wake`` already.
+            self.wake.acquire()
+
+    def hand(self, reply: "Optional[ThreadedReply]") -> None:
+        """Give a parked worker its next reply, or None to end it (under the
+        transport's lock, after taking it off the idle list)."""
+        self.reply = reply
+        self.wake.release()
 
 
 class ThreadedTransport(Transport):
@@ -56,6 +99,8 @@ class ThreadedTransport(Transport):
         self.max_retries = max_retries
         self.backoff = backoff
         self._active: Set["ThreadedReply"] = set()
+        self._workers: Set[_Worker] = set()  # every reply thread alive
+        self._idle: List[_Worker] = []  # those waiting for a reply
         self._lock = threading.Lock()
 
     @abc.abstractmethod
@@ -63,33 +108,75 @@ class ThreadedTransport(Transport):
         """The reply for ``request`` (its model resolved); not started."""
 
     def start(self, request: Request, deadline: Deadline) -> "ThreadedReply":
-        """Post ``request`` on a new thread; its events arrive in ``reply.mailbox``."""
+        """Post ``request`` on a thread of its own (an idle reply thread, or a
+        new one); its events arrive in ``reply.mailbox``."""
         reply = self.make_reply(request, deadline)
         with self._lock:
-            # Started under the lock, so close() never sees an unstarted thread.
+            # Handed over under the lock, so close() never sees an unstarted thread.
             if self.closed_event.is_set():
                 raise ClientClosedError()
             self._active.add(reply)
-            reply.thread.start()
+            reply.started = True
+            if self._idle:
+                self._idle.pop().hand(reply)
+            else:
+                worker = _Worker(self, reply)
+                self._workers.add(worker)
+                worker.thread.start()
         return reply
+
+    def _park(self, worker: _Worker, reply: "ThreadedReply") -> bool:
+        """``worker`` finished ``reply``: idle until handed another. False
+        (and forgotten) if the transport is closed or the reply was stopped
+        (cancelled, abandoned, failed): only a thread of a reply that ended
+        well waits for the next."""
+        with self._lock:
+            worker.reply = None
+            if self.closed_event.is_set() or reply.cancelled or worker not in self._workers:
+                self._workers.discard(worker)
+                return False
+            self._idle.append(worker)
+            return True
+
+    def _unpark(self, worker: _Worker) -> bool:
+        """``worker`` waited long enough: True (and forgotten) if still idle."""
+        with self._lock:
+            if worker not in self._idle:
+                return False
+            self._idle.remove(worker)
+            self._workers.discard(worker)
+            return True
 
     def forget(self, reply: "ThreadedReply") -> None:
         with self._lock:
             self._active.discard(reply)
 
     def close(self, timeout: float) -> None:
-        """Fail every reply in flight with ``ClientClosedError`` and stop it."""
+        """Fail every reply in flight with ``ClientClosedError`` and stop it;
+        end every reply thread (joined within ``timeout``)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             replies = list(self._active)
             self._active.clear()
+            for worker in self._idle:
+                worker.hand(None)
+            self._idle.clear()
         per_reply = timeout / max(len(replies), 1)
         for reply in replies:
             reply.fail(ClientClosedError(), per_reply)
+        with self._lock:
+            workers = list(self._workers)
+        current = threading.current_thread()
+        for worker in workers:
+            if worker.thread is not current:
+                worker.thread.join(max(deadline - time.monotonic(), 0.01))
 
     def reset_after_fork(self) -> None:
         """Forget the parent's replies; their threads and sockets are not ours."""
         self._lock = threading.Lock()
         self._active = set()
+        self._workers = set()
+        self._idle = []
 
     def describe(self) -> str:
         return f"{self.name}, {len(self._active)} replies"
@@ -109,9 +196,11 @@ class ThreadedReply(ReplyHandle):
         self._conn: Optional[Any] = None
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
-        self.thread = threading.Thread(
-            target=self._run, name=f"myshell-{transport.name}-{next(_thread_ids)}", daemon=True
-        )
+        #: Handed to a reply thread (by ``ThreadedTransport.start``).
+        self.started = False
+        self._running: Optional[threading.Thread] = None
+        self._done = threading.Lock()  # held until the reply's run has ended
+        self._done.acquire()
 
     @abc.abstractmethod
     def exchange(self) -> None:
@@ -149,8 +238,9 @@ class ThreadedReply(ReplyHandle):
             cut_if_held(conn, self)
         elif response is not None:
             shutdown_response(response)  # a connection this adapter does not track (SOCKS)
-        if timeout > 0 and self.thread.ident is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout)
+        if timeout > 0 and self.started and self._running is not threading.current_thread():
+            if self._done.acquire(timeout=timeout):
+                self._done.release()
 
     # -- the background thread -------------------------------------------------
 
@@ -163,6 +253,8 @@ class ThreadedReply(ReplyHandle):
             cut_if_held(conn, self)
 
     def _run(self) -> None:
+        """The reply's exchange, on the reply thread it was handed to."""
+        self._running = threading.current_thread()
         watch(self)
         # The connect wait of the latest attempt (post() updates it), which
         # names the limit of a connect timeout.
@@ -177,6 +269,7 @@ class ThreadedReply(ReplyHandle):
                 self.put([(DEAD, translate_error(exc, self._transport.url, self._connect))])
         finally:
             watch(None)
+            self._done.release()
 
     def _may_retry(self, attempt: int, delay: float) -> bool:
         left = self._deadline.total().seconds
