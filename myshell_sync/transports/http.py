@@ -14,6 +14,8 @@ pool. Cancelling cuts the connection the reply still holds.
 
 from __future__ import annotations
 
+import json
+import json.scanner
 import logging
 import threading
 import time
@@ -201,8 +203,21 @@ class HttpReply(ThreadedReply):
         """
         batch: Batch = []
         ended = False
+        append = batch.append
         for event in events:
             name = event.event
+            if name == _TEXT_NAME and not ended:
+                # The usual event, first: the same checks, fewer steps.
+                data = event.data
+                try:
+                    envelope = _scan(data, 0) if data[:1] == "{" else None
+                except (ValueError, RecursionError, StopIteration):
+                    envelope = None  # the general path below says what is wrong
+                if envelope is not None and envelope[1] == len(data) and envelope[0].__class__ is dict:
+                    content = envelope[0].get("content")
+                    if content.__class__ is str:
+                        append(("text_stream", (content, False)))
+                        continue
             kind = name[len(SSE_PREFIX):] if name.startswith(SSE_PREFIX) else name
             if kind not in _CONSUMED or (ended and kind not in _ACCOUNT):
                 log.debug("ignored SSE event %s", name)
@@ -229,6 +244,9 @@ class HttpReply(ThreadedReply):
         return batch, ended
 
 
+_TEXT_NAME = SSE_PREFIX + "TEXT"
+# A JSON value at an index, and where it ends (json.loads without its wrapping).
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
 # Account-level events: they may follow the reply's last event.
 _ACCOUNT = frozenset(("USER_CONSUMED_ENERGY", "CHAT_CONSUMED_ENERGY"))
 # The SSE events the reply is made of; every other event is skipped.
