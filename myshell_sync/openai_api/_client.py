@@ -34,6 +34,8 @@ from ._translate import (
 
 __all__ = ["OpenAI", "ChunkStream"]
 
+_new = object.__new__
+
 #: MyShell reports no reason: a reply that ends is complete (no transport says it was cut).
 FINISH_REASON = "stop"
 
@@ -156,7 +158,7 @@ class ChunkStream:
         self.id = f"chatcmpl-{self._stream.req_id.replace('-', '')}"
         self._scanner = StopScanner(request.stop)
         self._first: Optional[str] = None
-        self._sent = ""
+        self._sent: List[str] = []  # the text passed on, in pieces (joined when asked)
         self._started = False
         self._lock = threading.Lock()
         self._iterator = self._chunks()
@@ -175,7 +177,7 @@ class ChunkStream:
     def usage(self) -> CompletionUsage:
         """The estimated token counts of the request and of what was passed on so far."""
         prompt = estimate_prompt_tokens(self.request.messages)
-        completion = estimate_tokens(self._sent)
+        completion = estimate_tokens(self.response_text)
         return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
     def _chunk(self, delta: ChoiceDelta, finish_reason: Optional[str] = None) -> ChatCompletionChunk:
@@ -189,26 +191,46 @@ class ChunkStream:
     def _texts(self) -> Iterator[str]:
         if self._first is not None:
             yield self._first
-        yield from self._stream
+        # The stream's own generator: the same chunks, without a Python-level
+        # ``Stream.__next__`` call for each.
+        yield from self._stream._iterator
+
+    def _content_chunk(self, text: str) -> ChatCompletionChunk:
+        """``self._chunk(ChoiceDelta(content=text))``, built without the
+        dataclasses' ``__init__`` (the same fields and values): one per reply chunk."""
+        delta = _new(ChoiceDelta)
+        delta.__dict__ = {"content": text, "role": None, "refusal": None}
+        choice = _new(ChunkChoice)
+        choice.__dict__ = {"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}
+        chunk = _new(ChatCompletionChunk)
+        chunk.__dict__ = {"id": self.id, "created": self.created, "model": self.request.model, "choices": [choice],
+                          "usage": None, "object": "chat.completion.chunk", "system_fingerprint": None}
+        return chunk
 
     def _chunks(self) -> Iterator[ChatCompletionChunk]:
         self.start()
         yield self._chunk(ChoiceDelta(role="assistant", content=""))
-        sent: List[str] = []
-        for text in self._texts():
-            passed = self._scanner.feed(text)
-            if passed:
-                sent.append(passed)
-                self._sent = "".join(sent)
-                yield self._chunk(ChoiceDelta(content=passed))
-            if self._scanner.stopped:
-                self._stream.close()  # the rest of the reply is not wanted: cancel it upstream
-                break
-        rest = self._scanner.flush()
-        if rest:
-            sent.append(rest)
-            self._sent = "".join(sent)
-            yield self._chunk(ChoiceDelta(content=rest))
+        sent = self._sent
+        scanner = self._scanner
+        content_chunk = self._content_chunk
+        if not scanner.stops:  # nothing to look for: every piece is passed on as it is
+            for text in self._texts():
+                if text:
+                    sent.append(text)
+                    yield content_chunk(text)
+        else:
+            for text in self._texts():
+                passed = scanner.feed(text)
+                if passed:
+                    sent.append(passed)
+                    yield content_chunk(passed)
+                if scanner.stopped:
+                    self._stream.close()  # the rest of the reply is not wanted: cancel it upstream
+                    break
+            rest = scanner.flush()
+            if rest:
+                sent.append(rest)
+                yield content_chunk(rest)
         yield self._chunk(ChoiceDelta(), FINISH_REASON)
         if self.request.include_usage:
             yield ChatCompletionChunk(id=self.id, created=self.created, model=self.request.model, choices=[],
@@ -231,7 +253,10 @@ class ChunkStream:
     @property
     def response_text(self) -> str:
         """The text passed on so far."""
-        return self._sent
+        sent = self._sent
+        if len(sent) > 1:
+            sent[:] = ["".join(sent)]  # joined once per call, not once per chunk
+        return sent[0] if sent else ""
 
     def __enter__(self) -> "ChunkStream":
         return self
