@@ -1,27 +1,37 @@
-"""The fast WebSocket peer: a minimal MyShell server on raw sockets, in its own process.
+"""The fast peer: a minimal MyShell server on raw sockets, in its own process.
 
-It does the WebSocket upgrade, unmasked server frames and the
-Engine.IO/Socket.IO text protocol by hand, and writes pre-encoded frames in
-big ``sendall`` batches (see :func:`build_reply`); a thread serves each
-connection. :class:`Peer` starts it (``python_command("benchmarks.peer")``)
-and stops it.
+One port serves the three routes of :mod:`benchmarks.protocol`, a thread
+per TCP connection:
+
+* WebSocket: the upgrade, unmasked server frames and the Engine.IO/Socket.IO
+  text protocol by hand; pre-encoded frames in big ``sendall`` batches (see
+  :func:`build_reply`); an Engine.IO ping every ``pingInterval`` (25 s), as
+  a real server sends, so a client that watches the heartbeat (the
+  python-socketio client does) keeps its connection on a slow machine;
+* HTTP/1.1 with keep-alive: the SSE chat route (a chunked body, one HTTP
+  chunk per batch of 512 pre-encoded events, see :func:`build_sse_reply`)
+  and the key-based API (a pre-encoded JSON body with ``Content-Length``).
+
+It counts the TCP connections it accepted: the line ``connections`` on its
+stdin is answered with that count. :class:`Peer` starts it
+(``python_command("benchmarks.peer")``) and stops it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
 import os
 import re
 import socket
 import sys
 import threading
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .process import ServerProcess
-from .protocol import EVENT_PREFIX, WS_PATH, chunk_text, expected_text
+from .protocol import (CHAT_PATH, EVENT_PREFIX, OPENAPI_PATH, SSE_ENERGY, SSE_FINISHED,
+                       SSE_REPLIED, SSE_TEXT, WS_PATH, chunk_text, expected_text)
 
 OPEN_PACKET = (
     '0{"sid":"%s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,'
@@ -35,7 +45,11 @@ _REPLIED_HEAD = b'42/chat,["message_replied",{"reqId":"'
 _BATCH_FRAMES = 512  # frames per sendall after the first frame
 _CLOSE_FRAME = b"\x88\x02\x03\xe8"  # close, status 1000
 
+PING_INTERVAL = 25.0  # seconds, as announced in OPEN_PACKET
+
 _reply_cache: Dict[Tuple[int, int], List[List[bytes]]] = {}
+_sse_cache: Dict[int, List[bytes]] = {}
+_openapi_cache: Dict[int, bytes] = {}
 
 
 def _ws_header(length: int, opcode: int = 1) -> bytes:
@@ -87,6 +101,56 @@ def reply_bytes(n: int, rid: bytes) -> int:
     return sum(len(rid.join(seps)) for seps in build_reply(n, len(rid)))
 
 
+_SSE_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def _sse_event(name: str, data: Any) -> bytes:
+    return ("event: %s\ndata: %s\n\n" % (name, json.dumps(
+        data, ensure_ascii=False, separators=(",", ":")))).encode()
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def build_sse_reply(n: int) -> List[bytes]:
+    """The HTTP answer to ``N=n`` as the ``sendall`` writes that carry it.
+
+    The first write is the response head with the first ``…_TEXT`` event in
+    its own HTTP chunk (so the first chunk leaves at once); then one HTTP
+    chunk per 512 events; the last write also holds
+    ``…_TEXT_STREAM_PUSH_FINISHED``, ``…_USER_SENT_MESSAGE_REPLIED``,
+    ``…_USER_CONSUMED_ENERGY`` and the end of the chunked body.
+    """
+    events = [_sse_event(SSE_TEXT, {"content": chunk_text(i)}) for i in range(n)]
+    tail = (_sse_event(SSE_FINISHED, {"content": ""})
+            + _sse_event(SSE_REPLIED, {"message": {"text": expected_text(n), "type": "REPLY",
+                                                   "status": "DONE"}})
+            + _sse_event(SSE_ENERGY, {"userEnergyInfo": {"energy": 100, "dailyEnergy": 200}}))
+    writes = [_SSE_HEAD + _http_chunk(events[0])]
+    for k in range(1, n, _BATCH_FRAMES):
+        writes.append(_http_chunk(b"".join(events[k:k + _BATCH_FRAMES])))
+    writes[-1] += _http_chunk(tail) + b"0\r\n\r\n"
+    return writes
+
+
+def build_openapi_reply(n: int) -> bytes:
+    """The key-based API's answer to ``N=n``: the whole text, JSON in JSON."""
+    body = json.dumps({"success": True, "result": json.dumps(expected_text(n))}).encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
+def _reply_size(text: str) -> int:
+    found = re.search(r"N=(\d+)", text)
+    n = min(int(found.group(1)), MAX_REPLY_CHUNKS) if found else 1
+    return max(n, 1)
+
+
 class PeerConnection:
     """One client connection to the peer, served by one thread."""
 
@@ -94,16 +158,69 @@ class PeerConnection:
         self.sock = sock
         self.number = number
         self.buf = bytearray()
+        self.send_lock = threading.Lock()  # a reply's batches and the pings
+        self.closed = threading.Event()
 
     def run(self) -> None:
         try:
-            if self._upgrade():
-                self.sock.sendall(_ws_frame(OPEN_PACKET % f"peer-{self.number}"))
-                self._serve()
+            head = self._read_head()
+            if head is None:
+                return
+            if re.search(rb"(?im)^upgrade:[ \t]*websocket", head):
+                if self._upgrade(head):
+                    self.sock.sendall(_ws_frame(OPEN_PACKET % f"peer-{self.number}"))
+                    threading.Thread(target=self._ping, daemon=True).start()
+                    self._serve()
+            else:
+                while head is not None and self._answer_http(head):
+                    head = self._read_head()
         except (OSError, EOFError, ValueError):
             pass
         finally:
+            self.closed.set()
             self.sock.close()
+
+    def _read_head(self) -> Optional[bytes]:
+        """The next request head (None at EOF)."""
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buf += data
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray(rest)
+        return head
+
+    def _answer_http(self, head: bytes) -> bool:
+        """Answer one HTTP request; False closes the connection."""
+        found = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head)
+        body = self._recv_exact(int(found.group(1))) if found else b""
+        path = head.split(b" ", 2)[1].decode("latin-1")
+        if path == CHAT_PATH:
+            n = _reply_size(str(json.loads(body).get("message", "")))
+            writes = _sse_cache.get(n)
+            if writes is None:
+                writes = _sse_cache[n] = build_sse_reply(n)
+            sendall = self.sock.sendall
+            for data in writes:
+                sendall(data)
+        elif path == OPENAPI_PATH:
+            n = _reply_size(str(json.loads(json.loads(body)["input"]).get("user_prompt", "")))
+            answer = _openapi_cache.get(n)
+            if answer is None:
+                answer = _openapi_cache[n] = build_openapi_reply(n)
+            self.sock.sendall(answer)
+        else:
+            self.sock.sendall(_NOT_FOUND)
+        return not re.search(rb"(?im)^connection:[ \t]*close", head)
+
+    def _ping(self) -> None:
+        while not self.closed.wait(PING_INTERVAL):
+            try:
+                with self.send_lock:
+                    self.sock.sendall(_ws_frame("2"))
+            except OSError:
+                return
 
     def _recv_exact(self, n: int) -> bytes:
         buf = self.buf
@@ -116,14 +233,7 @@ class PeerConnection:
         del buf[:n]
         return out
 
-    def _upgrade(self) -> bool:
-        while b"\r\n\r\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                return False
-            self.buf += data
-        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
-        self.buf = bytearray(rest)
+    def _upgrade(self, head: bytes) -> bool:
         match = re.search(rb"(?im)^sec-websocket-key:[ \t]*(\S+)", head)
         if match is None:
             self.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -152,10 +262,10 @@ class PeerConnection:
                 unmasked = int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")
                 payload = unmasked.to_bytes(length, "big")
             if opcode == 8:  # close: answer it and hang up
-                self.sock.sendall(_CLOSE_FRAME)
+                self._send(_CLOSE_FRAME)
                 return
             if opcode == 9:  # ping
-                self.sock.sendall(_ws_header(len(payload), 10) + payload)
+                self._send(_ws_header(len(payload), 10) + payload)
                 continue
             if opcode not in (0, 1, 2):
                 continue
@@ -179,14 +289,18 @@ class PeerConnection:
                 n = min(int(found.group(1)), MAX_REPLY_CHUNKS) if found else 1
                 self._send_reply(str(payload["reqId"]).encode(), max(n, 1))
         elif text.startswith("40/chat"):
-            self.sock.sendall(_ws_frame('40/chat,{"sid":"peer-sid-%d"}' % self.number))
+            self._send(_ws_frame('40/chat,{"sid":"peer-sid-%d"}' % self.number))
         elif text == "1":  # Engine.IO close
-            self.sock.sendall(_CLOSE_FRAME)
+            self._send(_CLOSE_FRAME)
             return False
         elif text.startswith("2"):  # a client ping (not used in EIO v4)
-            self.sock.sendall(_ws_frame("3" + text[1:]))
-        # "41/chat," (leave the namespace) and pongs need no answer.
+            self._send(_ws_frame("3" + text[1:]))
+        # "41/chat," (leave the namespace) and pongs ("3") need no answer.
         return True
+
+    def _send(self, data: bytes) -> None:
+        with self.send_lock:
+            self.sock.sendall(data)
 
     def _send_reply(self, rid: bytes, n: int) -> None:
         key = (n, len(rid))
@@ -194,25 +308,32 @@ class PeerConnection:
         if batches is None:
             batches = _reply_cache[key] = build_reply(n, len(rid))
         sendall = self.sock.sendall
+        lock = self.send_lock
         for seps in batches:
-            sendall(rid.join(seps))
+            data = rid.join(seps)
+            with lock:
+                sendall(data)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Serve until stdin closes (the parent ended or went away)."""
+    """Serve until stdin closes (the parent ended or went away); the line
+    ``connections`` on stdin is answered with the TCP connections accepted."""
     server = socket.create_server(("127.0.0.1", 0), backlog=512)
     print(server.getsockname()[1], flush=True)
+    counter = [0]
 
-    def exit_with_parent() -> None:
-        sys.stdin.buffer.read()
+    def answer_parent() -> None:
+        for line in sys.stdin:
+            if line.strip() == "connections":
+                print(counter[0], flush=True)
         os._exit(0)
 
-    threading.Thread(target=exit_with_parent, daemon=True).start()
-    numbers = itertools.count(1)
+    threading.Thread(target=answer_parent, daemon=True).start()
     while True:
         sock, _ = server.accept()
+        counter[0] += 1
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = PeerConnection(sock, next(numbers))
+        conn = PeerConnection(sock, counter[0])
         threading.Thread(target=conn.run, daemon=True).start()
 
 
@@ -222,3 +343,9 @@ class Peer(ServerProcess):
     def __init__(self) -> None:
         super().__init__("benchmarks.peer")
         self.ws_url = f"ws://127.0.0.1:{self.port}{WS_PATH}"
+        self.chat_url = self.base_url + CHAT_PATH
+        self.openapi_url = self.base_url + OPENAPI_PATH
+
+    def connections(self) -> int:
+        """TCP connections the peer has accepted so far."""
+        return int(self.ask("connections"))
