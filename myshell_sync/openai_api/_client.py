@@ -199,12 +199,19 @@ class ChunkStream:
         """``self._chunk(ChoiceDelta(content=text))``, built without the
         dataclasses' ``__init__`` (the same fields and values): one per reply chunk."""
         delta = _new(ChoiceDelta)
-        delta.__dict__ = {"content": text, "role": None, "refusal": None}
+        delta.content = text
+        delta.role = delta.refusal = None
         choice = _new(ChunkChoice)
-        choice.__dict__ = {"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}
+        choice.index = 0
+        choice.delta = delta
+        choice.finish_reason = choice.logprobs = None
         chunk = _new(ChatCompletionChunk)
-        chunk.__dict__ = {"id": self.id, "created": self.created, "model": self.request.model, "choices": [choice],
-                          "usage": None, "object": "chat.completion.chunk", "system_fingerprint": None}
+        chunk.id = self.id
+        chunk.created = self.created
+        chunk.model = self.request.model
+        chunk.choices = [choice]
+        chunk.usage = chunk.system_fingerprint = None
+        chunk.object = "chat.completion.chunk"
         return chunk
 
     def _chunks(self) -> Iterator[ChatCompletionChunk]:
@@ -237,7 +244,9 @@ class ChunkStream:
                                       usage=self.usage())
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        return self
+        # The generator itself (as the openai SDK's Stream gives one): a for
+        # loop then runs it without a Python-level __next__ call per chunk.
+        return self._iterator
 
     def __next__(self) -> ChatCompletionChunk:
         return next(self._iterator)

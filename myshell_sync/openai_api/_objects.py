@@ -1,6 +1,6 @@
 """Response objects in the shape of OpenAI's chat completions API.
 
-Plain dataclasses: attribute access, ``model_dump()`` / ``to_dict()`` (with
+Plain dataclasses (slotted on Python 3.10+): attribute access, ``model_dump()`` / ``to_dict()`` (with
 ``exclude_none=True``, the JSON the server sends) and ``to_json()``. Their dumps
 validate as the official ``openai.types`` models (the tests check it).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from typing import Any, Dict, Iterator, List, Optional
 
 __all__ = [
@@ -32,7 +33,14 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+# Slots where the Python has them (3.10+): a chunk is made for every piece of
+# a reply, and slotted objects are made in half the time.
+_dataclass = dataclasses.dataclass(slots=True) if sys.version_info >= (3, 10) else dataclasses.dataclass
+
+
 class _Dumpable:
+    __slots__ = ()
+
     def model_dump(self, *, exclude_none: bool = False) -> Dict[str, Any]:
         """This object as plain dicts and lists (a new copy each call)."""
         data = dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -47,7 +55,7 @@ class _Dumpable:
         return json.dumps(self.model_dump(exclude_none=exclude_none), ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclasses.dataclass
+@_dataclass
 class CompletionUsage(_Dumpable):
     """Token counts. They are estimates: MyShell reports none (see ``estimate_tokens``)."""
 
@@ -56,14 +64,14 @@ class CompletionUsage(_Dumpable):
     total_tokens: int
 
 
-@dataclasses.dataclass
+@_dataclass
 class ChatCompletionMessage(_Dumpable):
     content: Optional[str]
     role: str = "assistant"
     refusal: Optional[str] = None
 
 
-@dataclasses.dataclass
+@_dataclass
 class Choice(_Dumpable):
     index: int
     message: ChatCompletionMessage
@@ -71,7 +79,7 @@ class Choice(_Dumpable):
     logprobs: None = None
 
 
-@dataclasses.dataclass
+@_dataclass
 class ChatCompletion(_Dumpable):
     id: str
     created: int
@@ -82,14 +90,14 @@ class ChatCompletion(_Dumpable):
     system_fingerprint: Optional[str] = None
 
 
-@dataclasses.dataclass
+@_dataclass
 class ChoiceDelta(_Dumpable):
     content: Optional[str] = None
     role: Optional[str] = None
     refusal: Optional[str] = None
 
 
-@dataclasses.dataclass
+@_dataclass
 class ChunkChoice(_Dumpable):
     index: int
     delta: ChoiceDelta
@@ -97,7 +105,7 @@ class ChunkChoice(_Dumpable):
     logprobs: None = None
 
 
-@dataclasses.dataclass
+@_dataclass
 class ChatCompletionChunk(_Dumpable):
     id: str
     created: int
@@ -108,7 +116,7 @@ class ChatCompletionChunk(_Dumpable):
     system_fingerprint: Optional[str] = None
 
 
-@dataclasses.dataclass
+@_dataclass
 class Model(_Dumpable):
     id: str
     created: int
@@ -116,7 +124,7 @@ class Model(_Dumpable):
     object: str = "model"
 
 
-@dataclasses.dataclass
+@_dataclass
 class ModelList(_Dumpable):
     """What ``models.list()`` returns: iterate it, or read ``data``."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import json.encoder
 import logging
 import os
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -190,8 +191,9 @@ class _EventStream:
 
     def _generate(self) -> Iterator[bytes]:
         try:
+            encode = _ContentEncoder(self.chunks)
             for chunk in self.chunks:
-                yield f"data: {chunk.to_json()}\n\n".encode()
+                yield encode(chunk)
         except Exception as exc:  # the status is sent: report it in the stream
             error = http_error(exc)
             log.info("openai_api: the stream failed after it began: %s", type(exc).__name__)
@@ -204,6 +206,38 @@ class _EventStream:
     def close(self) -> None:
         self.chunks.close()
         self._events.close()
+
+
+class _ContentEncoder:
+    """``data: {chunk.to_json()}`` for each chunk; a chunk that carries only
+    content (every piece of a reply) as the stream's constant JSON around the
+    encoded text, once the first one was checked equal to ``to_json()``."""
+
+    def __init__(self, chunks: ChunkStream) -> None:
+        request = chunks.request
+        self._head = ('data: {"id":%s,"created":%s,"model":%s,"choices":[{"index":0,"delta":{"content":' % (
+            _json_str(chunks.id), json.dumps(chunks.created), _json_str(request.model)))
+        self._tail = '}}],"object":"chat.completion.chunk"}\n\n'
+        self._checked: Optional[bool] = None
+
+    def __call__(self, chunk: Any) -> bytes:
+        choices = chunk.choices
+        if self._checked is not False and len(choices) == 1 and chunk.usage is None \
+                and chunk.system_fingerprint is None:
+            choice = choices[0]
+            delta = choice.delta
+            content = delta.content
+            if (content.__class__ is str and delta.role is None and delta.refusal is None and choice.index == 0
+                    and choice.finish_reason is None and choice.logprobs is None):
+                fast = self._head + _json_str(content) + self._tail
+                if self._checked is None:
+                    self._checked = fast == f"data: {chunk.to_json()}\n\n"
+                if self._checked:
+                    return fast.encode()
+        return f"data: {chunk.to_json()}\n\n".encode()
+
+
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a JSON string, not ASCII-only
 
 
 def _allow(method: str, allowed: str) -> None:

@@ -148,6 +148,7 @@ class HttpReply(ThreadedReply):
         decoder = SSEDecoder(max_event_size=self._transport._max_event_size)
         read = _reader(response)
         self._finished = False
+        streaming = False
         while True:
             data = read(_READ_SIZE)
             events = decoder.feed(data) if data else decoder.flush()
@@ -159,6 +160,11 @@ class HttpReply(ThreadedReply):
                 return
             if batch:
                 self.put(batch)
+                if not streaming:
+                    # The first chunk's consumer may run now, before this
+                    # thread parses the next (possibly large) block.
+                    streaming = True
+                    time.sleep(0)
             if not data:
                 break
         if self._finished:
