@@ -53,6 +53,31 @@ class BufferedWebSocket(websocket.WebSocket):
         )
         self.cont_frame = self._messages
 
+    def recv(self) -> Any:
+        """``WebSocket.recv()``, with a fast path for the usual frame: a
+        whole unmasked, unfragmented text frame within the block read
+        already, taken without websocket-client's frame objects. Anything
+        else (control frames, fragments, a frame cut by the block's end, one
+        over the size limit) goes the general way."""
+        block = self._block
+        pos = self._pos
+        frames = self._frames
+        if (pos + 2 <= len(block) and block[pos] == 0x81 and frames.header is None
+                and not frames.recv_buffer and self._messages.cont_data is None):
+            size = block[pos + 1]
+            start = pos + 2
+            if size == 126 and start + 2 <= len(block):
+                size = (block[start] << 8) | block[start + 1]
+                start += 2
+            if size < 126 or start == pos + 4:
+                end = start + size
+                limit = frames.max_size
+                if end <= len(block) and (limit is None or size <= limit):
+                    with self.readlock:
+                        self._pos = end
+                    return block[start:end].decode("utf-8")
+        return super().recv()
+
     def limit_frames(self, max_size: int) -> None:
         """Fail (ProtocolError) on a frame announcing more than ``max_size``
         bytes, or on a fragmented message growing past it."""
