@@ -639,8 +639,11 @@ class Connection:
             return
         try:
             ws.settimeout(timeout)
-            ws.send(_codec.encode_disconnect(NAMESPACE))
-            ws.send_close()
+            if isinstance(ws, BufferedWebSocket):
+                ws.send_goodbye(_codec.encode_disconnect(NAMESPACE))
+            else:
+                ws.send(_codec.encode_disconnect(NAMESPACE))
+                ws.send_close()
         except Exception:  # the socket may already be gone
             kill(ws)
         finally:

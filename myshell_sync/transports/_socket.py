@@ -87,20 +87,32 @@ class BufferedWebSocket(websocket.WebSocket):
     def send_text_frame(self, text: str) -> None:
         """Send ``text`` as one masked text frame: what ``send(text)`` puts
         on the wire, without building an ``ABNF`` object per frame."""
-        data = text.encode("utf-8")
+        self._write(self._frame(0x1, text.encode("utf-8")))
+
+    def send_goodbye(self, text: str, status: int = websocket.STATUS_NORMAL) -> None:
+        """``send(text)`` then ``send_close(status)``, in one write."""
+        frames = self._frame(0x1, text.encode("utf-8")) + self._frame(0x8, struct.pack("!H", status))
+        self.connected = False  # as send_close() says
+        self._write(frames)
+
+    def _frame(self, opcode: int, data: bytes) -> bytes:
+        """One final, masked client frame."""
         size = len(data)
+        first = 0x80 | opcode
         if size < 126:
-            header = bytes((0x81, 0x80 | size))
+            header = bytes((first, 0x80 | size))
         elif size < 65536:
-            header = struct.pack("!BBH", 0x81, 0xFE, size)
+            header = struct.pack("!BBH", first, 0xFE, size)
         else:
-            header = struct.pack("!BBQ", 0x81, 0xFF, size)
+            header = struct.pack("!BBQ", first, 0xFF, size)
         key = self.get_mask_key(4) if self.get_mask_key else os.urandom(4)
-        frame = header + key + _masked(key, data)
+        return header + key + _masked(key, data)
+
+    def _write(self, data: bytes) -> None:
         with self.lock:
-            while frame:
-                sent = self._send(frame)
-                frame = frame[sent:]
+            while data:
+                sent = self._send(data)
+                data = data[sent:]
 
     def pong(self, payload: Any = "") -> None:
         """Answer a WebSocket ping (from inside ``recv``). If the peer is gone,
