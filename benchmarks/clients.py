@@ -22,10 +22,32 @@ Each has ``call(n) -> (text, perf_counter() at the first chunk)`` for an
   namespace ``/chat``, auth dict) whose handlers feed a ``queue.Queue``. Its
   Engine.IO client runs every handler in a new thread, so events may arrive
   out of order: the consumer orders chunks by ``data.index`` and waits until
-  it holds all of them and ``message_replied``.
+  it holds all of them and ``message_replied``. It connects with a 30 s wait
+  (a loaded machine is slow to start its threads) and is opened anew for
+  every round (see ``measure.Slot``).
+
+The HTTP route (``Myshell(url, transport="http")`` against):
+
+* requests + iter_lines: ``requests.Session().post(url, json=..., headers=...,
+  stream=True)``, then ``for line in response.iter_lines()``: an ``event:``
+  line names the event, a ``data:`` line of a ``…_TEXT`` event is
+  ``json.loads``-ed for its ``content``; read to the end of the body (so the
+  session keeps the connection).
+* httpx + httpx-sse: ``httpx.Client()`` and ``connect_sse(client, "POST", url,
+  json=..., headers=...)``, ``for sse in source.iter_sse()``, ``sse.json()``
+  of each ``…_TEXT`` event, to the end of the body.
+
+The key-based API (``Myshell(url, transport="openapi", api_key=...)``
+against requests.Session().post + json: ``session.post(url, json=...,
+headers=...)``, ``response.json()["result"]`` then ``json.loads`` of it).
+
+The OpenAI layer: ``OpenAI(client).chat.completions.create(..., stream=True)``
+on the same warm ``Myshell`` as myshell_sync's row, reading
+``chunk.choices[0].delta.content``.
 
 A new client is a class here plus an entry in :data:`WARM`,
-:data:`ROUND_TRIP_REFERENCES` or :data:`COLD_STARTERS`.
+:data:`ROUND_TRIP_REFERENCES`, :data:`HTTP_CLIENTS`, :data:`OPENAPI_CLIENTS`
+or :data:`COLD_STARTERS`.
 """
 
 from __future__ import annotations
@@ -38,8 +60,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .protocol import (AUTH, CALL_TIMEOUT, EVENT_PREFIX, MODEL, NAMESPACE, prompt_for,
-                       text_chat_frame, text_chat_payload)
+from .protocol import (API_KEY, AUTH, CALL_TIMEOUT, EVENT_PREFIX, HTTP_HEADERS, HTTP_MODEL, MODEL,
+                       NAMESPACE, OPENAPI_HEADERS, OPENAPI_MODEL, SSE_TEXT, chat_body, messages_for,
+                       openapi_body, prompt_for, text_chat_frame, text_chat_payload)
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -51,22 +74,35 @@ RAW = "raw websocket-client"
 AIOHTTP = "aiohttp (gpt4free style)"
 SOCKETIO = "python-socketio"
 FLOOR = "threaded floor"
+ONE_SHOT = "myshell_sync.generate() (one-shot)"
+MYSHELL_HTTP = "myshell_sync (http)"
+REQUESTS_SSE = "requests + iter_lines"
+HTTPX_SSE = "httpx + httpx-sse"
+MYSHELL_OPENAPI = "myshell_sync (openapi)"
+REQUESTS_JSON = "requests.Session().post + json"
+OPENAI_LAYER = "OpenAI(client) stream=True"
+
+#: The model each of myshell_sync's transports is asked for.
+TRANSPORT_MODELS = {"websocket": MODEL, "http": HTTP_MODEL, "openapi": OPENAPI_MODEL}
 
 
 class MyshellBench:
     label = MYSHELL
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, transport: str = "websocket", **options: Any) -> None:
         from myshell_sync import Myshell
 
-        self.client = Myshell(base_url, captcha_delay=0)
+        self.model = TRANSPORT_MODELS[transport]
+        if transport == "openapi":
+            options.setdefault("api_key", API_KEY)
+        self.client = Myshell(base_url, captcha_delay=0, transport=transport, **options)
 
     def warm(self) -> "MyshellBench":
-        self.client.connect(MODEL)
+        self.client.connect(self.model)
         return self
 
     def call(self, n: int) -> CallResult:
-        chunks = self.client.generate(MODEL, [{"role": "user", "content": prompt_for(n)}])
+        chunks = self.client.generate(self.model, [{"role": "user", "content": prompt_for(n)}])
         parts = [next(chunks)]
         first = time.perf_counter()
         parts.extend(chunks)
@@ -74,6 +110,117 @@ class MyshellBench:
 
     def close(self) -> None:
         self.client.close()
+
+
+class OpenAILayerBench:
+    """``OpenAI(client)`` over a warm ``Myshell`` on ``transport``."""
+
+    label = OPENAI_LAYER
+
+    def __init__(self, base_url: str, transport: str = "websocket") -> None:
+        from myshell_sync.openai_api import OpenAI
+
+        self.inner = MyshellBench(base_url, transport).warm()
+        self.model = self.inner.model
+        self.openai = OpenAI(self.inner.client)
+
+    def call(self, n: int) -> CallResult:
+        parts: List[str] = []
+        first = 0.0
+        stream = self.openai.chat.completions.create(model=self.model, messages=messages_for(n), stream=True)
+        for chunk in stream:
+            if chunk.choices:
+                content = chunk.choices[0].delta.content
+                if content:
+                    if not parts:
+                        first = time.perf_counter()
+                    parts.append(content)
+        return "".join(parts), first
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RequestsSSEBench:
+    """A user's SSE loop: requests, ``stream=True`` and ``iter_lines()``."""
+
+    label = REQUESTS_SSE
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url
+        self.session = requests.Session()
+
+    def call(self, n: int) -> CallResult:
+        parts: List[str] = []
+        first = 0.0
+        event = None
+        with self.session.post(self.url, json=chat_body(n), headers=HTTP_HEADERS, stream=True,
+                               timeout=CALL_TIMEOUT) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith(b"event:"):
+                    event = line[6:].strip().decode()
+                elif line.startswith(b"data:") and event == SSE_TEXT:
+                    if not parts:
+                        first = time.perf_counter()
+                    parts.append(json.loads(line[5:])["content"])
+        return "".join(parts), first
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class HttpxSSEBench:
+    """httpx with httpx-sse's ``connect_sse``, as its README shows."""
+
+    label = HTTPX_SSE
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.client = httpx.Client(timeout=CALL_TIMEOUT)
+
+    def call(self, n: int) -> CallResult:
+        from httpx_sse import connect_sse
+
+        parts: List[str] = []
+        first = 0.0
+        with connect_sse(self.client, "POST", self.url, json=chat_body(n), headers=HTTP_HEADERS) as source:
+            source.response.raise_for_status()
+            for sse in source.iter_sse():
+                if sse.event == SSE_TEXT:
+                    if not parts:
+                        first = time.perf_counter()
+                    parts.append(sse.json()["content"])
+        return "".join(parts), first
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RequestsJSONBench:
+    """The key-based API the plain way: ``Session().post`` and ``json``."""
+
+    label = REQUESTS_JSON
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url
+        self.session = requests.Session()
+
+    def call(self, n: int) -> CallResult:
+        response = self.session.post(self.url, json=openapi_body(n), headers=OPENAPI_HEADERS,
+                                     timeout=CALL_TIMEOUT)
+        response.raise_for_status()
+        text = json.loads(response.json()["result"])
+        return text, time.perf_counter()
+
+    def close(self) -> None:
+        self.session.close()
 
 
 class RawBench:
@@ -180,7 +327,7 @@ class SocketIOBench:
         self.sio.on("message_replied", lambda data: put(("message_replied", data)),
                     namespace=NAMESPACE)
         self.sio.connect(base_url, transports=["websocket"], namespaces=[NAMESPACE], auth=AUTH,
-                         socketio_path="ws", wait_timeout=10)
+                         socketio_path="ws", wait_timeout=30)
 
     def call(self, n: int) -> CallResult:
         req_id = str(uuid.uuid4())
@@ -326,6 +473,28 @@ ROUND_TRIP_REFERENCES: Dict[str, ClientFactory] = {
     FLOOR: lambda peer: ThreadedFloorBench(peer.ws_url),
 }
 
+#: Opened anew for every round (the others only when a call failed).
+REOPEN_EACH_ROUND = frozenset((SOCKETIO,))
+
+#: The HTTP route's clients.
+HTTP_CLIENTS: Dict[str, ClientFactory] = {
+    MYSHELL_HTTP: lambda peer: MyshellBench(peer.base_url, "http"),
+    REQUESTS_SSE: lambda peer: RequestsSSEBench(peer.chat_url),
+    HTTPX_SSE: lambda peer: HttpxSSEBench(peer.chat_url),
+}
+
+#: The key-based API's clients.
+OPENAPI_CLIENTS: Dict[str, ClientFactory] = {
+    MYSHELL_OPENAPI: lambda peer: MyshellBench(peer.base_url, "openapi"),
+    REQUESTS_JSON: lambda peer: RequestsJSONBench(peer.openapi_url),
+}
+
+#: The OpenAI layer against generate() on the same (WebSocket) transport.
+OPENAI_CLIENTS: Dict[str, ClientFactory] = {
+    MYSHELL: lambda peer: MyshellBench(peer.base_url).warm(),
+    OPENAI_LAYER: lambda peer: OpenAILayerBench(peer.base_url),
+}
+
 
 def _cold_myshell(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
     client = MyshellBench(peer.base_url)
@@ -346,9 +515,26 @@ def _cold_aiohttp(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], 
     return lambda: aiohttp_cold_call(peer.ws_url, 1), lambda: None
 
 
+def one_shot_call(base_url: str, n: int) -> CallResult:
+    """The seed's calling style: ``myshell_sync.generate()`` opens a client,
+    streams the reply and closes the client when the generator ends."""
+    import myshell_sync
+
+    chunks = myshell_sync.generate(MODEL, messages_for(n), base_url=base_url, captcha_delay=0)
+    parts = [next(chunks)]
+    first = time.perf_counter()
+    parts.extend(chunks)
+    return "".join(parts), first
+
+
+def _cold_one_shot(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
+    return lambda: one_shot_call(peer.base_url, 1), lambda: None
+
+
 #: A new client each: ``starter(peer)`` builds it and returns (a 1-chunk call, close).
 COLD_STARTERS: Dict[str, ColdStarter] = {
     MYSHELL: _cold_myshell,
+    ONE_SHOT: _cold_one_shot,
     RAW: _cold_raw,
     AIOHTTP: _cold_aiohttp,
     SOCKETIO: _cold_socketio,

@@ -1,8 +1,9 @@
-"""Scenarios 3 to 5, each in fresh processes: threads, memory, import time.
+"""Scenarios in fresh processes: concurrent streams and threads, memory, import time.
 
-Scenarios 3 and 4 run the benchmark's own command line with ``--child``
-in a new interpreter (see :func:`run_child`), so that process imports the
-same modules as the benchmark; import times are taken in bare interpreters.
+The concurrent streams (row 3, and the growth rows for every transport) and
+the memory rows run the benchmark's own command line with ``--child`` in a
+new interpreter (see :func:`run_child`), so that process imports the same
+modules as the benchmark; import times are taken in bare interpreters.
 """
 
 from __future__ import annotations
@@ -17,29 +18,40 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from .clients import TRANSPORT_MODELS
 from .measure import (Checker, count_threads_and_sockets, os_thread_count, rotated, rss_bytes,
                       settled_rss, socket_count)
+from .peer import RELEASE_PATH
 from .process import python_command
-from .protocol import MODEL, expected_text, prompt_for
+from .protocol import API_KEY, expected_text, prompt_for
 
 THREAD_MODELS = ("samantha", "gpt-3.5-turbo", "gpt-4")
 SNAPSHOT_CHUNKS = 50  # reply size of the untimed round that counts threads
 
 
-def child_threads(base_url: str, threads: int, n: int, rounds: int) -> Dict[str, Any]:
+def _client(base_url: str, transport: str, max_connections: int) -> Any:
+    from myshell_sync import Myshell
+
+    options: Dict[str, Any] = {"api_key": API_KEY} if transport == "openapi" else {}
+    return Myshell(base_url, captcha_delay=0, transport=transport, max_connections=max_connections,
+                   **options)
+
+
+def child_threads(base_url: str, threads: int, n: int, rounds: int,
+                  transport: str = "websocket") -> Dict[str, Any]:
     """``threads`` threads on one client, each streaming an ``n``-chunk reply
-    (models rotate over THREAD_MODELS; max_connections=threads).
+    (max_connections=threads; on the WebSocket the models rotate over
+    THREAD_MODELS, elsewhere every thread asks the transport's one model).
 
     An untimed first round opens the connections and, once every thread
     holds its first chunk, counts this process's threads and sockets with
     all ``threads`` streams in flight. Peaks during the timed rounds are
     sampled by the parent (see ``run_child``).
     """
-    from myshell_sync import Myshell
-
     checker = Checker()
     rss_before = rss_bytes()
-    client = Myshell(base_url, captcha_delay=0, max_connections=threads)
+    client = _client(base_url, transport, threads)
+    models = THREAD_MODELS if transport == "websocket" else (TRANSPORT_MODELS[transport],)
     snapshot: Dict[str, int] = {}
 
     def one_round(size: int, label: str, pause: bool) -> Optional[float]:
@@ -49,7 +61,7 @@ def child_threads(base_url: str, threads: int, n: int, rounds: int) -> Dict[str,
         ended = [0.0] * threads
 
         def worker(i: int) -> None:
-            model = THREAD_MODELS[i % len(THREAD_MODELS)]
+            model = models[i % len(models)]
             start.wait()
             try:
                 chunks = client.generate(model, [{"role": "user", "content": prompt_for(size)}])
@@ -104,27 +116,39 @@ def child_threads(base_url: str, threads: int, n: int, rounds: int) -> Dict[str,
             "rss_before": rss_before, "checked": checker.checked, "problems": checker.problems}
 
 
-def child_memory(base_url: str, streams: int, n: int) -> Dict[str, Any]:
+def child_memory(base_url: str, streams: int, n: int, transport: str = "websocket") -> Dict[str, Any]:
     """RSS of an idle client with one warm connection, then of ``streams``
-    paused streams (distinct bot uids, so they may share that connection),
-    each having read its first chunk of an ``n``-chunk reply."""
-    from myshell_sync import Myshell
+    paused streams, each having read its first chunk of an ``n``-chunk reply.
 
+    On the WebSocket they ask distinct bot uids (so they may share that
+    connection); over HTTP each has its own connection and reply thread
+    (max_connections=streams)."""
     checker = Checker()
     rss_import = settled_rss()
-    client = Myshell(base_url, captcha_delay=0)
+    websocket = transport == "websocket"
+    # Over HTTP the peer holds the rest of each reply back until released,
+    # so every paused stream keeps its reply thread and connection meanwhile.
+    hold = "" if websocket else " HOLD"
+    client = _client(base_url, transport, 8 if websocket else streams)
+    model = TRANSPORT_MODELS[transport]
     try:
-        client.connect(MODEL)
+        client.connect(model)
         checker.check("memory warm-up", "".join(
-            client.generate(MODEL, [{"role": "user", "content": prompt_for(n)}])), n)
+            client.generate(model, [{"role": "user", "content": prompt_for(n)}])), n)
         rss_idle = settled_rss()
         sockets_idle = socket_count()
         paused = []
         for k in range(streams):
-            chunks = client.generate(f"{k + 1:032x}", [{"role": "user", "content": prompt_for(n)}])
+            chunks = client.generate(f"{k + 1:032x}" if websocket else model,
+                                     [{"role": "user", "content": prompt_for(n) + hold}])
             paused.append((next(chunks), chunks))
         rss_streams = settled_rss()
         sockets_streams = socket_count()
+        threads_streams = os_thread_count()
+        if hold:
+            import requests
+
+            requests.post(base_url + RELEASE_PATH, timeout=10).raise_for_status()
         for k, (first, chunks) in enumerate(paused):
             checker.check(f"memory stream {k}", first + "".join(chunks), n)
         del paused
@@ -134,6 +158,7 @@ def child_memory(base_url: str, streams: int, n: int) -> Dict[str, Any]:
     per_stream = (rss_streams - rss_idle) / streams
     return {"rss_import": rss_import, "rss_idle": rss_idle, "idle_delta": rss_idle - rss_import,
             "connections_idle": sockets_idle, "connections_streams": sockets_streams,
+            "threads_streams": threads_streams,
             "per_stream": per_stream, "text_bytes": text_bytes,
             "per_stream_net": per_stream - text_bytes,
             "checked": checker.checked, "problems": checker.problems}

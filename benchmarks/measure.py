@@ -1,8 +1,15 @@
 """The timing loops, and the process figures (RSS, threads, sockets) read from /proc.
 
-Every figure is the best of ``rounds`` rounds, the clients interleaved (and
-rotated) in each round; a latency is the median of its calls in a round.
-Every reply's text is compared with the expected text by a :class:`Checker`.
+The WebSocket rows (1 and 2, as before) are the best of ``rounds`` rounds,
+the clients taking turns (rotated) in each round; a latency is the median of
+its calls in a round. The newer rows keep every round's figure
+(:func:`per_round`): the table shows their median, and ratios are medians of
+the same-round ratios, which a load that comes and goes moves less. Every
+reply's text is compared with the expected text by a :class:`Checker`.
+
+The clients of a measurement live in :class:`Slots`: one that cannot be
+opened, or whose call fails, is reopened for the next round, and the first
+cause is kept for the table (a failed row says why).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .clients import ColdStarter, RawBench
 from .peer import Peer, reply_bytes
 from .protocol import expected_text, text_chat_frame
+
+Factory = Callable[[], Any]
 
 
 class Checker:
@@ -98,6 +107,67 @@ def socket_count() -> int:
 # Scenarios 1 and 2 (warm and cold calls), in this process
 # --------------------------------------------------------------------------
 
+def describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {text[:70]}" if text else exc.__class__.__name__
+
+
+class Slots:
+    """The clients of one measurement, by name, each made by its factory.
+
+    A client that cannot be opened, or whose call raised, is closed and
+    opened again at the start of the next round; the names in
+    ``reopen_each_round`` are opened anew for every round. ``causes`` keeps
+    the first failure of each name, for the table.
+    """
+
+    def __init__(self, factories: Mapping[str, Factory], checker: Checker,
+                 reopen_each_round: Sequence[str] = ()) -> None:
+        self.factories = dict(factories)
+        self.checker = checker
+        self.reopen = frozenset(reopen_each_round)
+        self.clients: Dict[str, Any] = {}
+        self.causes: Dict[str, str] = {}
+
+    @property
+    def names(self) -> List[str]:
+        return list(self.factories)
+
+    def add(self, factories: Mapping[str, Factory]) -> None:
+        self.factories.update(factories)
+
+    def open_round(self, r: int) -> None:
+        """Open what is missing (and what is reopened each round)."""
+        for name in self.names:
+            if name in self.clients and (r == 0 or name not in self.reopen):
+                continue
+            self._drop(name)
+            try:
+                self.clients[name] = self.factories[name]()
+            except Exception as exc:
+                self.fail(name, f"open {name} (round {r + 1})", exc)
+
+    def get(self, name: str) -> Optional[Any]:
+        return self.clients.get(name)
+
+    def fail(self, name: str, what: str, exc: BaseException) -> None:
+        self.checker.failed(what, exc)
+        self.causes.setdefault(name, describe(exc))
+        self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        client = self.clients.pop(name, None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        for name in list(self.clients):
+            self._drop(name)
+
+
 def timed_call(client: Any, n: int, checker: Checker, what: str) -> Optional[Tuple[float, float]]:
     """One call: (seconds, seconds to the first chunk), None if it failed."""
     try:
@@ -112,47 +182,126 @@ def timed_call(client: Any, n: int, checker: Checker, what: str) -> Optional[Tup
     return ended - started, first - started
 
 
+def slot_call(slots: Slots, name: str, n: int, what: str) -> Optional[Tuple[float, float]]:
+    """:func:`timed_call` on the client in ``slots`` (None if it has none);
+    a call that raised drops the client until the next round."""
+    client = slots.get(name)
+    if client is None:
+        return None
+    try:
+        started = time.perf_counter()
+        text, first = client.call(n)
+        ended = time.perf_counter()
+    except Exception as exc:
+        slots.fail(name, what, exc)
+        return None
+    if not slots.checker.check(what, text, n):
+        return None
+    return ended - started, first - started
+
+
+def per_round(values: Mapping[str, Sequence[Optional[float]]]) -> Dict[str, Optional[float]]:
+    """The median of each name's per-round figures (None if it has none)."""
+    out: Dict[str, Optional[float]] = {}
+    for name, figures in values.items():
+        known = [v for v in figures if v is not None]
+        out[name] = statistics.median(known) if known else None
+    return out
+
+
+def round_ratio(values: Mapping[str, Sequence[Optional[float]]], a: str, b: str,
+                invert: bool = False) -> Optional[float]:
+    """The median over rounds of ``a``'s figure / ``b``'s in the same round
+    (``b``'s / ``a``'s with ``invert``: a rate against a rate)."""
+    ratios = [(y / x if invert else x / y) for x, y in zip(values.get(a, ()), values.get(b, ()))
+              if x is not None and y is not None and x > 0 and y > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def bench_rounds(slots: Slots, n: int, calls: int, rounds: int, label: str,
+                 interleave: bool = True) -> Dict[str, Dict[str, List[Optional[float]]]]:
+    """Per round and client: the median call time, the median time to first
+    chunk and the chunks/s of the median call, over ``calls`` calls of ``n``
+    chunks. ``interleave``: the clients take turns call by call (the order
+    rotated each time), so a load that comes and goes hits them alike;
+    otherwise each makes its calls in a row (rotated by round)."""
+    names = slots.names
+    out: Dict[str, Dict[str, List[Optional[float]]]] = {
+        key: {name: [] for name in names} for key in ("seconds", "first_s", "chunks_per_s")}
+    for r in range(rounds):
+        slots.open_round(r)
+        samples: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
+        if interleave:
+            order = [(i, name) for i in range(calls) for name in rotated(names, r + i)]
+        else:
+            order = [(i, name) for name in rotated(names, r) for i in range(calls)]
+        for i, name in order:
+            timing = slot_call(slots, name, n, f"{label} {name} round {r + 1} #{i}")
+            if timing is not None:
+                samples[name].append(timing)
+        for name in names:
+            if samples[name]:
+                seconds = statistics.median(s for s, _ in samples[name])
+                out["seconds"][name].append(seconds)
+                out["first_s"][name].append(statistics.median(f for _, f in samples[name]))
+                out["chunks_per_s"][name].append(n / seconds)
+            else:
+                for key in out:
+                    out[key][name].append(None)
+    return out
+
+
 def rotated(items: Sequence[Any], r: int) -> List[Any]:
     r %= len(items)
     return list(items[r:]) + list(items[:r])
 
 
-def bench_throughput(clients: Dict[str, Any], n: int, rounds: int,
-                     checker: Checker) -> Dict[str, Dict[str, Optional[float]]]:
-    """Best chunks/s and best time to first chunk of an ``n``-chunk reply."""
-    rates: Dict[str, List[float]] = {name: [] for name in clients}
-    firsts: Dict[str, List[float]] = {name: [] for name in clients}
+def bench_throughput(slots: Slots, n: int, rounds: int) -> Dict[str, Dict[str, Optional[float]]]:
+    """Best chunks/s and best time to first chunk of an ``n``-chunk reply
+    (one call per client and round, the order rotated)."""
+    names = slots.names
+    rates: Dict[str, List[float]] = {name: [] for name in names}
+    firsts: Dict[str, List[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in rotated(list(clients), r):
-            timing = timed_call(clients[name], n, checker, f"throughput {name} round {r + 1}")
+        slots.open_round(r)
+        for name in rotated(names, r):
+            timing = slot_call(slots, name, n, f"throughput {name} round {r + 1}")
             if timing is not None:
                 rates[name].append(n / timing[0])
                 firsts[name].append(timing[1])
     return {name: {"chunks_per_s": max(rates[name], default=None),
-                   "first_chunk_s": min(firsts[name], default=None)} for name in clients}
+                   "first_chunk_s": min(firsts[name], default=None)} for name in names}
 
 
-def bench_round_trip(clients: Dict[str, Any], calls: int, rounds: int,
-                     checker: Checker) -> Dict[str, Optional[float]]:
-    """Best (over rounds) median seconds of a 1-chunk call on an open socket."""
-    medians: Dict[str, List[float]] = {name: [] for name in clients}
+def bench_round_trip(slots: Slots, calls: int, rounds: int) -> Dict[str, Any]:
+    """Best (over rounds) median seconds of a 1-chunk call on an open socket,
+    each client making its calls in a row (rotated by round); ``"rounds"``:
+    every round's median, by client."""
+    names = slots.names
+    medians: Dict[str, List[Optional[float]]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in rotated(list(clients), r):
+        slots.open_round(r)
+        for name in rotated(names, r):
             samples = []
             for i in range(calls):
-                timing = timed_call(clients[name], 1, checker, f"round trip {name} #{i}")
+                timing = slot_call(slots, name, 1, f"round trip {name} round {r + 1} #{i}")
                 if timing is not None:
                     samples.append(timing[0])
-            if samples:
-                medians[name].append(statistics.median(samples))
-    return {name: min(medians[name], default=None) for name in clients}
+            medians[name].append(statistics.median(samples) if samples else None)
+    out: Dict[str, Any] = {name: min((m for m in medians[name] if m is not None), default=None)
+                           for name in names}
+    out["rounds"] = medians
+    return out
 
 def bench_cold(starters: Mapping[str, ColdStarter], peer: Peer, calls: int, rounds: int,
-               checker: Checker) -> Dict[str, Optional[float]]:
+               checker: Checker) -> Dict[str, Any]:
     """Best (over rounds) median seconds of a 1-chunk call on a new client:
     construct, connect, handshake, send, whole reply. Closing is not timed
-    (gpt4free's call closes its session inside the call, so it is there)."""
-    medians: Dict[str, List[float]] = {name: [] for name in starters}
+    (gpt4free's call closes its session inside the call, and a one-shot
+    ``generate()`` closes its client inside the call, so there it is);
+    ``"rounds"``: every round's median, by client."""
+    medians: Dict[str, List[Optional[float]]] = {name: [] for name in starters}
+    causes: Dict[str, str] = {}
     for r in range(rounds):
         for name in rotated(list(starters), r):
             samples = []
@@ -166,6 +315,7 @@ def bench_cold(starters: Mapping[str, ColdStarter], peer: Peer, calls: int, roun
                     elapsed = time.perf_counter() - started
                 except Exception as exc:
                     checker.failed(what, exc)
+                    causes.setdefault(name, describe(exc))
                     continue
                 finally:
                     try:
@@ -174,9 +324,12 @@ def bench_cold(starters: Mapping[str, ColdStarter], peer: Peer, calls: int, roun
                         checker.failed(what + " close()", exc)
                 if checker.check(what, text, 1):
                     samples.append(elapsed)
-            if samples:
-                medians[name].append(statistics.median(samples))
-    return {name: min(medians[name], default=None) for name in starters}
+            medians[name].append(statistics.median(samples) if samples else None)
+    out: Dict[str, Any] = {name: min((m for m in medians[name] if m is not None), default=None)
+                           for name in starters}
+    out["rounds"] = medians
+    out["causes"] = causes
+    return out
 
 
 def bench_peer_ceiling(peer: Peer, n: int, rounds: int) -> Optional[float]:

@@ -143,6 +143,22 @@ def build_openapi_reply(n: int) -> bytes:
 
 
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+RELEASE_PATH = "/bench/release"
+_hold_lock = threading.Lock()
+_hold = threading.Event()
+
+
+def _holding() -> threading.Event:
+    """What a held reply waits on (set by the next release)."""
+    with _hold_lock:
+        return _hold
+
+
+def _release() -> None:
+    global _hold
+    with _hold_lock:
+        _hold.set()
+        _hold = threading.Event()
 
 
 def _reply_size(text: str) -> int:
@@ -197,12 +213,18 @@ class PeerConnection:
         body = self._recv_exact(int(found.group(1))) if found else b""
         path = head.split(b" ", 2)[1].decode("latin-1")
         if path == CHAT_PATH:
-            n = _reply_size(str(json.loads(body).get("message", "")))
+            message = str(json.loads(body).get("message", ""))
+            n = _reply_size(message)
             writes = _sse_cache.get(n)
             if writes is None:
                 writes = _sse_cache[n] = build_sse_reply(n)
+            # "HOLD": the rest of the reply waits after the first chunk until
+            # POST /bench/release (a stream still in flight, for the memory row).
+            held = _holding() if "HOLD" in message else None
             sendall = self.sock.sendall
-            for data in writes:
+            for k, data in enumerate(writes):
+                if k == 1 and held is not None:
+                    held.wait(60)
                 sendall(data)
         elif path == OPENAPI_PATH:
             n = _reply_size(str(json.loads(json.loads(body)["input"]).get("user_prompt", "")))
@@ -210,6 +232,9 @@ class PeerConnection:
             if answer is None:
                 answer = _openapi_cache[n] = build_openapi_reply(n)
             self.sock.sendall(answer)
+        elif path == RELEASE_PATH:
+            _release()
+            self.sock.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
         else:
             self.sock.sendall(_NOT_FOUND)
         return not re.search(rb"(?im)^connection:[ \t]*close", head)
