@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import report
 from .clients import (COLD_STARTERS, HTTP_CLIENTS, HTTPX_SSE, MYSHELL_HTTP, OPENAI_CLIENTS,
                       OPENAPI_CLIENTS, RAW, REOPEN_EACH_ROUND, REQUESTS_JSON, REQUESTS_SSE,
-                      ROUND_TRIP_REFERENCES, SOCKETIO, WARM, MyshellBench, RawBench,
-                      RequestsJSONBench, RequestsSSEBench, HttpxSSEBench)
+                      ROUND_TRIP_REFERENCES, WARM, HttpxSSEBench, MyshellBench, RawBench,
+                      RequestsJSONBench, RequestsSSEBench, SocketIOBench)
 from .fresh import bench_import, child_memory, child_threads, run_child
 from .growth import bench_reply_lengths
 from .measure import (Checker, Slots, bench_cold, bench_peer_ceiling, bench_rounds,
@@ -105,8 +105,7 @@ def measure_warm(args: argparse.Namespace, peer: Peer, checker: Checker,
         say(f"2. warm round trip ({args.rtt_calls} calls x {args.rounds} rounds "
             f"x {len(slots.names)} clients)")
         res["round_trip"] = bench_round_trip(slots, args.rtt_calls, args.rounds)
-        socketio = slots.get(SOCKETIO)
-        res["socketio_out_of_order"] = getattr(socketio, "out_of_order", 0)
+        res["socketio_out_of_order"] = SocketIOBench.total_out_of_order
     finally:
         slots.close()
     res["warm_causes"] = dict(slots.causes)

@@ -315,6 +315,8 @@ class ThreadedFloorBench(RawBench):
 
 class SocketIOBench:
     label = SOCKETIO
+    #: Chunks seen out of order by every instance (one is opened per round).
+    total_out_of_order = 0
 
     def __init__(self, base_url: str) -> None:
         import socketio
@@ -352,6 +354,7 @@ class SocketIOBench:
             chunks[index] = data["text"]
             if index < highest:
                 self.out_of_order += 1
+                SocketIOBench.total_out_of_order += 1
             highest = max(highest, index)
             if data["isFinal"]:
                 final = index

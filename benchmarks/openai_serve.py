@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 MODEL = "gpt-4"
@@ -35,12 +34,15 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def start_serve(base_url: str, threads: int) -> Tuple[subprocess.Popen, str]:
-    """``myshell-sync serve`` on a free port against ``base_url``: (process, its /v1 URL)."""
-    cli = Path(sys.executable).parent / "myshell-sync"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "myshell_sync"]
+    """``myshell-sync serve`` on a free port against ``base_url``: (process, its /v1 URL).
+
+    It is the command line of the myshell_sync this process imports (the
+    console script runs whichever is installed)."""
+    from .process import python_command
+
     process = subprocess.Popen(
-        [*command, "serve", "--base-url", base_url, "--captcha-delay", "0", "--transport", "websocket",
-         "--port", "0", "--threads", str(threads)],
+        python_command("myshell_sync._cli", "serve", "--base-url", base_url, "--captcha-delay", "0",
+                       "--transport", "websocket", "--port", "0", "--threads", str(threads)),
         stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
