@@ -225,8 +225,8 @@ def bench_import(runs: int) -> Dict[str, Dict[str, float]]:
     """Median -X importtime (us) and median wall time (s) of each import.
 
     The interpreters start in an empty directory (``-c`` puts the current
-    directory first on sys.path), and must import the same myshell_sync
-    file as this process.
+    directory first on sys.path), with the measured myshell_sync's folder on
+    ``PYTHONPATH``, and must import the same myshell_sync file as this process.
     """
     import shutil
     import tempfile
@@ -236,6 +236,10 @@ def bench_import(runs: int) -> Dict[str, Dict[str, float]]:
     walls: Dict[str, List[float]] = {name: [] for name in IMPORTS}
     import_us: Dict[str, List[int]] = {name: [] for name in IMPORTS}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
+    # The measured myshell_sync first (run from a clone next to an installed
+    # copy, the clone's is the one measured).
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(myshell_sync.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH", "")) if p)
     empty = tempfile.mkdtemp(prefix="myshell-bench-")
     try:
         where = subprocess.run(
