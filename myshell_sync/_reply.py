@@ -73,7 +73,16 @@ def iter_reply(
                 return None  # the grace period after isFinal is over
             continue
         clock.event(parts)
-        for name, payload in batch:
+        for entry in batch:
+            if entry.__class__ is str:  # the usual item: a chunk that is not the last
+                if entry:
+                    clock.text()
+                    delta = text.feed(entry)
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+                continue
+            name, payload = entry
             if name == "text_stream":
                 delta, is_final = _stream_text(payload, req_id, parts)
                 if delta:

@@ -46,7 +46,7 @@ from .._exceptions import (
 )
 from .._wording import Wording
 from ._socket import BufferedWebSocket, Watchdog, connect_error, kill, refuse_redirect
-from .base import CANCELLED, DEAD, TERMINAL_EVENTS, Batch, text_item
+from .base import CANCELLED, DEAD, TERMINAL_EVENTS, Batch, text_entry
 
 log = logging.getLogger("myshell_sync")
 
@@ -523,10 +523,9 @@ class Connection:
                 return
             if name == "text_stream":
                 # Keep only what the reply needs, not the decoded frame.
-                item = text_item(payload.get("data"))
-                last = item[1]
+                entry, last = text_entry(payload.get("data"))
             else:
-                item = payload
+                entry = (name, payload)
                 last = name in TERMINAL_EVENTS
             if last and self._ends(req_id, inbox):
                 return
@@ -534,18 +533,15 @@ class Connection:
                 return  # an abandoned reply: its frames are discarded
             if not inbox.batch:
                 self._filled.append(inbox)
-            if name == "text_stream":
-                inbox.batch.append((name, item))
-                if not inbox.streaming:
-                    inbox.streaming = True
-                    if not item[1]:
-                        # The first chunk of a longer reply goes out at once,
-                        # and its reader may run now: a block can hold
-                        # hundreds of frames after it.
-                        self._flush()
-                        time.sleep(0)
-            else:
-                inbox.batch.append((name, item))
+            inbox.batch.append(entry)
+            if name == "text_stream" and not inbox.streaming:
+                inbox.streaming = True
+                if not last:
+                    # The first chunk of a longer reply goes out at once,
+                    # and its reader may run now: a block can hold
+                    # hundreds of frames after it.
+                    self._flush()
+                    time.sleep(0)
             return
         if name == "exception":
             # An exception with no reqId concerns the socket, so every reply on

@@ -8,7 +8,8 @@ A transport turns a :class:`Request` into events in a mailbox::
 
 Every transport speaks the same mailbox language: WebSocket event names
 (``text_stream``, ``message_replied``, the error events) plus the markers
-below. ``_reply.iter_reply`` reads it the same way for every transport.
+below, as ``(event, payload)`` pairs; a chunk of text that is not the last
+(the usual item) is the bare ``str``, which costs no tuple per chunk. ``_reply.iter_reply`` reads it the same way for every transport.
 Each transport owns its sockets and threads: ``cancel()``, ``close()`` and
 ``reset_after_fork()`` behave the same on all of them.
 """
@@ -37,12 +38,15 @@ __all__ = [
     "TERMINAL_EVENTS",
     "ERROR_EVENT_NAMES",
     "text_item",
+    "text_entry",
 ]
 
 log = logging.getLogger("myshell_sync")
 
-#: What a transport puts into a reply's mailbox: events in arrival order.
-Batch = List[Tuple[str, Any]]
+#: What a transport puts into a reply's mailbox: events in arrival order, each
+#: an ``(event, payload)`` pair or (a ``text_stream`` chunk that is not final)
+#: its text as a bare ``str``.
+Batch = List[Any]
 
 #: "The transport failed"; the payload is the ``MyshellError`` to raise.
 DEAD = "\0dead"
@@ -68,6 +72,19 @@ def text_item(data: Any) -> Tuple[Any, bool]:
     if data.__class__ is not dict:
         return MALFORMED, False
     return data.get("text"), data.get("isFinal") is True
+
+
+def text_entry(data: Any) -> Tuple[Any, bool]:
+    """The mailbox item of a ``text_stream`` event, and whether it is final:
+    its text as a bare ``str`` for the usual chunk, else
+    ``("text_stream", text_item(data))``."""
+    if data.__class__ is dict:
+        text = data.get("text")
+        if data.get("isFinal") is True:
+            return ("text_stream", (text, True)), True
+        if text.__class__ is str:
+            return text, False
+    return ("text_stream", text_item(data)), False
 
 
 #: The text of a ``text_stream`` whose data was not an object.

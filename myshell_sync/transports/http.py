@@ -222,7 +222,7 @@ class HttpReply(ThreadedReply):
                 if envelope is not None and envelope[1] == len(data) and envelope[0].__class__ is dict:
                     content = envelope[0].get("content")
                     if content.__class__ is str:
-                        append(("text_stream", (content, False)))
+                        append(content)  # a chunk that is not the last: the bare text
                         continue
             kind = name[len(SSE_PREFIX):] if name.startswith(SSE_PREFIX) else name
             if kind not in _CONSUMED or (ended and kind not in _ACCOUNT):
