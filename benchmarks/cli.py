@@ -49,6 +49,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or 3
+    # The newer throughput rows: a round is one call each, so more of them (ratios are same-round medians).
+    args.stream_rounds = max(args.rounds, 5)
     args.chunks = 2_000 if quick else 20_000
     args.rtt_calls = 30 if quick else 200
     args.cold_calls = 5 if quick else 20
@@ -150,8 +152,8 @@ def measure_http(args: argparse.Namespace, peer: Peer, checker: Checker,
                 client = slots.get(name)
                 if client is not None and timed_call(client, n, checker, f"warm-up {name}") is None:
                     slots.fail(name, f"warm-up {name}", RuntimeError("the warm-up call failed"))
-        say(f"6. HTTP throughput ({args.chunks:,} chunks x {args.rounds} rounds x {len(slots.names)} clients)")
-        stream = bench_rounds(slots, args.chunks, 1, args.rounds, "http throughput", interleave=False)
+        say(f"6. HTTP throughput ({args.chunks:,} chunks x {args.stream_rounds} rounds x {len(slots.names)} clients)")
+        stream = bench_rounds(slots, args.chunks, 1, args.stream_rounds, "http throughput", interleave=False)
         say(f"6. HTTP round trip ({args.rtt_calls} calls x {args.rounds} rounds x {len(slots.names)} "
             "clients, taking turns)")
         rtt = bench_rounds(slots, 1, args.rtt_calls, args.rounds, "http round trip")
@@ -193,14 +195,14 @@ def measure_openai(args: argparse.Namespace, peer: Peer, checker: Checker,
     from .openai_serve import bench_serve
 
     slots = Slots({name: (lambda f=factory: f(peer)) for name, factory in OPENAI_CLIENTS.items()}, checker)
-    say(f"8. OpenAI layer in process ({args.chunks:,} chunks x {args.rounds} rounds x 2)")
+    say(f"8. OpenAI layer in process ({args.chunks:,} chunks x {args.stream_rounds} rounds x 2)")
     try:
         slots.open_round(0)
         for name in slots.names:
             client = slots.get(name)
             if client is not None and timed_call(client, 1, checker, f"warm-up {name}") is None:
                 slots.fail(name, f"warm-up {name}", RuntimeError("the warm-up call failed"))
-        stream = bench_rounds(slots, args.chunks, 1, args.rounds, "openai layer", interleave=False)
+        stream = bench_rounds(slots, args.chunks, 1, args.stream_rounds, "openai layer", interleave=False)
     finally:
         slots.close()
     say(f"8. through myshell-sync serve ({args.serve_calls} calls x 2, {args.serve_streams} concurrent)")

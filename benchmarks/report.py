@@ -250,7 +250,7 @@ def http_rows(rep: Report, res: Results, sizes: argparse.Namespace) -> None:
     stream, rtt, causes = http["stream"], http["rtt"], http["causes"]
     rates = per_round(stream["chunks_per_s"])
     firsts = per_round(stream["first_s"])
-    rep.add(f"6. HTTP stream throughput, {sizes.chunks:,}-chunk reply, warm",
+    rep.add(f"6. HTTP stream throughput, {sizes.chunks:,}-chunk reply, warm ({sizes.stream_rounds} rounds)",
             fmt_rate(rates[MYSHELL_HTTP], causes.get(MYSHELL_HTTP)),
             f"requests + iter_lines {fmt_rate(rates[REQUESTS_SSE], causes.get(REQUESTS_SSE))}",
             round_ratio(stream["chunks_per_s"], MYSHELL_HTTP, REQUESTS_SSE), ">= 1.0x",
@@ -295,7 +295,7 @@ def openai_rows(rep: Report, res: Results, sizes: argparse.Namespace) -> None:
     layer = res["openai"]
     stream, causes = layer["stream"], layer["causes"]
     rates = per_round(stream["chunks_per_s"])
-    rep.add(f"8. OpenAI layer in process, {sizes.chunks:,}-chunk stream",
+    rep.add(f"8. OpenAI layer in process, {sizes.chunks:,}-chunk stream ({sizes.stream_rounds} rounds)",
             fmt_rate(rates[OPENAI_LAYER], causes.get(OPENAI_LAYER)),
             f"generate() on the same (WebSocket) client {fmt_rate(rates[MYSHELL], causes.get(MYSHELL))}",
             round_ratio(stream["chunks_per_s"], OPENAI_LAYER, MYSHELL), ">= 0.8x",
