@@ -45,6 +45,10 @@ _READ_SIZE = 65536
 # After the reply, at most this much more of the body is read (to reuse the
 # connection), for at most FINAL_GRACE seconds.
 _DRAIN_LIMIT = 65536
+# After the first chunk, how long the reply thread waits (at most) for the
+# consumer to take it, and the sleep between two looks.
+_FIRST_HAND_OVER = 0.002
+_HAND_OVER_SLEEP = 0.00005
 
 
 def http_headers(identity: Identity) -> Dict[str, str]:
@@ -161,16 +165,25 @@ class HttpReply(ThreadedReply):
             if batch:
                 self.put(batch)
                 if not streaming:
-                    # The first chunk's consumer may run now, before this
-                    # thread parses the next (possibly large) block.
                     streaming = True
-                    time.sleep(0)
+                    self._hand_over_first()
             if not data:
                 break
         if self._finished:
             self.put([(END, None)])
         else:
             self.put([(DEAD, ConnectionLostError("the HTTP stream ended before the reply was complete; retry the call"))])
+
+    def _hand_over_first(self) -> None:
+        """Let the consumer take the first chunk before this thread parses
+        the next (possibly large) block: it would otherwise wait for the
+        interpreter's lock until this thread's time slice ends (5 ms). Waits
+        at most ``_FIRST_HAND_OVER`` seconds, in short sleeps that let the
+        lock go."""
+        mailbox = self.mailbox
+        until = time.monotonic() + _FIRST_HAND_OVER
+        while not mailbox.empty() and not self.cancelled and time.monotonic() < until:
+            time.sleep(_HAND_OVER_SLEEP)
 
     def _drain(self, response: requests.Response, read: Callable[[int], bytes], decoder: SSEDecoder) -> None:
         """Read the rest of the body (bounded in size and time): trailing
