@@ -3,7 +3,6 @@ the timeout errors they make."""
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
@@ -40,7 +39,9 @@ def test_a_deadline_starts_when_it_is_made(clock):
     assert deadline.now() == 1002.5
     assert deadline.elapsed() == 2.5
     assert deadline.timeout == Timeout(5)
-    assert isinstance(deadline.cancelled, threading.Event) and not deadline.cancelled.is_set()
+    assert not deadline.cancelled.is_set()
+    deadline.cancelled.set()
+    assert deadline.cancelled.is_set()
 
 
 def test_the_default_clock_is_monotonic():

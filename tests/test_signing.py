@@ -156,22 +156,6 @@ def test_the_clock_is_read_as_whole_ms_without_float_rounding(monkeypatch):
         1_700_000_000_140)
 
 
-class ScriptedClock:
-    """time_ns readings: each sample reads its start, then ``turns`` readings
-    within the same ms (at odd ns), then one in the next ms."""
-
-    def __init__(self, *samples):
-        self.readings = []
-        for start_ms, turns in samples:
-            ns = start_ms * 1_000_000
-            self.readings += [ns + 17] + [ns + 17 + 1_000 * (i + 1) for i in range(turns)]
-            self.readings.append(ns + 1_000_000 + 3)
-        self.readings.reverse()
-
-    def __call__(self):
-        return self.readings.pop()
-
-
 class FixedBits:
     def __init__(self, value):
         self.value = value
@@ -184,11 +168,22 @@ class FixedBits:
 def test_visitor_id_segments_digit_by_digit(monkeypatch):
     import myshell_sync._signing as signing
 
-    clock = ScriptedClock((0x18BCFE56800, 11), (0x18BCFE56801, 0))
-    monkeypatch.setattr(signing.time, "time_ns", clock)
+    # 250 us into the ms 0x18bcfe56800, at 1 us per turn of the reference's loop: the first
+    # sample counts the 750 turns left in this ms, the second a whole ms (1000) in the next.
+    monkeypatch.setattr(signing.time, "time_ns", lambda: 0x18BCFE56800 * 1_000_000 + 250_000)
+    monkeypatch.setattr(signing, "_turn_ns", 1000)
     monkeypatch.setattr(signing, "_rng", FixedBits(0xABCDEF012345))
-    assert generate_visitor_id("abc") == "18bcfe56800b-00abcdef012345-616263-1fa400-18bcfe568010"
-    assert clock.readings == []  # each sample read the clock until the ms changed, no more
+    assert generate_visitor_id("abc") == "18bcfe568002ee-00abcdef012345-616263-1fa400-18bcfe568013e8"
+
+
+def test_the_loop_speed_is_measured_once_and_is_positive(monkeypatch):
+    import myshell_sync._signing as signing
+
+    monkeypatch.setattr(signing, "_turn_ns", None)
+    first = signing._ns_per_turn()
+    assert isinstance(first, int) and first >= 1
+    monkeypatch.setattr(signing.time, "perf_counter_ns", lambda: pytest.fail("measured twice"))
+    assert signing._ns_per_turn() == first
 
 
 def test_visitor_id_random_segment_is_fourteen_lowercase_hex_digits(monkeypatch):
