@@ -44,6 +44,7 @@ def write_plots(folder: str, lengths: Mapping[str, Mapping[str, Mapping[int, Opt
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return []
     os.makedirs(folder, exist_ok=True)
@@ -94,6 +95,10 @@ def write_plots(folder: str, lengths: Mapping[str, Mapping[str, Mapping[int, Opt
         ax.set_xlabel("concurrent streams (one client, a thread each)")
         ax.grid(True, which="both", alpha=0.3)
     left.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
+    left.yaxis.set_major_formatter(plain)
+    left.yaxis.set_minor_formatter(plain)
+    left.tick_params(axis="y", which="minor", labelsize=7)
     left.set_ylabel("aggregate throughput (1,000 chunks/s, log)")
     left.set_title("Aggregate throughput", fontsize=10)
     right.set_yscale("log", base=2)
@@ -101,7 +106,7 @@ def write_plots(folder: str, lengths: Mapping[str, Mapping[str, Mapping[int, Opt
     right.set_yticklabels(["1", "2", "4", "8", "16", "32", "64", "128", "256"])
     right.set_ylabel("count (peak)")
     right.set_title("Library threads and connections", fontsize=10)
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="center")
     right.legend(fontsize=7)
     fig.text(0.99, 0.01, title, ha="right", va="bottom", fontsize=6, color="#555555")
     fig.tight_layout()
