@@ -556,6 +556,10 @@ How to read it (see the docstrings of the benchmarks package for the details):
   their absolute RSS figures (rows 3 and 4) are about 3 MB higher; the deltas are unaffected.
 - Import: fresh interpreters; `-X importtime` cumulative time of the top-level imports (median),
   and wall time minus a bare interpreter's (median).
+- Variance: on a machine other jobs load, the figures that wait for a thread to get a CPU move
+  most between runs: the cold call (one thread start), the round trips (two wake-ups per call
+  over HTTP, one on the WebSocket) and the time to first chunk of a long reply. Compare the
+  load averages in the head line; a MISS there says by how much in the closing note.
 """
 
 
