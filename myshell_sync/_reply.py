@@ -53,15 +53,18 @@ assert set(ERROR_EVENTS) == ERROR_EVENT_NAMES
 
 
 def iter_reply(
-    mailbox: "queue.SimpleQueue[Batch]", req_id: str, deadline: Deadline
+    mailbox: "queue.SimpleQueue[Batch]", req_id: str, deadline: Deadline, parts: Optional[List[str]] = None
 ) -> Generator[str, None, Optional[Dict[str, Any]]]:
     """Yield the reply's text deltas; return the ``message_replied`` payload.
 
     Returns None when the reply ended by the grace period after an
     ``isFinal`` frame rather than by ``message_replied``. Raises
     ``Cancelled`` when the caller cancelled it from another thread.
+    Every delta is appended to ``parts`` (given: the caller's list) before
+    it is yielded.
     """
-    parts: List[str] = []
+    if parts is None:
+        parts = []
     text = SurrogateJoiner()
     clock = _Waits(deadline, req_id)
     get = mailbox.get

@@ -45,11 +45,13 @@ def run(
     deadline: Deadline,
     timings: Timings,
     on_start: Optional[Callable[[ReplyHandle], None]] = None,
+    parts: Optional[List[str]] = None,
 ) -> Generator[str, None, Optional[Dict[str, Any]]]:
     """Send ``request`` on ``transport`` and yield its chunks.
 
     Returns the final message (None if the reply ended without one). Errors
-    carry the request's id. ``on_start`` receives the handle once sent.
+    carry the request's id. ``on_start`` receives the handle once sent;
+    ``parts``, if given, gets every chunk before it is yielded.
     """
     try:
         handle = transport.start(request, deadline)
@@ -57,7 +59,7 @@ def run(
         try:
             if on_start is not None:
                 on_start(handle)
-            reply = iter_reply(handle.mailbox, request.req_id, deadline)
+            reply = iter_reply(handle.mailbox, request.req_id, deadline, parts)
             try:
                 chunk = next(reply)
             except StopIteration as stop:
@@ -109,7 +111,7 @@ class Stream:
         self._ended = False
         #: Called once with ``completed`` when the stream ends for any reason.
         self._on_end: List[Callable[[bool], None]] = []
-        self._iterator = self._iterate(run(transport, request, deadline, self.timings, self._started))
+        self._iterator = self._iterate(run(transport, request, deadline, self.timings, self._started, self._parts))
 
     @property
     def text(self) -> str:
@@ -133,17 +135,12 @@ class Stream:
             handle.cancel()
 
     def _iterate(self, chunks: Generator[str, None, Optional[Dict[str, Any]]]) -> Generator[str, None, None]:
+        # ``run`` appends every chunk to ``self._parts``, so the chunks pass
+        # through here without a Python-level step each.
         completed = False
         try:
-            while True:
-                try:
-                    chunk = next(chunks)
-                except StopIteration as stop:
-                    self.message = stop.value
-                    completed = True
-                    return
-                self._parts.append(chunk)
-                yield chunk
+            self.message = yield from chunks
+            completed = True
         except Cancelled:
             return
         finally:

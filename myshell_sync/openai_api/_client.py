@@ -159,6 +159,8 @@ class ChunkStream:
         self._scanner = StopScanner(request.stop)
         self._first: Optional[str] = None
         self._sent: List[str] = []  # the text passed on, in pieces (joined when asked)
+        self._sent_text = ""
+        self._sent_count = 0
         self._started = False
         self._lock = threading.Lock()
         self._iterator = self._chunks()
@@ -221,10 +223,9 @@ class ChunkStream:
         scanner = self._scanner
         content_chunk = self._content_chunk
         if not scanner.stops:  # nothing to look for: every piece is passed on as it is
+            self._sent = self._stream._parts  # the stream keeps them: the same pieces
             for text in self._texts():
-                if text:
-                    sent.append(text)
-                    yield content_chunk(text)
+                yield content_chunk(text)  # (never empty)
         else:
             for text in self._texts():
                 passed = scanner.feed(text)
@@ -262,10 +263,11 @@ class ChunkStream:
     @property
     def response_text(self) -> str:
         """The text passed on so far."""
-        sent = self._sent
-        if len(sent) > 1:
-            sent[:] = ["".join(sent)]  # joined once per call, not once per chunk
-        return sent[0] if sent else ""
+        sent = self._sent  # it only grows: joined again only when it did
+        if self._sent_count != len(sent):
+            self._sent_text = "".join(sent)
+            self._sent_count = len(sent)
+        return self._sent_text
 
     def __enter__(self) -> "ChunkStream":
         return self
