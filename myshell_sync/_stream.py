@@ -156,7 +156,9 @@ class Stream:
             callback(completed)
 
     def __iter__(self) -> Iterator[str]:
-        return self
+        # The generator itself: a for loop (or ``yield from``) then runs it
+        # without a Python-level ``__next__`` call per chunk.
+        return self._iterator
 
     def __next__(self) -> str:
         return next(self._iterator)

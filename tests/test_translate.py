@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from myshell_sync import BadRequestError, InvalidRequestError
+from myshell_sync._stop import StopScanner
 from myshell_sync.openai_api import _translate
 from myshell_sync.openai_api._translate import (
     MAX_STOP,
@@ -15,7 +16,6 @@ from myshell_sync.openai_api._translate import (
     ROLES,
     SETTINGS,
     CompletionRequest,
-    StopScanner,
     estimate_prompt_tokens,
     estimate_tokens,
     parse_request,

@@ -9,9 +9,8 @@ import threading
 import time
 from typing import Any, Iterator, List, Optional, Union
 
-from .._client import Myshell
-from .._exceptions import UnsupportedModelError
-from .._stream import Stream
+from .. import Myshell, Stream, UnsupportedModelError
+from .._stop import StopScanner
 from ._objects import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -26,7 +25,6 @@ from ._objects import (
 from ._translate import (
     SETTINGS,
     CompletionRequest,
-    StopScanner,
     estimate_prompt_tokens,
     estimate_tokens,
     parse_request,
@@ -158,9 +156,7 @@ class ChunkStream:
         self.id = f"chatcmpl-{self._stream.req_id.replace('-', '')}"
         self._scanner = StopScanner(request.stop)
         self._first: Optional[str] = None
-        self._sent: List[str] = []  # the text passed on, in pieces (joined when asked)
-        self._sent_text = ""
-        self._sent_count = 0
+        self._sent: List[str] = []  # with stop strings: the text passed on, in pieces
         self._started = False
         self._lock = threading.Lock()
         self._iterator = self._chunks()
@@ -193,9 +189,7 @@ class ChunkStream:
     def _texts(self) -> Iterator[str]:
         if self._first is not None:
             yield self._first
-        # The stream's own generator: the same chunks, without a Python-level
-        # ``Stream.__next__`` call for each.
-        yield from self._stream._iterator
+        yield from self._stream
 
     def _content_chunk(self, text: str) -> ChatCompletionChunk:
         """``self._chunk(ChoiceDelta(content=text))``, built without the
@@ -223,7 +217,6 @@ class ChunkStream:
         scanner = self._scanner
         content_chunk = self._content_chunk
         if not scanner.stops:  # nothing to look for: every piece is passed on as it is
-            self._sent = self._stream._parts  # the stream keeps them: the same pieces
             for text in self._texts():
                 yield content_chunk(text)  # (never empty)
         else:
@@ -263,11 +256,9 @@ class ChunkStream:
     @property
     def response_text(self) -> str:
         """The text passed on so far."""
-        sent = self._sent  # it only grows: joined again only when it did
-        if self._sent_count != len(sent):
-            self._sent_text = "".join(sent)
-            self._sent_count = len(sent)
-        return self._sent_text
+        if not self._scanner.stops:  # every piece the stream received is passed on
+            return self._stream.text
+        return "".join(self._sent)
 
     def __enter__(self) -> "ChunkStream":
         return self

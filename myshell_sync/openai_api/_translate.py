@@ -1,8 +1,8 @@
 """OpenAI's chat completions request, read into a call of the public client.
 
 Pure functions, no I/O: checking the request (everything a MyShell transport
-cannot do is refused here, before anything is sent), the message mapping, the
-client-side ``stop`` scanner, and the token estimate.
+cannot do is refused here, before anything is sent), the message mapping and
+the token estimate. The ``stop`` scanner is ``myshell_sync._stop``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import threading
 from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
 
 from .._exceptions import InvalidRequestError
-from .._stop import StopScanner
 
 __all__ = [
     "CompletionRequest",
-    "StopScanner",
     "estimate_tokens",
     "parse_request",
 ]

@@ -17,7 +17,7 @@ import os
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import _exceptions as errors
-from .._client import Myshell
+from .. import Myshell
 from .._web import safe_message
 from ._client import ChunkStream, OpenAI
 

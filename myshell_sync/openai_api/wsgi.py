@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Mapping, Optional
 
-from .._client import Myshell
+from .. import Myshell
 from ._wsgi import create_app
 
 __all__ = ["app", "client_options_from_env"]
