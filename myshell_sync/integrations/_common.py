@@ -12,6 +12,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import Myshell, Stream, http_models, models, openapi_models
+from .._environment import BASE_URL_ENV, CAPTCHA_DELAY_ENV, OPENAPI_URL_ENV, captcha_delay_from_env
 from .._stop import StopScanner
 from . import PREFIXES
 
@@ -33,12 +34,6 @@ __all__ = [
 
 log = logging.getLogger("myshell_sync")
 
-#: The base URL of the web app's API (WebSocket and HTTP transports).
-BASE_URL_ENV = "MYSHELL_BASE_URL"
-#: The base URL of the key-based API (``transport="openapi"``).
-OPENAPI_URL_ENV = "MYSHELL_OPENAPI_URL"
-#: Seconds the WebSocket transport waits after connecting (``captcha_delay``).
-CAPTCHA_DELAY_ENV = "MYSHELL_CAPTCHA_DELAY"
 
 #: The generation settings, which only the key-based API sends.
 SETTINGS: Tuple[str, ...] = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
@@ -56,17 +51,6 @@ def base_url_from_env(transport: str) -> Optional[str]:
     """``$MYSHELL_OPENAPI_URL`` for the key-based API, else ``$MYSHELL_BASE_URL`` (None if unset)."""
     name = OPENAPI_URL_ENV if transport == "openapi" else BASE_URL_ENV
     return os.environ.get(name) or None
-
-
-def captcha_delay_from_env() -> Optional[float]:
-    """``$MYSHELL_CAPTCHA_DELAY`` as seconds (None if unset)."""
-    value = os.environ.get(CAPTCHA_DELAY_ENV)
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"{CAPTCHA_DELAY_ENV} must be a number of seconds, not {value!r}") from None
 
 
 def client_options(

@@ -15,6 +15,7 @@ import os
 from typing import Any, Dict, Mapping, Optional
 
 from .. import Myshell
+from .._environment import BASE_URL_ENV, TRANSPORT_ENV, captcha_delay_from_env
 from ._wsgi import create_app
 
 __all__ = ["app", "client_options_from_env"]
@@ -24,17 +25,13 @@ def client_options_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict
     """``Myshell`` options from ``MYSHELL_BASE_URL``, ``MYSHELL_TRANSPORT`` and ``MYSHELL_CAPTCHA_DELAY``."""
     environ = os.environ if environ is None else environ
     options: Dict[str, Any] = {}
-    if environ.get("MYSHELL_BASE_URL"):
-        options["base_url"] = environ["MYSHELL_BASE_URL"]
-    if environ.get("MYSHELL_TRANSPORT"):
-        options["transport"] = environ["MYSHELL_TRANSPORT"]
-    if environ.get("MYSHELL_CAPTCHA_DELAY"):
-        try:
-            options["captcha_delay"] = float(environ["MYSHELL_CAPTCHA_DELAY"])
-        except ValueError:
-            raise ValueError(
-                f"MYSHELL_CAPTCHA_DELAY must be a number of seconds, not {environ['MYSHELL_CAPTCHA_DELAY']!r}"
-            ) from None
+    if environ.get(BASE_URL_ENV):
+        options["base_url"] = environ[BASE_URL_ENV]
+    if environ.get(TRANSPORT_ENV):
+        options["transport"] = environ[TRANSPORT_ENV]
+    captcha_delay = captcha_delay_from_env(environ)
+    if captcha_delay is not None:
+        options["captcha_delay"] = captcha_delay
     return options
 
 
