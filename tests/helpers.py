@@ -32,6 +32,25 @@ USER = user("hi")
 POEM = user("Write a poem about love")  # long enough for a reply of many chunks
 
 
+#: A model the local server answers, per transport (every transport).
+MODELS = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini", "auto": "gpt-4"}
+
+
+def expected_reply(transport: str, messages: List[dict]) -> str:
+    """The local server's whole reply from ``MODELS[transport]`` to ``messages``:
+    the chat bots echo the flattened prompt; the key-based API's widgets name
+    the model, the earlier turns and the system message."""
+    from myshell_sync import format_prompt
+    from myshell_sync.local import openapi_reply, reply_chunks
+
+    model = MODELS[transport]
+    if transport == "openapi":
+        system = any(m["role"] == "system" for m in messages)
+        turns = [m for m in messages[:-1] if m["role"] != "system"]
+        return openapi_reply(model, messages[-1]["content"], len(turns), system)
+    return "".join(reply_chunks(model, format_prompt(messages)))
+
+
 def expected_chunks(model: str, messages=POEM) -> List[str]:
     """The chunks the local server's bot ``model`` streams for ``messages``."""
     from myshell_sync import format_prompt

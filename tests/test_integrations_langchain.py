@@ -23,20 +23,17 @@ from pydantic import SecretStr  # noqa: E402
 
 from myshell_sync import CaptchaRequiredError, Myshell, UnsupportedModelError, format_prompt  # noqa: E402
 from myshell_sync.integrations.langchain import ChatMyShell  # noqa: E402
-from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, openapi_reply, reply_chunks  # noqa: E402
+from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, openapi_reply  # noqa: E402
 
-MODEL = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini", "auto": "gpt-4"}
+from helpers import MODELS, expected_reply  # noqa: E402
+
+MODEL = MODELS
 POEM = "Write a poem about love"
 
 
 def expected(transport: str, messages: List[Dict[str, str]]) -> str:
     """The local server's reply (its bots echo the prompt, see myshell_sync.local)."""
-    model = MODEL[transport]
-    if transport == "openapi":
-        system = any(m["role"] == "system" for m in messages)
-        turns = [m for m in messages[:-1] if m["role"] != "system"]
-        return openapi_reply(model, messages[-1]["content"], len(turns), system)
-    return "".join(reply_chunks(model, format_prompt(messages)))
+    return expected_reply(transport, messages)
 
 
 def user(text: str) -> Dict[str, str]:

@@ -34,10 +34,12 @@ from myshell_sync import (  # noqa: E402
     format_prompt,
 )
 from myshell_sync.integrations.litellm import MyshellLLM, myshell_error, register  # noqa: E402
-from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, openapi_reply, reply_chunks  # noqa: E402
+from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, reply_chunks  # noqa: E402
+
+from helpers import MODELS, expected_reply  # noqa: E402
 
 PREFIX = {"websocket": "myshell", "http": "myshell-http", "openapi": "myshell-openapi"}
-MODEL = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini"}
+MODEL = MODELS
 POEM = "Write a poem about love"
 SYSTEM = {"role": "system", "content": "Be brief."}
 
@@ -67,12 +69,7 @@ def user(text: str) -> Dict[str, str]:
 
 
 def expected(transport: str, messages: List[Dict[str, str]]) -> str:
-    model = MODEL[transport]
-    if transport == "openapi":
-        system = any(m["role"] == "system" for m in messages)
-        turns = [m for m in messages[:-1] if m["role"] != "system"]
-        return openapi_reply(model, messages[-1]["content"], len(turns), system)
-    return "".join(reply_chunks(model, format_prompt(messages)))
+    return expected_reply(transport, messages)
 
 
 def model_of(transport: str) -> str:

@@ -11,25 +11,20 @@ import time
 
 import pytest
 
-from myshell_sync import BadRequestError, Myshell, MyshellError, UnsupportedModelError, format_prompt
-from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, openapi_reply, reply_chunks
+from myshell_sync import BadRequestError, Myshell, MyshellError, UnsupportedModelError
+from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer
 from myshell_sync.openai_api import ChunkStream, OpenAI, estimate_tokens
 
-from helpers import eventually
+from helpers import MODELS, eventually, expected_reply
 
 TRANSPORTS = ["websocket", "http", "openapi", "auto"]
-MODEL = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini", "auto": "gpt-4"}
+MODEL = MODELS
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a poem about love"}]
 
 
 def expected(transport: str, messages=HELLO) -> str:
     """The local server's reply (its bots echo the prompt, see myshell_sync.local)."""
-    model = MODEL[transport]
-    if transport == "openapi":
-        system = any(m["role"] == "system" for m in messages)
-        turns = [m for m in messages[:-1] if m["role"] != "system"]
-        return openapi_reply(model, messages[-1]["content"], len(turns), system)
-    return "".join(reply_chunks(model, format_prompt(messages)))
+    return expected_reply(transport, messages)
 
 
 def openai_client(server: LocalMyshellServer, transport: str, **options) -> OpenAI:
