@@ -56,6 +56,10 @@ class Checker:
             self.problems.append(f"{what}: FAILED {exc.__class__.__name__}: {exc}")
 
 
+def _nothing() -> None:
+    """What a cold call closes when it failed before it had anything open."""
+
+
 def rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as statm:
@@ -307,7 +311,7 @@ def bench_cold(starters: Mapping[str, ColdStarter], peer: Peer, calls: int, roun
             samples = []
             for i in range(calls):
                 what = f"cold {name} #{i}"
-                close: Callable[[], None] = lambda: None
+                close: Callable[[], None] = _nothing
                 try:
                     started = time.perf_counter()
                     call, close = starters[name](peer)

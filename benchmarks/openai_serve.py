@@ -18,6 +18,7 @@ Prints numbers; asserts only that every reply is right.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -113,7 +114,7 @@ def interleaved(callers: Callers, messages_of: Callable[[int], List[dict]], expe
         ways = (("generate()", callers.generate), ("serve", callers.served))
         for name, call in (ways if index % 2 == 0 else ways[::-1]):
             try:
-                first, total, text = timed(lambda: call(messages_of(index)))
+                first, total, text = timed(functools.partial(call, messages_of(index)))
             except Exception as exc:
                 failures.append(f"{name} call {index}: {exc!r}")
                 continue

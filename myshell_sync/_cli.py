@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -665,7 +666,7 @@ def _interactive(client: Myshell, args: argparse.Namespace) -> int:
             _info("(conversation forgotten)")
             continue
         try:
-            _reply(lambda: conversation.send(line), args, model)
+            _reply(functools.partial(conversation.send, line), args, model)
         except KeyboardInterrupt:
             _info("(interrupted)")
         except errors.MyshellError as exc:

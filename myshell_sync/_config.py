@@ -211,7 +211,7 @@ def environment_proxy(url: str) -> Optional[ProxyConfig]:
 
     parts = urllib.parse.urlsplit(url)
     proxies = urllib.request.getproxies_environment()
-    bypass = getattr(urllib.request, "proxy_bypass_environment")  # not in typeshed
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 (not in typeshed)
     if bypass(parts.hostname or "", proxies):
         return None
     chosen = proxies.get(parts.scheme) or proxies.get("all")

@@ -578,7 +578,7 @@ def test_local_server_runs_standalone():
     )
     try:
         line = proc.stdout.readline()
-        assert "http://127.0.0.1:" in line, proc.stderr.read() if not line else line
+        assert "http://127.0.0.1:" in line, line if line else proc.stderr.read()
         base_url = line.split(" local server at ")[1].split()[0]
         with Myshell(base_url, captcha_delay=0, timeout=5) as client:
             text = "".join(client.generate("gpt-4", [{"role": "user", "content": "standalone"}]))

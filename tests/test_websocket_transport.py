@@ -144,7 +144,7 @@ def test_error_mid_reply_carries_the_partial_text(local_server, client):
 
 def test_break_abandons_the_reply_and_the_connection_stays_usable(local_server, client):
     local_server.chunk_delay = 0.02
-    for chunk in client.generate("gpt-4", POEM):
+    for _chunk in client.generate("gpt-4", POEM):
         break
     # late frames of the abandoned reply are discarded, not mixed into the next
     local_server.chunk_delay = 0
@@ -335,7 +335,7 @@ def test_total_timeout_caps_the_reply():
     def play(peer):
         peer.handshake()
         _, request = peer.recv_event()
-        for i in range(600):  # 30 s of chunks
+        for _ in range(600):  # 30 s of chunks
             peer.emit("text_stream", {"reqId": request["reqId"], "data": {"text": "x", "isFinal": False}})
             if peer.stopping.wait(0.05):
                 return

@@ -119,7 +119,7 @@ def never_sent(exc: BaseException) -> bool:
     """True when requests failed while connecting (the request never left)."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    if isinstance(exc, requests.exceptions.ProxyError) or isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, (requests.exceptions.ProxyError, requests.exceptions.SSLError)):
         return False
     cause = exc.args[0] if exc.args else None
     reason = getattr(cause, "reason", None)

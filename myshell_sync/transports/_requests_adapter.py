@@ -105,7 +105,7 @@ class CancellableAdapter(HTTPAdapter):
         sockets to the garbage collector."""
         for manager in [self.poolmanager, *self.proxy_manager.values()]:
             pools = manager.pools
-            for key in pools.keys():
+            for key in pools.keys():  # noqa: SIM118 (the container refuses iteration)
                 pool = pools.get(key)
                 if pool is not None:
                     pool.close()

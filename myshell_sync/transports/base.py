@@ -152,7 +152,7 @@ class Transport(abc.ABC):
     def start(self, request: Request, deadline: Deadline) -> ReplyHandle:
         """Send ``request`` (or start sending it) within ``deadline``."""
 
-    def warm(self, model: Optional[str], deadline: Deadline) -> None:
+    def warm(self, model: Optional[str], deadline: Deadline) -> None:  # noqa: B027 (an optional hook)
         """Open what a first request would need now (``Myshell.connect``)."""
 
     @abc.abstractmethod
