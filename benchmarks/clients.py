@@ -58,16 +58,33 @@ import queue
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
-from .protocol import (API_KEY, AUTH, CALL_TIMEOUT, EVENT_PREFIX, HTTP_HEADERS, HTTP_MODEL, MODEL,
-                       NAMESPACE, OPENAPI_HEADERS, OPENAPI_MODEL, SSE_TEXT, chat_body, messages_for,
-                       openapi_body, prompt_for, text_chat_frame, text_chat_payload)
+from .protocol import (
+    API_KEY,
+    AUTH,
+    CALL_TIMEOUT,
+    EVENT_PREFIX,
+    HTTP_HEADERS,
+    HTTP_MODEL,
+    MODEL,
+    NAMESPACE,
+    OPENAPI_HEADERS,
+    OPENAPI_MODEL,
+    SSE_TEXT,
+    chat_body,
+    messages_for,
+    openapi_body,
+    prompt_for,
+    text_chat_frame,
+    text_chat_payload,
+)
 
 if TYPE_CHECKING:
     from .peer import Peer
 
-CallResult = Tuple[str, float]
+CallResult = tuple[str, float]
 
 MYSHELL = "myshell_sync"
 RAW = "raw websocket-client"
@@ -97,7 +114,7 @@ class MyshellBench:
             options.setdefault("api_key", API_KEY)
         self.client = Myshell(base_url, captcha_delay=0, transport=transport, **options)
 
-    def warm(self) -> "MyshellBench":
+    def warm(self) -> MyshellBench:
         self.client.connect(self.model)
         return self
 
@@ -125,7 +142,7 @@ class OpenAILayerBench:
         self.openai = OpenAI(self.inner.client)
 
     def call(self, n: int) -> CallResult:
-        parts: List[str] = []
+        parts: list[str] = []
         first = 0.0
         stream = self.openai.chat.completions.create(model=self.model, messages=messages_for(n), stream=True)
         for chunk in stream:
@@ -153,11 +170,12 @@ class RequestsSSEBench:
         self.session = requests.Session()
 
     def call(self, n: int) -> CallResult:
-        parts: List[str] = []
+        parts: list[str] = []
         first = 0.0
         event = None
-        with self.session.post(self.url, json=chat_body(n), headers=HTTP_HEADERS, stream=True,
-                               timeout=CALL_TIMEOUT) as response:
+        with self.session.post(
+            self.url, json=chat_body(n), headers=HTTP_HEADERS, stream=True, timeout=CALL_TIMEOUT
+        ) as response:
             response.raise_for_status()
             for line in response.iter_lines():
                 if line.startswith(b"event:"):
@@ -186,7 +204,7 @@ class HttpxSSEBench:
     def call(self, n: int) -> CallResult:
         from httpx_sse import connect_sse
 
-        parts: List[str] = []
+        parts: list[str] = []
         first = 0.0
         with connect_sse(self.client, "POST", self.url, json=chat_body(n), headers=HTTP_HEADERS) as source:
             source.response.raise_for_status()
@@ -213,8 +231,7 @@ class RequestsJSONBench:
         self.session = requests.Session()
 
     def call(self, n: int) -> CallResult:
-        response = self.session.post(self.url, json=openapi_body(n), headers=OPENAPI_HEADERS,
-                                     timeout=CALL_TIMEOUT)
+        response = self.session.post(self.url, json=openapi_body(n), headers=OPENAPI_HEADERS, timeout=CALL_TIMEOUT)
         response.raise_for_status()
         text = json.loads(response.json()["result"])
         return text, time.perf_counter()
@@ -231,8 +248,7 @@ class RawBench:
     def __init__(self, ws_url: str) -> None:
         import websocket
 
-        self.ws = websocket.create_connection(ws_url, skip_utf8_validation=True,
-                                              timeout=CALL_TIMEOUT)
+        self.ws = websocket.create_connection(ws_url, skip_utf8_validation=True, timeout=CALL_TIMEOUT)
         if not str(self.ws.recv()).startswith("0{"):
             raise RuntimeError("no open packet")
         self.ws.send("40/chat," + json.dumps(AUTH))
@@ -244,7 +260,7 @@ class RawBench:
         recv: Callable[[], Any] = ws.recv  # str for text frames
         loads = json.loads
         ws.send(text_chat_frame(str(uuid.uuid4()), n))
-        parts: List[str] = []
+        parts: list[str] = []
         first = 0.0
         while True:
             frame = recv()
@@ -278,7 +294,7 @@ class ThreadedFloorBench(RawBench):
 
     def __init__(self, ws_url: str) -> None:
         super().__init__(ws_url)
-        self.events: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -297,7 +313,7 @@ class ThreadedFloorBench(RawBench):
 
     def call(self, n: int) -> CallResult:
         self.ws.send(text_chat_frame(str(uuid.uuid4()), n))
-        parts: List[str] = []
+        parts: list[str] = []
         first = 0.0
         while True:
             name, payload = self.events.get(timeout=CALL_TIMEOUT)
@@ -321,21 +337,21 @@ class SocketIOBench:
     def __init__(self, base_url: str) -> None:
         import socketio
 
-        self.events: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.out_of_order = 0
         put = self.events.put
         self.sio = socketio.Client(reconnection=False, handle_sigint=False)
         self.sio.on("text_stream", lambda data: put(("text_stream", data)), namespace=NAMESPACE)
-        self.sio.on("message_replied", lambda data: put(("message_replied", data)),
-                    namespace=NAMESPACE)
-        self.sio.connect(base_url, transports=["websocket"], namespaces=[NAMESPACE], auth=AUTH,
-                         socketio_path="ws", wait_timeout=30)
+        self.sio.on("message_replied", lambda data: put(("message_replied", data)), namespace=NAMESPACE)
+        self.sio.connect(
+            base_url, transports=["websocket"], namespaces=[NAMESPACE], auth=AUTH, socketio_path="ws", wait_timeout=30
+        )
 
     def call(self, n: int) -> CallResult:
         req_id = str(uuid.uuid4())
         self.sio.emit("text_chat", text_chat_payload(req_id, n), namespace=NAMESPACE)
-        chunks: Dict[int, str] = {}
-        final: Optional[int] = None
+        chunks: dict[int, str] = {}
+        final: int | None = None
         replied = False
         first = 0.0
         highest = -1
@@ -430,7 +446,7 @@ class AiohttpBench:
     def __init__(self, ws_url: str) -> None:
         import aiohttp
 
-        async def open_ws() -> Tuple[Any, Any]:
+        async def open_ws() -> tuple[Any, Any]:
             session = aiohttp.ClientSession()
             ws = await session.ws_connect(ws_url, autoping=False)
             await _aio_handshake(ws)
@@ -461,10 +477,10 @@ def aiohttp_cold_call(ws_url: str, n: int) -> CallResult:
 
 
 ClientFactory = Callable[["Peer"], Any]
-ColdStarter = Callable[["Peer"], Tuple[Callable[[], CallResult], Callable[[], None]]]
+ColdStarter = Callable[["Peer"], tuple[Callable[[], CallResult], Callable[[], None]]]
 
 #: The warm clients of rows 1 and 2, opened in this order; rounds rotate over them.
-WARM: Dict[str, ClientFactory] = {
+WARM: dict[str, ClientFactory] = {
     MYSHELL: lambda peer: MyshellBench(peer.base_url).warm(),
     RAW: lambda peer: RawBench(peer.ws_url),
     AIOHTTP: lambda peer: AiohttpBench(peer.ws_url),
@@ -472,7 +488,7 @@ WARM: Dict[str, ClientFactory] = {
 }
 
 #: Opened after the throughput rounds and measured in the warm round trip only.
-ROUND_TRIP_REFERENCES: Dict[str, ClientFactory] = {
+ROUND_TRIP_REFERENCES: dict[str, ClientFactory] = {
     FLOOR: lambda peer: ThreadedFloorBench(peer.ws_url),
 }
 
@@ -480,41 +496,41 @@ ROUND_TRIP_REFERENCES: Dict[str, ClientFactory] = {
 REOPEN_EACH_ROUND = frozenset((SOCKETIO,))
 
 #: The HTTP route's clients.
-HTTP_CLIENTS: Dict[str, ClientFactory] = {
+HTTP_CLIENTS: dict[str, ClientFactory] = {
     MYSHELL_HTTP: lambda peer: MyshellBench(peer.base_url, "http"),
     REQUESTS_SSE: lambda peer: RequestsSSEBench(peer.chat_url),
     HTTPX_SSE: lambda peer: HttpxSSEBench(peer.chat_url),
 }
 
 #: The key-based API's clients.
-OPENAPI_CLIENTS: Dict[str, ClientFactory] = {
+OPENAPI_CLIENTS: dict[str, ClientFactory] = {
     MYSHELL_OPENAPI: lambda peer: MyshellBench(peer.base_url, "openapi"),
     REQUESTS_JSON: lambda peer: RequestsJSONBench(peer.openapi_url),
 }
 
 #: The OpenAI layer against generate() on the same (WebSocket) transport.
-OPENAI_CLIENTS: Dict[str, ClientFactory] = {
+OPENAI_CLIENTS: dict[str, ClientFactory] = {
     MYSHELL: lambda peer: MyshellBench(peer.base_url).warm(),
     OPENAI_LAYER: lambda peer: OpenAILayerBench(peer.base_url),
 }
 
 
-def _cold_myshell(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
+def _cold_myshell(peer: Peer) -> tuple[Callable[[], CallResult], Callable[[], None]]:
     client = MyshellBench(peer.base_url)
     return lambda: client.call(1), client.close
 
 
-def _cold_raw(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
+def _cold_raw(peer: Peer) -> tuple[Callable[[], CallResult], Callable[[], None]]:
     client = RawBench(peer.ws_url)
     return lambda: client.call(1), client.close
 
 
-def _cold_socketio(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
+def _cold_socketio(peer: Peer) -> tuple[Callable[[], CallResult], Callable[[], None]]:
     client = SocketIOBench(peer.base_url)
     return lambda: client.call(1), client.close
 
 
-def _cold_aiohttp(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
+def _cold_aiohttp(peer: Peer) -> tuple[Callable[[], CallResult], Callable[[], None]]:
     return lambda: aiohttp_cold_call(peer.ws_url, 1), lambda: None
 
 
@@ -530,12 +546,12 @@ def one_shot_call(base_url: str, n: int) -> CallResult:
     return "".join(parts), first
 
 
-def _cold_one_shot(peer: "Peer") -> Tuple[Callable[[], CallResult], Callable[[], None]]:
+def _cold_one_shot(peer: Peer) -> tuple[Callable[[], CallResult], Callable[[], None]]:
     return lambda: one_shot_call(peer.base_url, 1), lambda: None
 
 
 #: A new client each: ``starter(peer)`` builds it and returns (a 1-chunk call, close).
-COLD_STARTERS: Dict[str, ColdStarter] = {
+COLD_STARTERS: dict[str, ColdStarter] = {
     MYSHELL: _cold_myshell,
     ONE_SHOT: _cold_one_shot,
     RAW: _cold_raw,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .measure import Slots, rotated, slot_call
 
@@ -28,16 +29,17 @@ def calls_for(n: int, quick: bool) -> int:
     return max(1, calls // 4) if quick else calls
 
 
-def bench_reply_lengths(slots: Slots, sizes: Sequence[int], rounds: int, quick: bool,
-                        label: str) -> Dict[str, Dict[int, Optional[float]]]:
+def bench_reply_lengths(
+    slots: Slots, sizes: Sequence[int], rounds: int, quick: bool, label: str
+) -> dict[str, dict[int, float | None]]:
     """Seconds per chunk, by client and reply length: the median over rounds
     of each round's median call time, divided by ``n``."""
     names = slots.names
-    per_round: Dict[str, Dict[int, List[float]]] = {name: {n: [] for n in sizes} for name in names}
+    per_round: dict[str, dict[int, list[float]]] = {name: {n: [] for n in sizes} for name in names}
     for r in range(rounds):
         slots.open_round(r)
         for n in sizes:
-            samples: Dict[str, List[float]] = {name: [] for name in names}
+            samples: dict[str, list[float]] = {name: [] for name in names}
             for i in range(calls_for(n, quick)):
                 for name in rotated(names, r + i):
                     timing = slot_call(slots, name, n, f"{label} {name} {n} chunks round {r + 1} #{i}")
@@ -46,14 +48,19 @@ def bench_reply_lengths(slots: Slots, sizes: Sequence[int], rounds: int, quick: 
             for name in names:
                 if samples[name]:
                     per_round[name][n].append(statistics.median(samples[name]))
-    return {name: {n: (statistics.median(v) / n if v else None) for n, v in by_size.items()}
-            for name, by_size in per_round.items()}
+    return {
+        name: {n: (statistics.median(v) / n if v else None) for n, v in by_size.items()}
+        for name, by_size in per_round.items()
+    }
 
 
-def log_slope(per_chunk: Mapping[int, Optional[float]], smallest: int = 1_000) -> Optional[float]:
+def log_slope(per_chunk: Mapping[int, float | None], smallest: int = 1_000) -> float | None:
     """The slope of log(call time) over log(n) for ``n >= smallest``."""
-    points = [(math.log(n), math.log(cost * n)) for n, cost in per_chunk.items()
-              if n >= smallest and cost is not None and cost > 0]
+    points = [
+        (math.log(n), math.log(cost * n))
+        for n, cost in per_chunk.items()
+        if n >= smallest and cost is not None and cost > 0
+    ]
     if len(points) < 2:
         return None
     mx = statistics.fmean(x for x, _ in points)
@@ -62,18 +69,18 @@ def log_slope(per_chunk: Mapping[int, Optional[float]], smallest: int = 1_000) -
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
 
 
-def summary(per_chunk: Mapping[int, Optional[float]]) -> str:
+def summary(per_chunk: Mapping[int, float | None]) -> str:
     """``1: 212 us, 10: 23.1 us, ...`` (the cost of one chunk at each length)."""
     return ", ".join(f"{n:,}: {fmt_us(cost)}" for n, cost in per_chunk.items())
 
 
-def fmt_us(seconds: Optional[float]) -> str:
+def fmt_us(seconds: float | None) -> str:
     if seconds is None:
         return "failed"
     us = seconds * 1e6
     return f"{us:.0f} us" if us >= 100 else f"{us:.1f} us" if us >= 10 else f"{us:.2f} us"
 
 
-def growth_results(results: Dict[str, Any]) -> Dict[str, Any]:
+def growth_results(results: dict[str, Any]) -> dict[str, Any]:
     """The slope of each client's curve, for the table."""
     return {name: log_slope(curve) for name, curve in results.items()}

@@ -8,10 +8,10 @@ it has accepted, and stops when its stdin closes.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from myshell_sync.local import LocalMyshellServer
 
     server = LocalMyshellServer("127.0.0.1", 0)

@@ -21,7 +21,8 @@ import statistics
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
 
 from .clients import ColdStarter, RawBench
 from .peer import Peer, reply_bytes
@@ -36,7 +37,7 @@ class Checker:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.checked = 0
-        self.problems: List[str] = []
+        self.problems: list[str] = []
 
     def check(self, what: str, text: str, n: int) -> bool:
         expected = expected_text(n)
@@ -44,11 +45,11 @@ class Checker:
             self.checked += 1
             if text == expected:
                 return True
-            at = next((i for i, (a, b) in enumerate(zip(text, expected)) if a != b),
-                      min(len(text), len(expected)))
+            at = next((i for i, (a, b) in enumerate(zip(text, expected)) if a != b), min(len(text), len(expected)))
             self.problems.append(
                 f"{what}: WRONG TEXT ({len(text)} chars, expected {len(expected)}; "
-                f"first difference at {at}: {text[at:at + 20]!r} vs {expected[at:at + 20]!r})")
+                f"first difference at {at}: {text[at : at + 20]!r} vs {expected[at : at + 20]!r})"
+            )
         return False
 
     def failed(self, what: str, exc: BaseException) -> None:
@@ -81,7 +82,7 @@ def settled_rss(limit: float = 5.0) -> int:
     return last
 
 
-def count_threads_and_sockets(pid: Any) -> Tuple[int, int]:
+def count_threads_and_sockets(pid: Any) -> tuple[int, int]:
     """Threads and open sockets of process ``pid`` (or ``"self"``); -1, -1 if unknown."""
     try:
         threads = len(os.listdir(f"/proc/{pid}/task"))
@@ -111,6 +112,7 @@ def socket_count() -> int:
 # Scenarios 1 and 2 (warm and cold calls), in this process
 # --------------------------------------------------------------------------
 
+
 def describe(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{exc.__class__.__name__}: {text[:70]}" if text else exc.__class__.__name__
@@ -125,16 +127,17 @@ class Slots:
     the first failure of each name, for the table.
     """
 
-    def __init__(self, factories: Mapping[str, Factory], checker: Checker,
-                 reopen_each_round: Sequence[str] = ()) -> None:
+    def __init__(
+        self, factories: Mapping[str, Factory], checker: Checker, reopen_each_round: Sequence[str] = ()
+    ) -> None:
         self.factories = dict(factories)
         self.checker = checker
         self.reopen = frozenset(reopen_each_round)
-        self.clients: Dict[str, Any] = {}
-        self.causes: Dict[str, str] = {}
+        self.clients: dict[str, Any] = {}
+        self.causes: dict[str, str] = {}
 
     @property
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         return list(self.factories)
 
     def add(self, factories: Mapping[str, Factory]) -> None:
@@ -151,7 +154,7 @@ class Slots:
             except Exception as exc:
                 self.fail(name, f"open {name} (round {r + 1})", exc)
 
-    def get(self, name: str) -> Optional[Any]:
+    def get(self, name: str) -> Any | None:
         return self.clients.get(name)
 
     def fail(self, name: str, what: str, exc: BaseException) -> None:
@@ -172,7 +175,7 @@ class Slots:
             self._drop(name)
 
 
-def timed_call(client: Any, n: int, checker: Checker, what: str) -> Optional[Tuple[float, float]]:
+def timed_call(client: Any, n: int, checker: Checker, what: str) -> tuple[float, float] | None:
     """One call: (seconds, seconds to the first chunk), None if it failed."""
     try:
         started = time.perf_counter()
@@ -186,7 +189,7 @@ def timed_call(client: Any, n: int, checker: Checker, what: str) -> Optional[Tup
     return ended - started, first - started
 
 
-def slot_call(slots: Slots, name: str, n: int, what: str) -> Optional[Tuple[float, float]]:
+def slot_call(slots: Slots, name: str, n: int, what: str) -> tuple[float, float] | None:
     """:func:`timed_call` on the client in ``slots`` (None if it has none);
     a call that raised drops the client until the next round."""
     client = slots.get(name)
@@ -204,37 +207,41 @@ def slot_call(slots: Slots, name: str, n: int, what: str) -> Optional[Tuple[floa
     return ended - started, first - started
 
 
-def per_round(values: Mapping[str, Sequence[Optional[float]]]) -> Dict[str, Optional[float]]:
+def per_round(values: Mapping[str, Sequence[float | None]]) -> dict[str, float | None]:
     """The median of each name's per-round figures (None if it has none)."""
-    out: Dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for name, figures in values.items():
         known = [v for v in figures if v is not None]
         out[name] = statistics.median(known) if known else None
     return out
 
 
-def round_ratio(values: Mapping[str, Sequence[Optional[float]]], a: str, b: str,
-                invert: bool = False) -> Optional[float]:
+def round_ratio(values: Mapping[str, Sequence[float | None]], a: str, b: str, invert: bool = False) -> float | None:
     """The median over rounds of ``a``'s figure / ``b``'s in the same round
     (``b``'s / ``a``'s with ``invert``: a rate against a rate)."""
-    ratios = [(y / x if invert else x / y) for x, y in zip(values.get(a, ()), values.get(b, ()))
-              if x is not None and y is not None and x > 0 and y > 0]
+    ratios = [
+        (y / x if invert else x / y)
+        for x, y in zip(values.get(a, ()), values.get(b, ()))
+        if x is not None and y is not None and x > 0 and y > 0
+    ]
     return statistics.median(ratios) if ratios else None
 
 
-def bench_rounds(slots: Slots, n: int, calls: int, rounds: int, label: str,
-                 interleave: bool = True) -> Dict[str, Dict[str, List[Optional[float]]]]:
+def bench_rounds(
+    slots: Slots, n: int, calls: int, rounds: int, label: str, interleave: bool = True
+) -> dict[str, dict[str, list[float | None]]]:
     """Per round and client: the median call time, the median time to first
     chunk and the chunks/s of the median call, over ``calls`` calls of ``n``
     chunks. ``interleave``: the clients take turns call by call (the order
     rotated each time), so a load that comes and goes hits them alike;
     otherwise each makes its calls in a row (rotated by round)."""
     names = slots.names
-    out: Dict[str, Dict[str, List[Optional[float]]]] = {
-        key: {name: [] for name in names} for key in ("seconds", "first_s", "chunks_per_s")}
+    out: dict[str, dict[str, list[float | None]]] = {
+        key: {name: [] for name in names} for key in ("seconds", "first_s", "chunks_per_s")
+    }
     for r in range(rounds):
         slots.open_round(r)
-        samples: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         if interleave:
             order = [(i, name) for i in range(calls) for name in rotated(names, r + i)]
         else:
@@ -255,17 +262,17 @@ def bench_rounds(slots: Slots, n: int, calls: int, rounds: int, label: str,
     return out
 
 
-def rotated(items: Sequence[Any], r: int) -> List[Any]:
+def rotated(items: Sequence[Any], r: int) -> list[Any]:
     r %= len(items)
     return list(items[r:]) + list(items[:r])
 
 
-def bench_throughput(slots: Slots, n: int, rounds: int) -> Dict[str, Dict[str, Optional[float]]]:
+def bench_throughput(slots: Slots, n: int, rounds: int) -> dict[str, dict[str, float | None]]:
     """Best chunks/s and best time to first chunk of an ``n``-chunk reply
     (one call per client and round, the order rotated)."""
     names = slots.names
-    rates: Dict[str, List[float]] = {name: [] for name in names}
-    firsts: Dict[str, List[float]] = {name: [] for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    firsts: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         slots.open_round(r)
         for name in rotated(names, r):
@@ -273,16 +280,18 @@ def bench_throughput(slots: Slots, n: int, rounds: int) -> Dict[str, Dict[str, O
             if timing is not None:
                 rates[name].append(n / timing[0])
                 firsts[name].append(timing[1])
-    return {name: {"chunks_per_s": max(rates[name], default=None),
-                   "first_chunk_s": min(firsts[name], default=None)} for name in names}
+    return {
+        name: {"chunks_per_s": max(rates[name], default=None), "first_chunk_s": min(firsts[name], default=None)}
+        for name in names
+    }
 
 
-def bench_round_trip(slots: Slots, calls: int, rounds: int) -> Dict[str, Any]:
+def bench_round_trip(slots: Slots, calls: int, rounds: int) -> dict[str, Any]:
     """Best (over rounds) median seconds of a 1-chunk call on an open socket,
     each client making its calls in a row (rotated by round); ``"rounds"``:
     every round's median, by client."""
     names = slots.names
-    medians: Dict[str, List[Optional[float]]] = {name: [] for name in names}
+    medians: dict[str, list[float | None]] = {name: [] for name in names}
     for r in range(rounds):
         slots.open_round(r)
         for name in rotated(names, r):
@@ -292,20 +301,21 @@ def bench_round_trip(slots: Slots, calls: int, rounds: int) -> Dict[str, Any]:
                 if timing is not None:
                     samples.append(timing[0])
             medians[name].append(statistics.median(samples) if samples else None)
-    out: Dict[str, Any] = {name: min((m for m in medians[name] if m is not None), default=None)
-                           for name in names}
+    out: dict[str, Any] = {name: min((m for m in medians[name] if m is not None), default=None) for name in names}
     out["rounds"] = medians
     return out
 
-def bench_cold(starters: Mapping[str, ColdStarter], peer: Peer, calls: int, rounds: int,
-               checker: Checker) -> Dict[str, Any]:
+
+def bench_cold(
+    starters: Mapping[str, ColdStarter], peer: Peer, calls: int, rounds: int, checker: Checker
+) -> dict[str, Any]:
     """Best (over rounds) median seconds of a 1-chunk call on a new client:
     construct, connect, handshake, send, whole reply. Closing is not timed
     (gpt4free's call closes its session inside the call, and a one-shot
     ``generate()`` closes its client inside the call, so there it is);
     ``"rounds"``: every round's median, by client."""
-    medians: Dict[str, List[Optional[float]]] = {name: [] for name in starters}
-    causes: Dict[str, str] = {}
+    medians: dict[str, list[float | None]] = {name: [] for name in starters}
+    causes: dict[str, str] = {}
     for r in range(rounds):
         for name in rotated(list(starters), r):
             samples = []
@@ -329,14 +339,13 @@ def bench_cold(starters: Mapping[str, ColdStarter], peer: Peer, calls: int, roun
                 if checker.check(what, text, 1):
                     samples.append(elapsed)
             medians[name].append(statistics.median(samples) if samples else None)
-    out: Dict[str, Any] = {name: min((m for m in medians[name] if m is not None), default=None)
-                           for name in starters}
+    out: dict[str, Any] = {name: min((m for m in medians[name] if m is not None), default=None) for name in starters}
     out["rounds"] = medians
     out["causes"] = causes
     return out
 
 
-def bench_peer_ceiling(peer: Peer, n: int, rounds: int) -> Optional[float]:
+def bench_peer_ceiling(peer: Peer, n: int, rounds: int) -> float | None:
     """Chunks/s at which the peer delivers an ``n``-chunk reply to a client
     that only counts bytes (no WebSocket or JSON decoding)."""
     client = RawBench(peer.ws_url)
@@ -362,4 +371,3 @@ def bench_peer_ceiling(peer: Peer, n: int, rounds: int) -> Optional[float]:
     finally:
         client.close()
     return best
-

@@ -24,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable
 
 MODEL = "gpt-4"
 
@@ -34,7 +35,7 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def start_serve(base_url: str, threads: int) -> Tuple[subprocess.Popen, str]:
+def start_serve(base_url: str, threads: int) -> tuple[subprocess.Popen, str]:
     """``myshell-sync serve`` on a free port against ``base_url``: (process, its /v1 URL).
 
     It is the command line of the myshell_sync this process imports (the
@@ -42,9 +43,23 @@ def start_serve(base_url: str, threads: int) -> Tuple[subprocess.Popen, str]:
     from .process import python_command
 
     process = subprocess.Popen(
-        python_command("myshell_sync._cli", "serve", "--base-url", base_url, "--captcha-delay", "0",
-                       "--transport", "websocket", "--port", "0", "--threads", str(threads)),
-        stdout=subprocess.PIPE, text=True)
+        python_command(
+            "myshell_sync._cli",
+            "serve",
+            "--base-url",
+            base_url,
+            "--captcha-delay",
+            "0",
+            "--transport",
+            "websocket",
+            "--port",
+            "0",
+            "--threads",
+            str(threads),
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if " at " not in line:
@@ -77,15 +92,15 @@ class Callers:
         self.direct.connect(MODEL)
         self.sdk = openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=60)
 
-    def generate(self, messages: List[dict]) -> Tuple[float, str]:
+    def generate(self, messages: list[dict]) -> tuple[float, str]:
         chunks = self.direct.generate(MODEL, messages)
         first_chunk = next(chunks)
         first = time.perf_counter()
         return first, first_chunk + "".join(chunks)
 
-    def served(self, messages: List[dict]) -> Tuple[float, str]:
+    def served(self, messages: list[dict]) -> tuple[float, str]:
         stream = self.sdk.chat.completions.create(model=MODEL, messages=messages, stream=True)
-        parts: List[str] = []
+        parts: list[str] = []
         first = 0.0
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -99,20 +114,27 @@ class Callers:
         self.direct.close()
 
 
-def timed(call: Callable[[], Tuple[float, str]]) -> Tuple[float, float, str]:
+def timed(call: Callable[[], tuple[float, str]]) -> tuple[float, float, str]:
     started = time.perf_counter()
     first, text = call()
     return first - started, time.perf_counter() - started, text
 
 
-def interleaved(callers: Callers, messages_of: Callable[[int], List[dict]], expected_of: Callable[[int], str],
-                calls: int, failures: List[str]) -> Dict[str, Dict[str, List[float]]]:
+def interleaved(
+    callers: Callers,
+    messages_of: Callable[[int], list[dict]],
+    expected_of: Callable[[int], str],
+    calls: int,
+    failures: list[str],
+) -> dict[str, dict[str, list[float]]]:
     """``calls`` calls each way, taking turns: first-chunk and whole-call seconds."""
-    out: Dict[str, Dict[str, List[float]]] = {"generate()": {"first": [], "total": []},
-                                              "serve": {"first": [], "total": []}}
+    out: dict[str, dict[str, list[float]]] = {
+        "generate()": {"first": [], "total": []},
+        "serve": {"first": [], "total": []},
+    }
     for index in range(calls):
         ways = (("generate()", callers.generate), ("serve", callers.served))
-        for name, call in (ways if index % 2 == 0 else ways[::-1]):
+        for name, call in ways if index % 2 == 0 else ways[::-1]:
             try:
                 first, total, text = timed(functools.partial(call, messages_of(index)))
             except Exception as exc:
@@ -126,11 +148,16 @@ def interleaved(callers: Callers, messages_of: Callable[[int], List[dict]], expe
     return out
 
 
-def concurrent(callers: Callers, streams: int, messages_of: Callable[[int], List[dict]],
-               expected_of: Callable[[int], str], failures: List[str]) -> Dict[str, Any]:
+def concurrent(
+    callers: Callers,
+    streams: int,
+    messages_of: Callable[[int], list[dict]],
+    expected_of: Callable[[int], str],
+    failures: list[str],
+) -> dict[str, Any]:
     """``streams`` streams through serve at once, every reply checked."""
-    firsts: List[Optional[float]] = [None] * streams
-    errors: List[str] = []
+    firsts: list[float | None] = [None] * streams
+    errors: list[str] = []
     barrier = threading.Barrier(streams)
 
     def one(index: int) -> None:
@@ -153,19 +180,23 @@ def concurrent(callers: Callers, streams: int, messages_of: Callable[[int], List
     wall = time.perf_counter() - started
     failures.extend(f"{streams} concurrent: {e}" for e in errors)
     good = [f for f in firsts if f is not None]
-    return {"streams": streams, "right": len(good), "failed": len(errors),
-            "first_p50": percentile(good, 50) if good else None,
-            "first_p99": percentile(good, 99) if good else None, "wall": wall}
+    return {
+        "streams": streams,
+        "right": len(good),
+        "failed": len(errors),
+        "first_p50": percentile(good, 50) if good else None,
+        "first_p99": percentile(good, 99) if good else None,
+        "wall": wall,
+    }
 
 
-def bench_serve(base_url: str, *, calls: int, first_n: int, long_n: int, rounds: int,
-                streams: int) -> Dict[str, Any]:
+def bench_serve(base_url: str, *, calls: int, first_n: int, long_n: int, rounds: int, streams: int) -> dict[str, Any]:
     """The suite's measurement against the fast peer at ``base_url``: the
     medians of ``calls`` ``first_n``-chunk calls each way, the best chunks/s
     of ``rounds`` ``long_n``-chunk calls each way, ``streams`` concurrent."""
     from .protocol import expected_text, messages_for
 
-    failures: List[str] = []
+    failures: list[str] = []
     process, served = start_serve(base_url, threads=max(32, streams))
     try:
         callers = Callers(base_url, served, max_connections=8)
@@ -173,29 +204,34 @@ def bench_serve(base_url: str, *, calls: int, first_n: int, long_n: int, rounds:
             for _ in range(3):  # connections and pools open
                 callers.generate(messages_for(first_n))
                 callers.served(messages_for(first_n))
-            short = interleaved(callers, lambda i: messages_for(first_n), lambda i: expected_text(first_n),
-                                calls, failures)
-            long = interleaved(callers, lambda i: messages_for(long_n), lambda i: expected_text(long_n),
-                               rounds, failures)
-            many = concurrent(callers, streams, lambda i: messages_for(first_n), lambda i: expected_text(first_n),
-                              failures)
+            short = interleaved(
+                callers, lambda i: messages_for(first_n), lambda i: expected_text(first_n), calls, failures
+            )
+            long = interleaved(
+                callers, lambda i: messages_for(long_n), lambda i: expected_text(long_n), rounds, failures
+            )
+            many = concurrent(
+                callers, streams, lambda i: messages_for(first_n), lambda i: expected_text(first_n), failures
+            )
         finally:
             callers.close()
     finally:
         stop_serve(process)
 
-    def median(values: List[float]) -> Optional[float]:
+    def median(values: list[float]) -> float | None:
         return statistics.median(values) if values else None
 
     return {
         "first": {name: median(v["first"]) for name, v in short.items()},
         "total": {name: median(v["total"]) for name, v in short.items()},
         "chunks_per_s": {name: (long_n / min(v["total"]) if v["total"] else None) for name, v in long.items()},
-        "concurrent": many, "failures": failures, "checked": 2 * calls + 2 * rounds + streams,
+        "concurrent": many,
+        "failures": failures,
+        "checked": 2 * calls + 2 * rounds + streams,
     }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="warm calls per client (default 200)")
     parser.add_argument("--concurrent", type=int, default=64, help="concurrent streams (default 64)")
@@ -204,13 +240,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from myshell_sync import format_prompt
     from myshell_sync.local import LocalMyshellServer, reply_chunks
 
-    def messages(index: int) -> List[dict]:
+    def messages(index: int) -> list[dict]:
         return [{"role": "user", "content": f"Write a poem about love, number {index}"}]
 
     def expected(index: int) -> str:
         return "".join(reply_chunks(MODEL, format_prompt(messages(index))))
 
-    failures: List[str] = []
+    failures: list[str] = []
     with LocalMyshellServer() as local:
         process, served = start_serve(local.base_url, threads=max(16, args.concurrent))
         try:
@@ -223,14 +259,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"warm calls, {args.calls} each, taking turns; median (p99) in ms")
                 for name, figures in results.items():
                     firsts, totals = figures["first"], figures["total"]
-                    print(f"  {name:<12} first chunk {statistics.median(firsts) * 1e3:7.2f} "
-                          f"({percentile(firsts, 99) * 1e3:.2f})   whole call {statistics.median(totals) * 1e3:7.2f}")
+                    print(
+                        f"  {name:<12} first chunk {statistics.median(firsts) * 1e3:7.2f} "
+                        f"({percentile(firsts, 99) * 1e3:.2f})   whole call {statistics.median(totals) * 1e3:7.2f}"
+                    )
                 ratio = statistics.median(results["serve"]["first"]) / statistics.median(results["generate()"]["first"])
                 print(f"  first chunk through serve / generate(): {ratio:.2f}x")
                 many = concurrent(callers, args.concurrent, messages, expected, failures)
-                print(f"{many['streams']} concurrent streams through serve: {many['right']} right, "
-                      f"{many['failed']} failed; first chunk p50 {(many['first_p50'] or 0) * 1e3:.1f} ms, "
-                      f"p99 {(many['first_p99'] or 0) * 1e3:.1f} ms; all done in {many['wall'] * 1e3:.0f} ms")
+                print(
+                    f"{many['streams']} concurrent streams through serve: {many['right']} right, "
+                    f"{many['failed']} failed; first chunk p50 {(many['first_p50'] or 0) * 1e3:.1f} ms, "
+                    f"p99 {(many['first_p99'] or 0) * 1e3:.1f} ms; all done in {many['wall'] * 1e3:.0f} ms"
+                )
             finally:
                 callers.close()
         finally:

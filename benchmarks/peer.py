@@ -27,16 +27,24 @@ import re
 import socket
 import sys
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from .process import ServerProcess
-from .protocol import (CHAT_PATH, EVENT_PREFIX, OPENAPI_PATH, SSE_ENERGY, SSE_FINISHED,
-                       SSE_REPLIED, SSE_TEXT, WS_PATH, chunk_text, expected_text)
-
-OPEN_PACKET = (
-    '0{"sid":"%s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,'
-    '"maxPayload":1000000}'
+from .protocol import (
+    CHAT_PATH,
+    EVENT_PREFIX,
+    OPENAPI_PATH,
+    SSE_ENERGY,
+    SSE_FINISHED,
+    SSE_REPLIED,
+    SSE_TEXT,
+    WS_PATH,
+    chunk_text,
+    expected_text,
 )
+
+OPEN_PACKET = '0{"sid":"%s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}'
 MAX_REPLY_CHUNKS = 1_000_000
 
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -47,9 +55,9 @@ _CLOSE_FRAME = b"\x88\x02\x03\xe8"  # close, status 1000
 
 PING_INTERVAL = 25.0  # seconds, as announced in OPEN_PACKET
 
-_reply_cache: Dict[Tuple[int, int], List[List[bytes]]] = {}
-_sse_cache: Dict[int, List[bytes]] = {}
-_openapi_cache: Dict[int, bytes] = {}
+_reply_cache: dict[tuple[int, int], list[list[bytes]]] = {}
+_sse_cache: dict[int, list[bytes]] = {}
+_openapi_cache: dict[int, bytes] = {}
 
 
 def _ws_header(length: int, opcode: int = 1) -> bytes:
@@ -67,7 +75,7 @@ def _ws_frame(text: str) -> bytes:
     return _ws_header(len(data)) + data
 
 
-def build_reply(n: int, rid_len: int) -> List[List[bytes]]:
+def build_reply(n: int, rid_len: int) -> list[list[bytes]]:
     """The reply to ``N=n`` as batches of separators.
 
     ``rid.join(batch)`` is the wire bytes of that batch of frames for the
@@ -77,15 +85,17 @@ def build_reply(n: int, rid_len: int) -> List[List[bytes]]:
     the first chunk leaves at once.
     """
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    parts: List[Tuple[bytes, bytes]] = []
+    parts: list[tuple[bytes, bytes]] = []
     for i in range(n):
         tail = '","data":{"text":%s,"index":%d,"isFinal":%s}}]' % (
-            dumps(chunk_text(i)), i, "true" if i == n - 1 else "false")
+            dumps(chunk_text(i)),
+            i,
+            "true" if i == n - 1 else "false",
+        )
         parts.append((_STREAM_HEAD, tail.encode()))
     parts.append((_REPLIED_HEAD, ('","data":{"text":%s}}]' % dumps(expected_text(n))).encode()))
     frames = [(_ws_header(len(head) + rid_len + len(tail)) + head, tail) for head, tail in parts]
-    groups = [frames[:1]] + [frames[k:k + _BATCH_FRAMES]
-                             for k in range(1, len(frames), _BATCH_FRAMES)]
+    groups = [frames[:1]] + [frames[k : k + _BATCH_FRAMES] for k in range(1, len(frames), _BATCH_FRAMES)]
     batches = []
     for group in groups:
         seps = [group[0][0]]
@@ -101,20 +111,21 @@ def reply_bytes(n: int, rid: bytes) -> int:
     return sum(len(rid.join(seps)) for seps in build_reply(n, len(rid)))
 
 
-_SSE_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+_SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
 
 
 def _sse_event(name: str, data: Any) -> bytes:
-    return ("event: %s\ndata: %s\n\n" % (name, json.dumps(
-        data, ensure_ascii=False, separators=(",", ":")))).encode()
+    return ("event: %s\ndata: %s\n\n" % (name, json.dumps(data, ensure_ascii=False, separators=(",", ":")))).encode()
 
 
 def _http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def build_sse_reply(n: int) -> List[bytes]:
+def build_sse_reply(n: int) -> list[bytes]:
     """The HTTP answer to ``N=n`` as the ``sendall`` writes that carry it.
 
     The first write is the response head with the first ``…_TEXT`` event in
@@ -124,13 +135,14 @@ def build_sse_reply(n: int) -> List[bytes]:
     ``…_USER_CONSUMED_ENERGY`` and the end of the chunked body.
     """
     events = [_sse_event(SSE_TEXT, {"content": chunk_text(i)}) for i in range(n)]
-    tail = (_sse_event(SSE_FINISHED, {"content": ""})
-            + _sse_event(SSE_REPLIED, {"message": {"text": expected_text(n), "type": "REPLY",
-                                                   "status": "DONE"}})
-            + _sse_event(SSE_ENERGY, {"userEnergyInfo": {"energy": 100, "dailyEnergy": 200}}))
+    tail = (
+        _sse_event(SSE_FINISHED, {"content": ""})
+        + _sse_event(SSE_REPLIED, {"message": {"text": expected_text(n), "type": "REPLY", "status": "DONE"}})
+        + _sse_event(SSE_ENERGY, {"userEnergyInfo": {"energy": 100, "dailyEnergy": 200}})
+    )
     writes = [_SSE_HEAD + _http_chunk(events[0])]
     for k in range(1, n, _BATCH_FRAMES):
-        writes.append(_http_chunk(b"".join(events[k:k + _BATCH_FRAMES])))
+        writes.append(_http_chunk(b"".join(events[k : k + _BATCH_FRAMES])))
     writes[-1] += _http_chunk(tail) + b"0\r\n\r\n"
     return writes
 
@@ -138,8 +150,7 @@ def build_sse_reply(n: int) -> List[bytes]:
 def build_openapi_reply(n: int) -> bytes:
     """The key-based API's answer to ``N=n``: the whole text, JSON in JSON."""
     body = json.dumps({"success": True, "result": json.dumps(expected_text(n))}).encode()
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
@@ -196,7 +207,7 @@ class PeerConnection:
             self.closed.set()
             self.sock.close()
 
-    def _read_head(self) -> Optional[bytes]:
+    def _read_head(self) -> bytes | None:
         """The next request head (None at EOF)."""
         while b"\r\n\r\n" not in self.buf:
             data = self.sock.recv(65536)
@@ -266,11 +277,12 @@ class PeerConnection:
         accept = base64.b64encode(hashlib.sha1(match.group(1) + _WS_GUID).digest())
         self.sock.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
         return True
 
     def _serve(self) -> None:
-        fragments: List[bytes] = []
+        fragments: list[bytes] = []
         message_opcode = 0
         while True:
             b0, b1 = self._recv_exact(2)
@@ -307,7 +319,7 @@ class PeerConnection:
     def _on_text(self, text: str) -> bool:
         """Answer one Engine.IO packet; False closes the connection."""
         if text.startswith(EVENT_PREFIX):
-            event = json.loads(text[len(EVENT_PREFIX):])
+            event = json.loads(text[len(EVENT_PREFIX) :])
             if event[0] == "text_chat":
                 payload = event[1]
                 found = re.search(r"N=(\d+)", str(payload.get("text", "")))
@@ -340,7 +352,7 @@ class PeerConnection:
                 sendall(data)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Serve until stdin closes (the parent ended or went away); the line
     ``connections`` on stdin is answered with the TCP connections accepted."""
     server = socket.create_server(("127.0.0.1", 0), backlog=512)

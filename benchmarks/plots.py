@@ -9,10 +9,11 @@ streams, one line per client.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 #: (file name, alt text) of each plot, in the order BENCHMARKS.md shows them.
-PLOTS: Tuple[Tuple[str, str], ...] = (
+PLOTS: tuple[tuple[str, str], ...] = (
     ("benchmarks-reply-length.png", "Cost of one chunk against the reply's length, per client"),
     ("benchmarks-concurrency.png", "Aggregate throughput and threads against concurrent streams, per transport"),
 )
@@ -27,12 +28,16 @@ _STYLE = {  # client label -> (colour, line style, marker)
 }
 
 
-def _style(name: str) -> Tuple[str, str, str]:
+def _style(name: str) -> tuple[str, str, str]:
     return _STYLE.get(name, ("#7f7f7f", "--", "^"))
 
 
-def write_plots(folder: str, lengths: Mapping[str, Mapping[str, Mapping[int, Optional[float]]]],
-                concurrency: Mapping[str, Mapping[int, Dict[str, Any]]], title: str) -> List[str]:
+def write_plots(
+    folder: str,
+    lengths: Mapping[str, Mapping[str, Mapping[int, float | None]]],
+    concurrency: Mapping[str, Mapping[int, dict[str, Any]]],
+    title: str,
+) -> list[str]:
     """Write the plots into ``folder``; their paths (none if matplotlib is missing).
 
     ``lengths``: transport -> client -> reply length -> seconds per chunk;
@@ -63,8 +68,7 @@ def write_plots(folder: str, lengths: Mapping[str, Mapping[str, Mapping[int, Opt
     ax.set_yscale("log")
     ax.set_xlabel("chunks in the reply")
     ax.set_ylabel("microseconds per chunk (call time / chunks)")
-    ax.set_title("Cost of one chunk against the reply's length: the per-call cost spread out, "
-                 "then flat", fontsize=9)
+    ax.set_title("Cost of one chunk against the reply's length: the per-call cost spread out, then flat", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.text(0.99, 0.01, title, ha="right", va="bottom", fontsize=6, color="#555555")
@@ -82,10 +86,15 @@ def write_plots(folder: str, lengths: Mapping[str, Mapping[str, Mapping[int, Opt
         colour = {"websocket": "#1f77b4", "http": "#d62728", "openapi": "#2ca02c"}.get(transport, "#7f7f7f")
         xs = [k for k, _ in points]
         name = transport + (" (whole replies: chunks' worth of text)" if transport == "openapi" else "")
-        left.plot(xs, [v["chunks_per_s"] / 1e3 for _, v in points], "-o", color=colour, markersize=4,
-                  label=name)
-        right.plot(xs, [v["library_threads"] for _, v in points], "-o", color=colour, markersize=4,
-                   label=f"{transport}: library threads")
+        left.plot(xs, [v["chunks_per_s"] / 1e3 for _, v in points], "-o", color=colour, markersize=4, label=name)
+        right.plot(
+            xs,
+            [v["library_threads"] for _, v in points],
+            "-o",
+            color=colour,
+            markersize=4,
+            label=f"{transport}: library threads",
+        )
         right.plot(xs, [v["connections"] for _, v in points], ":", color=colour, label=f"{transport}: connections")
     levels = sorted({k for by_streams in concurrency.values() for k in by_streams})
     for ax in (left, right):

@@ -18,12 +18,13 @@ import platform
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from myshell_sync import Myshell, MyshellError, __version__
 from myshell_sync.local import LocalMyshellServer, reply_chunks
 
-MODELS: Tuple[str, ...] = ("samantha", "gpt-3.5-turbo", "gpt-4")
+MODELS: tuple[str, ...] = ("samantha", "gpt-3.5-turbo", "gpt-4")
 SAMPLE_EVERY = 0.002  # seconds between two thread-count samples
 MAX_SHOWN = 5  # wrong replies and errors printed in full
 
@@ -39,9 +40,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def latency_stats(samples: Sequence[float]) -> Dict[str, Any]:
-    return {"n": len(samples), "median_ms": percentile(samples, 50) * 1e3,
-            "p90_ms": percentile(samples, 90) * 1e3}
+def latency_stats(samples: Sequence[float]) -> dict[str, Any]:
+    return {"n": len(samples), "median_ms": percentile(samples, 50) * 1e3, "p90_ms": percentile(samples, 90) * 1e3}
 
 
 class Checker:
@@ -50,10 +50,10 @@ class Checker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.checked = 0
-        self.mismatches: List[str] = []
-        self.errors: List[str] = []
+        self.mismatches: list[str] = []
+        self.errors: list[str] = []
 
-    def call(self, client: Myshell, model: str, prompt: str) -> Optional[int]:
+    def call(self, client: Myshell, model: str, prompt: str) -> int | None:
         """One call; its chunk count, or None if it raised MyshellError."""
         try:
             chunks = list(client.generate(model, [{"role": "user", "content": prompt}]))
@@ -69,10 +69,10 @@ class Checker:
         return len(chunks)
 
 
-def bench_cold(url: str, runs: int, checker: Checker) -> Dict[str, Any]:
+def bench_cold(url: str, runs: int, checker: Checker) -> dict[str, Any]:
     """A new client per call; the call is timed, its close() apart."""
-    calls: List[float] = []
-    closes: List[float] = []
+    calls: list[float] = []
+    closes: list[float] = []
     for _ in range(runs):
         started = time.perf_counter()
         client = Myshell(url, captcha_delay=0)
@@ -86,9 +86,9 @@ def bench_cold(url: str, runs: int, checker: Checker) -> Dict[str, Any]:
     return dict(latency_stats(calls), close_median_ms=percentile(closes, 50) * 1e3)
 
 
-def bench_warm(server: LocalMyshellServer, runs: int, checker: Checker) -> Dict[str, Any]:
+def bench_warm(server: LocalMyshellServer, runs: int, checker: Checker) -> dict[str, Any]:
     """One client, one warm-up call, then ``runs`` calls on its connection."""
-    samples: List[float] = []
+    samples: list[float] = []
     connects = server.connects
     with Myshell(server.base_url, captcha_delay=0) as client:
         checker.call(client, "gpt-4", "hi")
@@ -99,8 +99,9 @@ def bench_warm(server: LocalMyshellServer, runs: int, checker: Checker) -> Dict[
     return dict(latency_stats(samples), connections_opened=server.connects - connects)
 
 
-def bench_threads(server: LocalMyshellServer, threads: int, calls: int, max_connections: int,
-                  checker: Checker) -> Dict[str, Any]:
+def bench_threads(
+    server: LocalMyshellServer, threads: int, calls: int, max_connections: int, checker: Checker
+) -> dict[str, Any]:
     """``threads`` threads share one client, each making ``calls`` calls."""
     chunk_counts = [0] * threads
     done = [0] * threads
@@ -125,8 +126,7 @@ def bench_threads(server: LocalMyshellServer, threads: int, calls: int, max_conn
     connects = server.connects
     with Myshell(server.base_url, captcha_delay=0, max_connections=max_connections) as client:
         sampler = threading.Thread(target=sample, name="bench-sampler")
-        workers = [threading.Thread(target=worker, args=(client, i), name=f"bench-{i}")
-                   for i in range(threads)]
+        workers = [threading.Thread(target=worker, args=(client, i), name=f"bench-{i}") for i in range(threads)]
         for thread in [sampler, *workers]:
             thread.start()
         start.wait()
@@ -137,20 +137,32 @@ def bench_threads(server: LocalMyshellServer, threads: int, calls: int, max_conn
         stop.set()
         sampler.join()
     opened = server.connects - connects
-    return {"threads": threads, "calls_per_thread": calls, "max_connections": max_connections,
-            "calls": sum(done), "wall_s": wall, "calls_per_s": sum(done) / wall,
-            "chunks": sum(chunk_counts), "chunks_per_s": sum(chunk_counts) / wall,
-            "peak_threads": peak, "connections_opened": opened}
+    return {
+        "threads": threads,
+        "calls_per_thread": calls,
+        "max_connections": max_connections,
+        "calls": sum(done),
+        "wall_s": wall,
+        "calls_per_s": sum(done) / wall,
+        "chunks": sum(chunk_counts),
+        "chunks_per_s": sum(chunk_counts) / wall,
+        "peak_threads": peak,
+        "connections_opened": opened,
+    }
 
 
-def machine() -> Dict[str, Any]:
+def machine() -> dict[str, Any]:
     now = datetime.datetime.now(datetime.timezone.utc)
-    return {"date": now.isoformat(timespec="seconds"), "platform": platform.platform(),
-            "python": f"{platform.python_implementation()} {platform.python_version()}",
-            "cpu_count": os.cpu_count(), "myshell_sync": __version__}
+    return {
+        "date": now.isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "cpu_count": os.cpu_count(),
+        "myshell_sync": __version__,
+    }
 
 
-def report(r: Dict[str, Any]) -> None:
+def report(r: dict[str, Any]) -> None:
     m, cold, warm, tp = r["machine"], r["cold"], r["warm"], r["threads"]
     print(f"myshell_sync {m['myshell_sync']} pool benchmark, {m['date']}")
     print(f"{m['platform']}, {m['python']}, {m['cpu_count']} CPUs")
@@ -159,16 +171,23 @@ def report(r: Dict[str, Any]) -> None:
     print(f"{'latency':<28}{'n':>6}{'median ms':>11}{'p90 ms':>9}")
     for name, s in (("cold (new client per call)", cold), ("warm (reused connection)", warm)):
         print(f"{name:<28}{s['n']:>6}{s['median_ms']:>11.2f}{s['p90_ms']:>9.2f}")
-    print(f"cold/warm median ratio: {r['cold_warm_ratio']:.1f}x (cold close(), not counted "
-          f"above: median {cold['close_median_ms']:.2f} ms)\n")
-    print(f"throughput: {tp['threads']} threads x {tp['calls_per_thread']} calls, one client, "
-          f"max_connections={tp['max_connections']}, models {', '.join(MODELS)}")
+    print(
+        f"cold/warm median ratio: {r['cold_warm_ratio']:.1f}x (cold close(), not counted "
+        f"above: median {cold['close_median_ms']:.2f} ms)\n"
+    )
+    print(
+        f"throughput: {tp['threads']} threads x {tp['calls_per_thread']} calls, one client, "
+        f"max_connections={tp['max_connections']}, models {', '.join(MODELS)}"
+    )
     over = tp["connections_opened"] > tp["max_connections"]
-    for label, value in (("calls", tp["calls"]), ("wall time", f"{tp['wall_s']:.3f} s"),
-                         ("calls/s", f"{tp['calls_per_s']:.1f}"),
-                         ("chunks/s", f"{tp['chunks_per_s']:.1f}"),
-                         ("peak threads (process)", tp["peak_threads"]),
-                         ("connections opened", tp["connections_opened"])):
+    for label, value in (
+        ("calls", tp["calls"]),
+        ("wall time", f"{tp['wall_s']:.3f} s"),
+        ("calls/s", f"{tp['calls_per_s']:.1f}"),
+        ("chunks/s", f"{tp['chunks_per_s']:.1f}"),
+        ("peak threads (process)", tp["peak_threads"]),
+        ("connections opened", tp["connections_opened"]),
+    ):
         print(f"  {label:<24}{value:>12}")
     if over:
         print(f"  NOTE: more connections opened than max_connections={tp['max_connections']}")
@@ -176,13 +195,12 @@ def report(r: Dict[str, Any]) -> None:
     if not r["mismatches"] and not r["errors"]:
         print(f"replies checked: {r['replies_checked']}, all text correct, no errors")
         return
-    print(f"WRONG RESULTS: {len(r['mismatches'])} replies with wrong text, "
-          f"{len(r['errors'])} failed calls")
+    print(f"WRONG RESULTS: {len(r['mismatches'])} replies with wrong text, {len(r['errors'])} failed calls")
     for line in r["mismatches"][:MAX_SHOWN] + r["errors"][:MAX_SHOWN]:
         print(f"  {line}")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", type=int, default=30, help="cold calls (default 30)")
     parser.add_argument("--warm", type=int, default=200, help="warm calls (default 200)")
@@ -197,13 +215,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     with LocalMyshellServer() as server:
         cold = bench_cold(server.base_url, args.cold, checker)
         warm = bench_warm(server, args.warm, checker)
-        threads = bench_threads(server, args.threads, args.calls,
-                                args.max_connections, checker)
-    results = {"machine": machine(), "cold": cold, "warm": warm, "threads": threads,
-               "cold_warm_ratio": cold["median_ms"] / warm["median_ms"],
-               "threads_after_shutdown": threading.active_count(),
-               "replies_checked": checker.checked,
-               "mismatches": checker.mismatches, "errors": checker.errors}
+        threads = bench_threads(server, args.threads, args.calls, args.max_connections, checker)
+    results = {
+        "machine": machine(),
+        "cold": cold,
+        "warm": warm,
+        "threads": threads,
+        "cold_warm_ratio": cold["median_ms"] / warm["median_ms"],
+        "threads_after_shutdown": threading.active_count(),
+        "replies_checked": checker.checked,
+        "mismatches": checker.mismatches,
+        "errors": checker.errors,
+    }
     if args.json:
         print(json.dumps(results, indent=2))
     else:

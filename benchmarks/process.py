@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import List, Optional, TypeVar
+from typing import TypeVar
 
 _S = TypeVar("_S", bound="ServerProcess")
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def python_command(module: str, *args: str) -> List[str]:
+def python_command(module: str, *args: str) -> list[str]:
     """A command running ``module.main(args)`` in a new interpreter.
 
     That interpreter finds this ``benchmarks`` package and the same
@@ -19,10 +19,8 @@ def python_command(module: str, *args: str) -> List[str]:
     """
     import myshell_sync
 
-    paths = [os.path.dirname(os.path.dirname(os.path.abspath(myshell_sync.__file__))),
-             _PACKAGE_PARENT]
-    boot = (f"import sys; sys.path[:0] = {paths!r}; "
-            f"from {module} import main; sys.exit(main(sys.argv[1:]))")
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(myshell_sync.__file__))), _PACKAGE_PARENT]
+    boot = f"import sys; sys.path[:0] = {paths!r}; from {module} import main; sys.exit(main(sys.argv[1:]))"
     return [sys.executable, "-c", boot, *args]
 
 
@@ -36,8 +34,12 @@ class ServerProcess:
 
     def __init__(self, module: str, *args: str, quiet: bool = False) -> None:
         self.proc = subprocess.Popen(
-            python_command(module, *args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL if quiet else None, text=True)
+            python_command(module, *args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if quiet else None,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.strip().isdigit():
@@ -52,7 +54,7 @@ class ServerProcess:
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
 
-    def stop(self, timeout: Optional[float] = 5) -> None:
+    def stop(self, timeout: float | None = 5) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:

@@ -16,13 +16,13 @@ A prompt ``N=<n>`` is answered with ``n`` chunks (chunk ``i`` is
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any
 
 NAMESPACE = "/chat"
 EVENT_PREFIX = "42/chat,"
 WS_PATH = "/ws/?EIO=4&transport=websocket"
 MODEL = "gpt-4"
-AUTH: Dict[str, Any] = {"token": None, "visitorId": "bench-visitor"}
+AUTH: dict[str, Any] = {"token": None, "visitorId": "bench-visitor"}
 CALL_TIMEOUT = 60.0  # seconds; a call slower than this counts as failed
 
 # -- HTTP: the web app's SSE chat route ---------------------------------------
@@ -70,28 +70,30 @@ def messages_for(n: int) -> list:
     return [{"role": "user", "content": prompt_for(n)}]
 
 
-def text_chat_payload(req_id: str, n: int) -> Dict[str, Any]:
+def text_chat_payload(req_id: str, n: int) -> dict[str, Any]:
     """The signed ``text_chat`` payload asking for an ``n``-chunk reply."""
     from myshell_sync import generate_signature, models
 
     text = prompt_for(n)
-    return {"reqId": req_id, "botUid": models[MODEL], "sourceFrom": "myshellWebsite",
-            "text": text, **generate_signature(text)}
+    return {
+        "reqId": req_id,
+        "botUid": models[MODEL],
+        "sourceFrom": "myshellWebsite",
+        "text": text,
+        **generate_signature(text),
+    }
 
 
 def text_chat_frame(req_id: str, n: int) -> str:
     """That payload as one Socket.IO event packet."""
-    return EVENT_PREFIX + json.dumps(["text_chat", text_chat_payload(req_id, n)],
-                                     separators=(",", ":"))
+    return EVENT_PREFIX + json.dumps(["text_chat", text_chat_payload(req_id, n)], separators=(",", ":"))
 
 
-def chat_body(n: int) -> Dict[str, Any]:
+def chat_body(n: int) -> dict[str, Any]:
     """The HTTP route's JSON body asking for an ``n``-chunk reply."""
-    return {"botId": HTTP_MODEL, "conversation_scenario": 4, "message": prompt_for(n),
-            "messageType": 1}
+    return {"botId": HTTP_MODEL, "conversation_scenario": 4, "message": prompt_for(n), "messageType": 1}
 
 
-def openapi_body(n: int) -> Dict[str, Any]:
+def openapi_body(n: int) -> dict[str, Any]:
     """The key-based API's JSON body (``input`` is a JSON document in a string)."""
-    return {"widget_id": OPENAPI_WIDGET,
-            "input": json.dumps({"user_prompt": prompt_for(n), "memory": []})}
+    return {"widget_id": OPENAPI_WIDGET, "input": json.dumps({"user_prompt": prompt_for(n), "memory": []})}

@@ -35,22 +35,21 @@ import resource
 import sys
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 if not __package__:  # run as a file: make the benchmarks package importable
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import myshell_sync
-from myshell_sync import Myshell
-
 from benchmarks.process import ServerProcess
+from myshell_sync import Myshell
 
 MODELS = {"websocket": "gpt-4", "http": "assistant"}
 RSS_SLACK_KB = 10 * 1024
 ABANDONED_WORDS = " ".join(f"w{i}" for i in range(40))
 
 
-def figures() -> Dict[str, int]:
+def figures() -> dict[str, int]:
     gc.collect()
     with open("/proc/self/status") as status:
         rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.M).group(1))
@@ -65,7 +64,7 @@ def expected(model: str, prompt: str) -> str:
     return f"{model}: {prompt}"
 
 
-def warm_up(base_url: str, transports: List[str]) -> None:
+def warm_up(base_url: str, transports: list[str]) -> None:
     """Load everything that is imported or cached on first use."""
     for transport in transports:
         model = MODELS[transport]
@@ -77,7 +76,7 @@ def warm_up(base_url: str, transports: List[str]) -> None:
                 gen.close()
 
 
-def soak(server: ServerProcess, transport: str, calls: int, abandoned: int) -> Dict[str, Any]:
+def soak(server: ServerProcess, transport: str, calls: int, abandoned: int) -> dict[str, Any]:
     model = MODELS[transport]
     connects = int(server.ask("connects"))
     before = figures()
@@ -122,7 +121,7 @@ def soak(server: ServerProcess, transport: str, calls: int, abandoned: int) -> D
     }
 
 
-def ok(run: Dict[str, Any]) -> bool:
+def ok(run: dict[str, Any]) -> bool:
     before, after = run["before"], run["after"]
     return (
         run["failures"] == 0
@@ -132,7 +131,7 @@ def ok(run: Dict[str, Any]) -> bool:
     )
 
 
-def table(report: Dict[str, Any]) -> str:
+def table(report: dict[str, Any]) -> str:
     lines = [
         "| transport | calls | abandoned | failures | threads | fds | RSS (MB) | time (calls / abandoned) |",
         "|---|---|---|---|---|---|---|---|",
@@ -147,8 +146,7 @@ def table(report: Dict[str, Any]) -> str:
             f"| {threads} | {fds} | {rss} | {run['calls_seconds']} s / {run['abandoned_seconds']} s |"
         )
     lines.append("")
-    lines.append("Each figure: before the client → after the calls → after the abandoned "
-                 "streams → after close().")
+    lines.append("Each figure: before the client → after the calls → after the abandoned streams → after close().")
     return "\n".join(lines)
 
 
@@ -176,9 +174,11 @@ def main(argv: Any = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(table(report))
-        print(f"\npeak RSS {report['peak_rss_kb'] / 1024:.1f} MB; "
-              f"{'OK' if report['ok'] else 'FAILED'}: threads and fds back at baseline, "
-              f"RSS within {RSS_SLACK_KB // 1024} MB")
+        print(
+            f"\npeak RSS {report['peak_rss_kb'] / 1024:.1f} MB; "
+            f"{'OK' if report['ok'] else 'FAILED'}: threads and fds back at baseline, "
+            f"RSS within {RSS_SLACK_KB // 1024} MB"
+        )
     return 0 if report["ok"] else 1
 
 

@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Dict, List, Optional
 
 from myshell_sync import Myshell, MyshellError
 
 DEFAULT_TURNS = ["Hi! My name is Ada.", "What is my name?", "Thanks, bye!"]
 
 
-def converse(client: Myshell, model: Optional[str], turns: List[str],
-             system: Optional[str] = None) -> List[Dict[str, str]]:
+def converse(client: Myshell, model: str | None, turns: list[str], system: str | None = None) -> list[dict[str, str]]:
     """Send ``turns`` one after another, streaming each reply; return the history."""
     conversation = client.conversation(model, system=system)
     for turn in turns:
@@ -34,7 +32,7 @@ def converse(client: Myshell, model: Optional[str], turns: List[str],
     return conversation.history
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("turns", nargs="*", help="the user's messages, in order")
     parser.add_argument("-m", "--model", default="gpt-4")

@@ -27,8 +27,9 @@ import argparse
 import contextlib
 import secrets
 import sys
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Generator, List, Optional
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import URLPattern, path
@@ -37,10 +38,10 @@ from myshell_sync import Myshell, to_sse
 
 PAGE = (Path(__file__).resolve().parent / "chat_page.html").read_text(encoding="utf-8")
 
-urlpatterns: List[URLPattern] = []  # filled by main() when run as a script
+urlpatterns: list[URLPattern] = []  # filled by main() when run as a script
 
 
-def urlpatterns_for(client: Myshell, model: Optional[str] = None) -> List[URLPattern]:
+def urlpatterns_for(client: Myshell, model: str | None = None) -> list[URLPattern]:
     """The page at ``""`` and the event stream at ``"stream"``, both using ``client``."""
 
     def page(request: HttpRequest) -> HttpResponse:
@@ -51,7 +52,8 @@ def urlpatterns_for(client: Myshell, model: Optional[str] = None) -> List[URLPat
         if not prompt.strip():
             return HttpResponseBadRequest("the prompt parameter is required\n", content_type="text/plain")
         response = StreamingHttpResponse(
-            to_sse(_reply(client, model, prompt)), content_type="text/event-stream; charset=utf-8")
+            to_sse(_reply(client, model, prompt)), content_type="text/event-stream; charset=utf-8"
+        )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         return response
@@ -59,7 +61,7 @@ def urlpatterns_for(client: Myshell, model: Optional[str] = None) -> List[URLPat
     return [path("", page, name="chat-page"), path("stream", stream, name="chat-stream")]
 
 
-def _reply(client: Myshell, model: Optional[str], prompt: str) -> Generator[str, None, None]:
+def _reply(client: Myshell, model: str | None, prompt: str) -> Generator[str, None, None]:
     """The chunks; started lazily, so a bad model also arrives as an error event."""
     yield from client.generate(model, [{"role": "user", "content": prompt}])
 
@@ -81,7 +83,7 @@ def configure(**overrides: Any) -> None:
     settings.configure(**options)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--local", action="store_true", help="talk to an embedded local server")
     parser.add_argument("--port", type=int, default=8000, help="port to serve on")

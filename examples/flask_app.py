@@ -30,8 +30,8 @@ import atexit
 import contextlib
 import os
 import sys
+from collections.abc import Generator
 from pathlib import Path
-from typing import Generator, List, Optional
 
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
@@ -42,7 +42,7 @@ PAGE = (Path(__file__).resolve().parent / "chat_page.html").read_text(encoding="
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(client: Optional[Myshell] = None, model: Optional[str] = None) -> Flask:
+def create_app(client: Myshell | None = None, model: str | None = None) -> Flask:
     """The app; every request shares ``client``.
 
     The default client is ``Myshell()`` (the real service), or, with the
@@ -61,8 +61,7 @@ def create_app(client: Optional[Myshell] = None, model: Optional[str] = None) ->
         prompt = request.args.get("prompt", "")
         if not prompt.strip():
             return Response("the prompt parameter is required\n", status=400, mimetype="text/plain")
-        return Response(to_sse(_reply(shared, model, prompt)), mimetype="text/event-stream",
-                        headers=SSE_HEADERS)
+        return Response(to_sse(_reply(shared, model, prompt)), mimetype="text/event-stream", headers=SSE_HEADERS)
 
     return app
 
@@ -82,12 +81,12 @@ def _default_client() -> Myshell:
     return client
 
 
-def _reply(client: Myshell, model: Optional[str], prompt: str) -> Generator[str, None, None]:
+def _reply(client: Myshell, model: str | None, prompt: str) -> Generator[str, None, None]:
     """The chunks; started lazily, so a bad model also arrives as an error event."""
     yield from client.generate(model, [{"role": "user", "content": prompt}])
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--local", action="store_true", help="talk to an embedded local server")
     parser.add_argument("--port", type=int, default=5000, help="port to serve on (0: any)")

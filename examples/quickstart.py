@@ -1,8 +1,8 @@
 """Stream a reply from a MyShell bot, chunk by chunk.
 
-    python examples/quickstart.py                 # the real service
-    python examples/quickstart.py --local         # an embedded local server (pip install ".[local]")
-    python examples/quickstart.py -m gpt-3.5-turbo "Tell me a joke"
+python examples/quickstart.py                 # the real service
+python examples/quickstart.py --local         # an embedded local server (pip install ".[local]")
+python examples/quickstart.py -m gpt-3.5-turbo "Tell me a joke"
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from myshell_sync import Myshell, MyshellError
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prompt", nargs="?", default="Write a poem about love")
     parser.add_argument("-m", "--model", default="gpt-4")

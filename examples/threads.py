@@ -15,7 +15,6 @@ import contextlib
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional
 
 from myshell_sync import Myshell, MyshellError
 
@@ -29,7 +28,7 @@ DEFAULT_PROMPTS = [
 ]
 
 
-def ask_all(client: Myshell, model: Optional[str], prompts: List[str], workers: int) -> List[str]:
+def ask_all(client: Myshell, model: str | None, prompts: list[str], workers: int) -> list[str]:
     """The replies to ``prompts`` (in order), fetched by ``workers`` threads."""
 
     def ask(prompt: str) -> str:
@@ -39,7 +38,7 @@ def ask_all(client: Myshell, model: Optional[str], prompts: List[str], workers: 
         return list(pool.map(ask, prompts))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prompts", nargs="*", help="prompts to send (default: six examples)")
     parser.add_argument("-m", "--model", default="gpt-4")
@@ -53,8 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             from myshell_sync.local import LocalMyshellServer
 
             server = stack.enter_context(LocalMyshellServer(chunk_delay=0.05))
-            client = stack.enter_context(
-                Myshell(server.base_url, captcha_delay=0, max_connections=args.workers))
+            client = stack.enter_context(Myshell(server.base_url, captcha_delay=0, max_connections=args.workers))
         else:
             client = stack.enter_context(Myshell(max_connections=args.workers))
         started = time.monotonic()
@@ -65,8 +63,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         for prompt, reply in zip(prompts, replies):
             print(f"{prompt!r} -> {reply}")
-        print(f"{len(prompts)} replies with {args.workers} threads in "
-              f"{time.monotonic() - started:.2f} s", file=sys.stderr)
+        print(
+            f"{len(prompts)} replies with {args.workers} threads in {time.monotonic() - started:.2f} s", file=sys.stderr
+        )
     return 0
 
 

@@ -1,19 +1,18 @@
 """myshell_sync: a synchronous, thread-based SDK for chatting with MyShell.ai bots.
 
-    from myshell_sync import Myshell
+from myshell_sync import Myshell
 
-    with Myshell() as client:
-        for chunk in client.generate("gpt-4", [{"role": "user", "content": "Hi"}]):
-            print(chunk, end="", flush=True)
+with Myshell() as client:
+    for chunk in client.generate("gpt-4", [{"role": "user", "content": "Hi"}]):
+        print(chunk, end="", flush=True)
 """
 
 import logging as _logging
 
+from . import _exceptions
 from ._client import Energy, Myshell, generate
-from ._stream import Reply, Stream, Timings
 from ._config import Timeout
 from ._conversation import Conversation
-from . import _exceptions
 from ._exceptions import *  # noqa: F403  (the error tree, listed in _exceptions.__all__)
 from ._models import format_prompt, http_models, models, openapi_models
 from ._signing import (
@@ -22,6 +21,7 @@ from ._signing import (
     generate_timestamp,
     generate_visitor_id,
 )
+from ._stream import Reply, Stream, Timings
 from ._version import __version__
 from ._web import to_sse
 

@@ -17,10 +17,11 @@ import os
 import signal
 import sys
 import threading
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Callable
 
+from . import _exceptions as errors
 from ._client import Myshell
-from ._stream import Stream
 from ._config import Timeout
 from ._constants import (
     API_KEY_ENV,
@@ -32,8 +33,8 @@ from ._constants import (
     DEFAULT_OPENAPI_URL,
     TOKEN_ENV,
 )
-from . import _exceptions as errors
 from ._models import DEFAULT_HTTP_MODEL, DEFAULT_MODEL, DEFAULT_OPENAPI_MODEL, http_models, models, openapi_models
+from ._stream import Stream
 from ._version import __version__
 from ._wording import Terms
 
@@ -48,7 +49,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed (e.g. `| head`)
 
 #: Error class -> exit code, most specific first (the first match wins).
-EXIT_CODES: Tuple[Tuple[Type[errors.MyshellError], int], ...] = (
+EXIT_CODES: tuple[tuple[type[errors.MyshellError], int], ...] = (
     (errors.UnsupportedModelError, EXIT_USAGE),
     (errors.AuthenticationError, 3),
     (errors.CaptchaRequiredError, 4),
@@ -111,31 +112,63 @@ class UsageError(Exception):
 
 def _client_options(parser: argparse.ArgumentParser, api_key_flag: str = "--api-key") -> None:
     group = parser.add_argument_group("connection")
-    group.add_argument("--base-url", default=None, metavar="URL",
-                       help=f"the service (default {DEFAULT_BASE_URL}; {DEFAULT_OPENAPI_URL} for openapi)")
-    group.add_argument("--local", action="store_true",
-                       help="start an embedded local server for this run (works offline; "
-                            "needs the 'local' extra)")
-    group.add_argument("--token", default=None,
-                       help=f"account token (default: ${TOKEN_ENV}; ignored with --local); prefer "
-                            "the variable, a command line is visible to other users")
-    group.add_argument(api_key_flag, dest="api_key", default=None, metavar="KEY",
-                       help=f"API key of the key-based API (default: ${API_KEY_ENV}; the local "
-                            "server's with --local); prefer the variable")
-    group.add_argument("--transport", choices=("websocket", "http", "auto", "openapi"), default=None,
-                       help="wire protocol (default openapi with an API key, else websocket)")
-    group.add_argument("--timeout", type=_seconds, default=None, metavar="S",
-                       help=f"seconds allowed for each connect attempt ({MAX_RETRIES + 1} at most), "
-                            "for the first chunk, and between chunks (default "
-                            f"{DEFAULT_CONNECT_TIMEOUT:g}, {DEFAULT_FIRST_CHUNK_TIMEOUT:g} and "
-                            f"{DEFAULT_IDLE_TIMEOUT:g})")
-    group.add_argument("--max-time", type=_seconds, default=None, metavar="S",
-                       help="seconds the whole call may take: connect attempts, captcha delay "
-                            "and reply (default: no limit)")
-    group.add_argument("--captcha-delay", type=_delay, default=None, metavar="S",
-                       help="seconds between connecting and the first request "
-                            f"(default {DEFAULT_CAPTCHA_DELAY:g}; 0 with --local); the real "
-                            "service asks for a captcha sooner, a local server does not")
+    group.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help=f"the service (default {DEFAULT_BASE_URL}; {DEFAULT_OPENAPI_URL} for openapi)",
+    )
+    group.add_argument(
+        "--local",
+        action="store_true",
+        help="start an embedded local server for this run (works offline; needs the 'local' extra)",
+    )
+    group.add_argument(
+        "--token",
+        default=None,
+        help=f"account token (default: ${TOKEN_ENV}; ignored with --local); prefer "
+        "the variable, a command line is visible to other users",
+    )
+    group.add_argument(
+        api_key_flag,
+        dest="api_key",
+        default=None,
+        metavar="KEY",
+        help=f"API key of the key-based API (default: ${API_KEY_ENV}; the local "
+        "server's with --local); prefer the variable",
+    )
+    group.add_argument(
+        "--transport",
+        choices=("websocket", "http", "auto", "openapi"),
+        default=None,
+        help="wire protocol (default openapi with an API key, else websocket)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help=f"seconds allowed for each connect attempt ({MAX_RETRIES + 1} at most), "
+        "for the first chunk, and between chunks (default "
+        f"{DEFAULT_CONNECT_TIMEOUT:g}, {DEFAULT_FIRST_CHUNK_TIMEOUT:g} and "
+        f"{DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    group.add_argument(
+        "--max-time",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="seconds the whole call may take: connect attempts, captcha delay and reply (default: no limit)",
+    )
+    group.add_argument(
+        "--captcha-delay",
+        type=_delay,
+        default=None,
+        metavar="S",
+        help="seconds between connecting and the first request "
+        f"(default {DEFAULT_CAPTCHA_DELAY:g}; 0 with --local); the real "
+        "service asks for a captcha sooner, a local server does not",
+    )
 
 
 def _seconds(text: str) -> float:
@@ -192,36 +225,49 @@ def _number(text: str) -> float:
 
 
 def _exit_code_help() -> str:
-    lines = ["exit codes:", f"  {EXIT_OK:>3}  success", f"  {EXIT_ERROR:>3}  any other error",
-             f"  {EXIT_USAGE:>3}  usage error (bad arguments, unknown model, empty prompt)"]
-    lines += [f"  {code:>3}  {cls.__name__}" for cls, code in sorted(EXIT_CODES, key=lambda e: e[1])
-              if code != EXIT_USAGE]
-    lines += [f"  {EXIT_INTERRUPTED:>3}  interrupted (Ctrl-C)",
-              f"  {EXIT_BROKEN_PIPE:>3}  stdout closed early (e.g. | head)"]
+    lines = [
+        "exit codes:",
+        f"  {EXIT_OK:>3}  success",
+        f"  {EXIT_ERROR:>3}  any other error",
+        f"  {EXIT_USAGE:>3}  usage error (bad arguments, unknown model, empty prompt)",
+    ]
+    lines += [
+        f"  {code:>3}  {cls.__name__}" for cls, code in sorted(EXIT_CODES, key=lambda e: e[1]) if code != EXIT_USAGE
+    ]
+    lines += [
+        f"  {EXIT_INTERRUPTED:>3}  interrupted (Ctrl-C)",
+        f"  {EXIT_BROKEN_PIPE:>3}  stdout closed early (e.g. | head)",
+    ]
     return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Chat with MyShell.ai bots from the command line.",
-        epilog=_exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=PROG,
+        description="Chat with MyShell.ai bots from the command line.",
+        epilog=_exit_code_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
     chat = commands.add_parser(
-        "chat", help="send a prompt and stream the reply (no prompt on a terminal: interactive)",
+        "chat",
+        help="send a prompt and stream the reply (no prompt on a terminal: interactive)",
         description="Stream a bot's reply to stdout. PROMPT '-' (or no PROMPT with piped "
-                    "stdin) reads the prompt from stdin; no PROMPT on a terminal starts an "
-                    "interactive chat that keeps the history (/exit to leave, /reset to forget).")
+        "stdin) reads the prompt from stdin; no PROMPT on a terminal starts an "
+        "interactive chat that keeps the history (/exit to leave, /reset to forget).",
+    )
     chat.add_argument("prompt", nargs="?", help="the message; '-' reads stdin")
-    chat.add_argument("-m", "--model", default=None,
-                      help="model name or bot id (default: samantha; assistant over http)")
+    chat.add_argument(
+        "-m", "--model", default=None, help="model name or bot id (default: samantha; assistant over http)"
+    )
     chat.add_argument("-s", "--system", default=None, help="a system message sent first")
-    chat.add_argument("--json", action="store_true",
-                      help="print one JSON object per line: chunk events, then end or error")
-    chat.add_argument("--no-stream", action="store_true",
-                      help="print the reply once it is complete")
+    chat.add_argument(
+        "--json", action="store_true", help="print one JSON object per line: chunk events, then end or error"
+    )
+    chat.add_argument("--no-stream", action="store_true", help="print the reply once it is complete")
     _client_options(chat)
     chat.set_defaults(run=_cmd_chat)
 
@@ -235,38 +281,65 @@ def _parser() -> argparse.ArgumentParser:
     energy.set_defaults(run=_cmd_energy)
 
     serve = commands.add_parser(
-        "serve-local", help="run the local MyShell server until Ctrl-C",
+        "serve-local",
+        help="run the local MyShell server until Ctrl-C",
         description="Serve the local MyShell server (WebSocket, HTTP and the key-based API) "
-                    "on HOST:PORT until Ctrl-C or SIGTERM. It accepts any token. "
-                    "Also: python -m myshell_sync.local.")
+        "on HOST:PORT until Ctrl-C or SIGTERM. It accepts any token. "
+        "Also: python -m myshell_sync.local.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8765, help="TCP port (default 8765; 0: any)")
-    serve.add_argument("--chunk-delay", type=_delay, default=0.05, metavar="S",
-                       help="seconds between chunks (default 0.05)")
-    serve.add_argument("--captcha-window", type=_delay, default=0.0, metavar="S",
-                       help="answer need_verify_captcha to requests sooner than S seconds "
-                            "after connecting")
-    serve.add_argument("--energy", type=_count, default=None, metavar="N",
-                       help="replies allowed before no_enough_energy (default unlimited)")
-    serve.add_argument("--api-key", action="append", metavar="KEY",
-                       help="a key the key-based API accepts (repeatable; default local-api-key)")
-    serve.add_argument("-v", "--verbose", action="store_true",
-                       help="log connections and requests to stderr")
+    serve.add_argument(
+        "--chunk-delay", type=_delay, default=0.05, metavar="S", help="seconds between chunks (default 0.05)"
+    )
+    serve.add_argument(
+        "--captcha-window",
+        type=_delay,
+        default=0.0,
+        metavar="S",
+        help="answer need_verify_captcha to requests sooner than S seconds after connecting",
+    )
+    serve.add_argument(
+        "--energy",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="replies allowed before no_enough_energy (default unlimited)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="a key the key-based API accepts (repeatable; default local-api-key)",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log connections and requests to stderr")
     serve.set_defaults(run=_cmd_serve_local)
 
     openai = commands.add_parser(
-        "serve", help="serve an OpenAI-compatible API (/v1/chat/completions) until Ctrl-C",
+        "serve",
+        help="serve an OpenAI-compatible API (/v1/chat/completions) until Ctrl-C",
         description="Serve OpenAI's chat completions API on HOST:PORT, answered by MyShell "
-                    "through one shared client, until Ctrl-C or SIGTERM (waitress, the "
-                    "'server' extra). --local answers from an embedded local server: try it "
-                    "offline with curl or the openai SDK.")
+        "through one shared client, until Ctrl-C or SIGTERM (waitress, the "
+        "'server' extra). --local answers from an embedded local server: try it "
+        "offline with curl or the openai SDK.",
+    )
     openai.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     openai.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0: any free one)")
-    openai.add_argument("--threads", type=_positive_count, default=32, metavar="N",
-                        help="requests served at once; a stream holds one for its whole reply (default 32)")
-    openai.add_argument("--api-key", dest="server_keys", action="append", metavar="KEY",
-                        help="a key clients must send as 'Authorization: Bearer KEY' (repeatable; "
-                             "default: the comma-separated $MYSHELL_SYNC_API_KEYS; none: no check)")
+    openai.add_argument(
+        "--threads",
+        type=_positive_count,
+        default=32,
+        metavar="N",
+        help="requests served at once; a stream holds one for its whole reply (default 32)",
+    )
+    openai.add_argument(
+        "--api-key",
+        dest="server_keys",
+        action="append",
+        metavar="KEY",
+        help="a key clients must send as 'Authorization: Bearer KEY' (repeatable; "
+        "default: the comma-separated $MYSHELL_SYNC_API_KEYS; none: no check)",
+    )
     openai.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
     _client_options(openai, api_key_flag="--myshell-api-key")
     openai.set_defaults(run=_cmd_serve)
@@ -277,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
 # Entry point
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     _replace_unencodable(sys.stdout, "replace")
     _replace_unencodable(sys.stderr, "backslashreplace")
@@ -308,7 +381,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 _NON_RAISING_ERRORS = frozenset({"replace", "backslashreplace", "xmlcharrefreplace", "namereplace", "ignore"})
 
 
-def _replace_unencodable(stream: Optional[IO[str]], handler: str) -> None:
+def _replace_unencodable(stream: IO[str] | None, handler: str) -> None:
     """Make ``stream`` write what its encoding cannot hold (a lone surrogate;
     any non-ASCII character on an ASCII stdout) with the error ``handler``
     instead of raising ``UnicodeEncodeError``. A handler that never raises is kept."""
@@ -362,14 +435,17 @@ def _client(args: argparse.Namespace) -> Iterator[Myshell]:
         captcha_delay = args.captcha_delay
         base_url = args.base_url
         if args.local:
-            server = _local_server(
-                tokens={LOCAL_TOKEN}, energy=LOCAL_ENERGY, chunk_delay=LOCAL_CHUNK_DELAY)
+            server = _local_server(tokens={LOCAL_TOKEN}, energy=LOCAL_ENERGY, chunk_delay=LOCAL_CHUNK_DELAY)
             stack.callback(server.stop)
             base_url, token, api_key = server.base_url, LOCAL_TOKEN, min(server.api_keys)
             if captcha_delay is None:
                 captcha_delay = 0.0
-        options: Dict[str, Any] = {"token": token, "api_key": api_key, "transport": args.transport,
-                                   "max_retries": MAX_RETRIES}
+        options: dict[str, Any] = {
+            "token": token,
+            "api_key": api_key,
+            "transport": args.transport,
+            "max_retries": MAX_RETRIES,
+        }
         if args.local and args.transport is None:
             options["transport"] = "websocket"  # --local alone: the web app's protocol, as before
         if captcha_delay is not None:
@@ -424,9 +500,9 @@ class Spinner:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> "Spinner":
+    def start(self) -> Spinner:
         self._draw(0)
         self._thread = threading.Thread(target=self._spin, name="myshell-cli-spinner", daemon=True)
         self._thread.start()
@@ -465,14 +541,14 @@ def _wants_spinner(args: argparse.Namespace) -> bool:
     return not args.json and _isatty(sys.stdout) and _isatty(sys.stderr)
 
 
-def _isatty(stream: Optional[IO[str]]) -> bool:
+def _isatty(stream: IO[str] | None) -> bool:
     try:
         return stream is not None and stream.isatty()
     except (OSError, ValueError):
         return False
 
 
-def _read_prompt(args: argparse.Namespace) -> Optional[str]:
+def _read_prompt(args: argparse.Namespace) -> str | None:
     """The prompt from the argument or stdin; None means interactive."""
     if args.prompt is not None and args.prompt != "-":
         prompt = _valid_text("the prompt", str(args.prompt))
@@ -494,8 +570,10 @@ def _read_stdin() -> str:
     try:
         return sys.stdin.read()
     except UnicodeDecodeError as exc:
-        raise UsageError(f"standard input is not valid {exc.encoding} text (it holds the byte "
-                         f"0x{exc.object[exc.start]:02x}); {_CONVERT}") from None
+        raise UsageError(
+            f"standard input is not valid {exc.encoding} text (it holds the byte "
+            f"0x{exc.object[exc.start]:02x}); {_CONVERT}"
+        ) from None
 
 
 def _valid_text(what: str, text: str) -> str:
@@ -522,7 +600,7 @@ def _not_unicode(text: str) -> str:
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
-    base: List[Dict[str, str]] = []
+    base: list[dict[str, str]] = []
     if args.system:
         base.append({"role": "system", "content": _valid_text("the system message (-s)", args.system)})
     with _client(args) as client:
@@ -539,8 +617,10 @@ def _captcha_notice(client: Myshell, args: argparse.Namespace) -> None:
     nothing: it is for errors, and the wait is in --help)."""
     if client.captcha_delay <= 0 or client.transport not in ("websocket", "auto") or not _isatty(sys.stderr):
         return
-    text = (f"{PROG}: a new connection waits {client.captcha_delay:g}s before its first request "
-            "(--captcha-delay; the real service asks for a captcha sooner)")
+    text = (
+        f"{PROG}: a new connection waits {client.captcha_delay:g}s before its first request "
+        "(--captcha-delay; the real service asks for a captcha sooner)"
+    )
     if args.base_url is not None and args.base_url.rstrip("/") != DEFAULT_BASE_URL:
         text += "; --captcha-delay 0 skips the wait against a local or test server"
     _info(text)
@@ -601,27 +681,26 @@ def _reply(open_stream: Callable[[], Stream], args: argparse.Namespace, model: s
         spinner.stop()
 
 
-def _json_writer(out: IO[str]) -> Callable[[Dict[str, Any]], None]:
-    def emit(obj: Dict[str, Any]) -> None:
+def _json_writer(out: IO[str]) -> Callable[[dict[str, Any]], None]:
+    def emit(obj: dict[str, Any]) -> None:
         out.write(json.dumps(obj) + "\n")  # ASCII: any stdout can encode it, losing nothing
         out.flush()
 
     return emit
 
 
-def _end_event(stream: Stream, model: str) -> Dict[str, Any]:
+def _end_event(stream: Stream, model: str) -> dict[str, Any]:
     timings = stream.timings
     return {
         "type": "end",
         "text": stream.text,
         "req_id": stream.req_id,
         "model": model,
-        "timings": {"connect": timings.connect, "first_chunk": timings.first_chunk,
-                    "total": timings.total},
+        "timings": {"connect": timings.connect, "first_chunk": timings.first_chunk, "total": timings.total},
     }
 
 
-def _error_event(error: errors.MyshellError) -> Dict[str, Any]:
+def _error_event(error: errors.MyshellError) -> dict[str, Any]:
     return {
         "type": "error",
         "error": type(error).__name__,
@@ -684,8 +763,7 @@ def _info(text: str) -> None:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
-        json.dump({"websocket": dict(models), "http": dict(http_models), "openapi": dict(openapi_models)},
-                  sys.stdout)
+        json.dump({"websocket": dict(models), "http": dict(http_models), "openapi": dict(openapi_models)}, sys.stdout)
         sys.stdout.write("\n")
         return EXIT_OK
     rows = [(name, uid, "websocket") for name, uid in models.items()]
@@ -718,17 +796,24 @@ def _cmd_serve_local(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("myshell_sync.local.socketio").setLevel(logging.WARNING)
         logging.getLogger("myshell_sync.local.engineio").setLevel(logging.WARNING)
-    server = _local_server(host=args.host, port=args.port, chunk_delay=args.chunk_delay,
-                           captcha_window=args.captcha_window, energy=args.energy,
-                           api_keys=args.api_key)
+    server = _local_server(
+        host=args.host,
+        port=args.port,
+        chunk_delay=args.chunk_delay,
+        captcha_window=args.captcha_window,
+        energy=args.energy,
+        api_keys=args.api_key,
+    )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         keys = ", ".join(sorted(server.api_keys))
-        sys.stdout.write(f"{PROG}: local server at {server.base_url} "
-                         f"(Myshell(base_url={server.base_url!r}, captcha_delay=0), or "
-                         f"{PROG} chat --base-url {server.base_url} --captcha-delay 0); "
-                         f"key-based API key: {keys}; Ctrl-C to stop\n")
+        sys.stdout.write(
+            f"{PROG}: local server at {server.base_url} "
+            f"(Myshell(base_url={server.base_url!r}, captcha_delay=0), or "
+            f"{PROG} chat --base-url {server.base_url} --captcha-delay 0); "
+            f"key-based API key: {keys}; Ctrl-C to stop\n"
+        )
         sys.stdout.flush()
         while not stop.wait(1.0):
             pass
@@ -751,8 +836,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with _client(args) as client:
-        return _serve.serve(client, host=args.host, port=args.port, threads=args.threads,
-                            api_keys=args.server_keys, announce=_announce)
+        return _serve.serve(
+            client, host=args.host, port=args.port, threads=args.threads, api_keys=args.server_keys, announce=_announce
+        )
 
 
 def _announce(line: str) -> None:

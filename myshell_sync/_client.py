@@ -12,19 +12,19 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
-
+from typing import Any, Callable, Literal
 
 from ._config import ProxyConfig, Timeout, TimeoutTypes, VerifyTypes, check_verify, environment_proxy, parse_proxy
 from ._constants import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
-    DEFAULT_OPENAPI_URL,
     DEFAULT_CAPTCHA_DELAY,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_IDLE_CLOSE,
     DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_OPENAPI_URL,
     DEFAULT_USER_AGENT,
     TOKEN_ENV,
 )
@@ -76,26 +76,26 @@ class Myshell:
 
     def __init__(
         self,
-        base_url: Optional[str] = None,
+        base_url: str | None = None,
         *,
-        token: Optional[str] = None,
-        api_key: Optional[str] = None,
-        visitor_id: Optional[str] = None,
-        user_agent: Optional[str] = None,
+        token: str | None = None,
+        api_key: str | None = None,
+        visitor_id: str | None = None,
+        user_agent: str | None = None,
         captcha_delay: float = DEFAULT_CAPTCHA_DELAY,
         timeout: TimeoutTypes = Timeout(),
-        proxy: Optional[str] = None,
-        transport: Optional[TransportName] = None,
-        http_bot_ids: Optional[Mapping[str, str]] = None,
+        proxy: str | None = None,
+        transport: TransportName | None = None,
+        http_bot_ids: Mapping[str, str] | None = None,
         verify: VerifyTypes = True,
         trust_env: bool = True,
         max_connections: int = 8,
         max_retries: int = 2,
-        idle_close: Optional[float] = DEFAULT_IDLE_CLOSE,
+        idle_close: float | None = DEFAULT_IDLE_CLOSE,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
-        security_token: Optional[str] = None,
-        headers: Optional[Mapping[str, str]] = None,
+        security_token: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get(API_KEY_ENV) or None
@@ -128,7 +128,7 @@ class Myshell:
         self.max_retries = max_retries
         self.max_connections = max_connections
         self.max_event_size = max_event_size
-        self.proxy: Optional[ProxyConfig] = parse_proxy(proxy)
+        self.proxy: ProxyConfig | None = parse_proxy(proxy)
         if self.proxy is None and self.trust_env:
             self.proxy = environment_proxy(self.base_url)
         self.close_timeout = _non_negative("close_timeout", close_timeout)
@@ -203,13 +203,16 @@ class Myshell:
     # -- public API ----------------------------------------------------------
 
     def generate(
-        self, model: Optional[str], messages: Messages, *,
-        timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN,
-        temperature: Optional[float] = None,
-        top_p: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        presence_penalty: Optional[float] = None,
-        frequency_penalty: Optional[float] = None,
+        self,
+        model: str | None,
+        messages: Messages,
+        *,
+        timeout: TimeoutTypes | _NotGiven = NOT_GIVEN,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
     ) -> Generator[str, None, None]:
         """Stream the bot's reply to ``messages`` as ``str`` chunks.
 
@@ -223,37 +226,43 @@ class Myshell:
         return _chunks(self._transport, request, timeout_)
 
     def stream(
-        self, model: Optional[str], messages: Messages, *,
-        timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN,
-        temperature: Optional[float] = None,
-        top_p: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        presence_penalty: Optional[float] = None,
-        frequency_penalty: Optional[float] = None,
+        self,
+        model: str | None,
+        messages: Messages,
+        *,
+        timeout: TimeoutTypes | _NotGiven = NOT_GIVEN,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
     ) -> Stream:
         """Like :meth:`generate`, but returns a :class:`Stream` with metadata."""
         request, timeout_ = self._request(model, messages, timeout, _settings(locals()))
         return Stream(self._transport, request, Deadline(timeout_))
 
     def chat(
-        self, model: Optional[str], messages: Messages, *,
-        timeout: Union[TimeoutTypes, _NotGiven] = NOT_GIVEN,
-        temperature: Optional[float] = None,
-        top_p: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        presence_penalty: Optional[float] = None,
-        frequency_penalty: Optional[float] = None,
+        self,
+        model: str | None,
+        messages: Messages,
+        *,
+        timeout: TimeoutTypes | _NotGiven = NOT_GIVEN,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
     ) -> Reply:
         """The whole reply at once, with its metadata."""
         with self.stream(model, messages, timeout=timeout, **_settings(locals())) as stream:
             text = "".join(stream)
         return Reply(text=text, req_id=stream.req_id, message=stream.message, timings=stream.timings)
 
-    def conversation(self, model: Optional[str] = None, *, system: Optional[str] = None) -> Conversation:
+    def conversation(self, model: str | None = None, *, system: str | None = None) -> Conversation:
         """A :class:`Conversation` with ``model`` that keeps its history."""
         return Conversation(self, model, system=system)
 
-    def connect(self, model: Optional[str] = None) -> None:
+    def connect(self, model: str | None = None) -> None:
         """Open (warm) one WebSocket connection now, paying connect and
         handshake up front. Does nothing on the HTTP transport."""
         self._check_open()
@@ -264,7 +273,8 @@ class Myshell:
         """The account's energy (``GET /user/getUserEnergyInfo``); needs a token."""
         if not self._identity.token:
             raise AuthenticationError(
-                Wording("{s.energy_call} needs a logged-in account: pass {s.token} or set MYSHELL_TOKEN"))
+                Wording("{s.energy_call} needs a logged-in account: pass {s.token} or set MYSHELL_TOKEN")
+            )
         self._check_open()
         from .transports.http import fetch_energy
 
@@ -279,7 +289,7 @@ class Myshell:
         return ws_url(self.base_url)
 
     @property
-    def model_names(self) -> Tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         """The model names this client's transport knows (it also takes bot ids)."""
         return self._transport.model_names()
 
@@ -290,7 +300,7 @@ class Myshell:
         return self._transport.supports_settings
 
     @property
-    def token(self) -> Optional[str]:
+    def token(self) -> str | None:
         """The account token in use (it may have been refreshed by the server)."""
         return self._identity.token
 
@@ -303,7 +313,7 @@ class Myshell:
         return self._identity.user_agent
 
     @property
-    def energy_info(self) -> Optional[Any]:
+    def energy_info(self) -> Any | None:
         """The last ``energy_info`` value the server pushed, if any."""
         return self._account.energy_info
 
@@ -316,7 +326,7 @@ class Myshell:
         generators get ``ClientClosedError``."""
         self._finalizer()
 
-    def __enter__(self) -> "Myshell":
+    def __enter__(self) -> Myshell:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -334,8 +344,8 @@ class Myshell:
             raise ClientClosedError()
 
     def _request(
-        self, model: Optional[str], messages: Messages, timeout: Any, settings: Optional[Mapping[str, Any]] = None
-    ) -> Tuple[Request, Timeout]:
+        self, model: str | None, messages: Messages, timeout: Any, settings: Mapping[str, Any] | None = None
+    ) -> tuple[Request, Timeout]:
         """Validate a call: (its request, its timeout). Nothing is sent."""
         self._check_open()
         validate_messages(messages)
@@ -357,7 +367,7 @@ class Myshell:
         return request, self.timeout if timeout is NOT_GIVEN else Timeout.coerce(timeout)
 
 
-def _settings(arguments: Mapping[str, Any]) -> Dict[str, Any]:
+def _settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The generation settings given among a call's arguments (its ``locals()``)."""
     return {name: arguments[name] for name in SETTINGS if arguments[name] is not None}
 
@@ -371,8 +381,8 @@ def new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
-    checked: Dict[str, str] = {}
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    checked: dict[str, str] = {}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"headers must map str to str, not {name!r}: {type(value).__name__}")
@@ -385,13 +395,11 @@ def _chunks(transport: Transport, request: Request, timeout: Timeout) -> Generat
     yield from run(transport, request, Deadline(timeout), Timings())
 
 
-def _close_resources(
-    closed: threading.Event, transport: Transport, sessions: SessionHolder, timeout: float
-) -> None:
+def _close_resources(closed: threading.Event, transport: Transport, sessions: SessionHolder, timeout: float) -> None:
     """Close everything a client owns, each part even if another fails
     (also run by the client's finaliser)."""
     closed.set()
-    steps: List[Callable[[], None]] = [functools.partial(transport.close, timeout), sessions.close]
+    steps: list[Callable[[], None]] = [functools.partial(transport.close, timeout), sessions.close]
     for step in steps:
         try:
             step()
@@ -424,7 +432,7 @@ _CLIENT_OPTIONS = frozenset(
 )
 
 
-def generate(model: Optional[str], messages: Messages, **client_options: Any) -> Generator[str, None, None]:
+def generate(model: str | None, messages: Messages, **client_options: Any) -> Generator[str, None, None]:
     """One call with its own client, closed when the generator ends.
 
     ``client_options`` are :class:`Myshell` arguments (``timeout``, ``proxy``,
@@ -434,8 +442,7 @@ def generate(model: Optional[str], messages: Messages, **client_options: Any) ->
     unknown = set(client_options) - _CLIENT_OPTIONS
     if unknown:
         raise TypeError(
-            f"unexpected option(s) {', '.join(sorted(unknown))}; "
-            f"use any of {', '.join(sorted(_CLIENT_OPTIONS))}"
+            f"unexpected option(s) {', '.join(sorted(unknown))}; use any of {', '.join(sorted(_CLIENT_OPTIONS))}"
         )
     # Its one connection never idles (the client closes after the call): no janitor.
     client = Myshell(**{"idle_close": None, **client_options})
@@ -462,9 +469,7 @@ class _GenerateDescriptor:
         self._method = method
         functools.update_wrapper(self, method)  # type: ignore[arg-type]
 
-    def __get__(
-        self, obj: Optional[Myshell], objtype: Optional[type] = None
-    ) -> Callable[..., Generator[str, None, None]]:
+    def __get__(self, obj: Myshell | None, objtype: type | None = None) -> Callable[..., Generator[str, None, None]]:
         if obj is None:
             return generate
         return self._method.__get__(obj, objtype)
@@ -484,8 +489,8 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
 
 
-def _check_bot_ids(ids: Optional[Mapping[str, str]]) -> Dict[str, str]:
-    checked: Dict[str, str] = {}
+def _check_bot_ids(ids: Mapping[str, str] | None) -> dict[str, str]:
+    checked: dict[str, str] = {}
     for name, bot_id in (ids or {}).items():
         if not isinstance(bot_id, str) or not bot_id.isdigit():
             raise ValueError(f"http_bot_ids[{name!r}] must be a numeric id string, not {bot_id!r}")

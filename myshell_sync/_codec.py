@@ -7,7 +7,7 @@ and nothing else. See PROTOCOL.md section 6 for the rules.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from ._exceptions import ProtocolError
 
@@ -47,7 +47,7 @@ class OpenPacket(NamedTuple):
     sid: str
     ping_interval: float
     ping_timeout: float
-    max_payload: Optional[int]
+    max_payload: int | None
 
 
 class SioPacket(NamedTuple):
@@ -55,7 +55,7 @@ class SioPacket(NamedTuple):
 
     type: int
     namespace: str
-    ack_id: Optional[int]
+    ack_id: int | None
     data: Any
     attachments: int = 0
 
@@ -75,9 +75,7 @@ def decode_open(frame: str) -> OpenPacket:
     timeout: Any = info.get("pingTimeout")
     max_payload: Any = info.get("maxPayload")
     if not isinstance(sid, str) or not _is_positive_number(interval) or not _is_positive_number(timeout):
-        raise ProtocolError(
-            "open packet lacks sid/pingInterval/pingTimeout: " + _clip(frame)
-        )
+        raise ProtocolError("open packet lacks sid/pingInterval/pingTimeout: " + _clip(frame))
     if max_payload is not None and not _is_positive_number(max_payload):
         raise ProtocolError(f"open packet has a bad maxPayload: {_clip(frame)}")
     return OpenPacket(sid, interval / 1000.0, timeout / 1000.0, max_payload)
@@ -122,7 +120,7 @@ def decode_sio(text: str) -> SioPacket:
     return SioPacket(ptype, namespace, ack_id, data, attachments)
 
 
-def decode_event_frame(frame: str, prefix: str) -> Optional[list]:
+def decode_event_frame(frame: str, prefix: str) -> list | None:
     """Fast path for the common frame ``<prefix>[name, payload]``.
 
     ``prefix`` is the Engine.IO message + Socket.IO EVENT + namespace part,
@@ -130,7 +128,7 @@ def decode_event_frame(frame: str, prefix: str) -> Optional[list]:
     another shape (an ack id, another namespace...) and needs ``decode_sio``.
     """
     start = len(prefix)
-    if not frame.startswith(prefix) or frame[start:start + 1] != "[":
+    if not frame.startswith(prefix) or frame[start : start + 1] != "[":
         return None
     try:
         data, end = _raw_decode(frame, start)

@@ -7,7 +7,7 @@ import os
 import ssl
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 from ._constants import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -52,23 +52,26 @@ class Timeout:
     ``Timeout()`` gives the defaults (``repr(Timeout())`` shows them).
     """
 
-    connect: Optional[float]
-    first_chunk: Optional[float]
-    idle: Optional[float]
-    total: Optional[float]
+    connect: float | None
+    first_chunk: float | None
+    idle: float | None
+    total: float | None
 
     def __init__(
         self,
-        default: Union[_Seconds, _Unset] = _UNSET,
+        default: _Seconds | _Unset = _UNSET,
         *,
-        connect: Union[_Seconds, _Unset] = _UNSET,
-        first_chunk: Union[_Seconds, _Unset] = _UNSET,
-        idle: Union[_Seconds, _Unset] = _UNSET,
+        connect: _Seconds | _Unset = _UNSET,
+        first_chunk: _Seconds | _Unset = _UNSET,
+        idle: _Seconds | _Unset = _UNSET,
         total: _Seconds = None,
     ) -> None:
         if default is _UNSET:
-            fallbacks: Tuple[_Seconds, ...] = (
-                DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_CHUNK_TIMEOUT, DEFAULT_IDLE_TIMEOUT)
+            fallbacks: tuple[_Seconds, ...] = (
+                DEFAULT_CONNECT_TIMEOUT,
+                DEFAULT_FIRST_CHUNK_TIMEOUT,
+                DEFAULT_IDLE_TIMEOUT,
+            )
         else:
             _check_seconds("Timeout(default)", default)
             fallbacks = (default, default, default)
@@ -83,14 +86,13 @@ class Timeout:
         object.__setattr__(self, "total", total)
 
     @classmethod
-    def coerce(cls, value: "TimeoutTypes") -> "Timeout":
+    def coerce(cls, value: TimeoutTypes) -> Timeout:
         """A ``Timeout`` from a ``Timeout``, or ``Timeout(value)`` from a
         number of seconds or None."""
         if isinstance(value, Timeout):
             return value
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(
-                f"timeout must be a number of seconds, None (no limit) or a Timeout; got {value!r}")
+            raise TypeError(f"timeout must be a number of seconds, None (no limit) or a Timeout; got {value!r}")
         _check_seconds("timeout", value)
         return cls(value)
 
@@ -116,7 +118,7 @@ class ProxyConfig:
     scheme: str  # http, socks5 or socks5h
     host: str
     port: int
-    auth: Optional[Tuple[str, str]] = None
+    auth: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"ProxyConfig({self.safe_url!r})"
@@ -139,7 +141,7 @@ class ProxyConfig:
         host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
         return f"{self.scheme}://{user}{host}:{self.port}"
 
-    def websocket_options(self) -> Dict[str, Any]:
+    def websocket_options(self) -> dict[str, Any]:
         """``websocket.create_connection`` keyword arguments for this proxy."""
         return {
             "http_proxy_host": self.host,
@@ -159,7 +161,7 @@ _PROXY_USAGE = "use http://[user:pass@]host:port, socks5://... or socks5h://..."
 SOCKS_EXTRA = 'SOCKS proxies need an extra: pip install ".[socks]" in a clone of myshell_sync'
 
 
-def parse_proxy(url: Optional[str]) -> Optional[ProxyConfig]:
+def parse_proxy(url: str | None) -> ProxyConfig | None:
     """Parse a proxy URL; raise ValueError (or ImportError for SOCKS without
     its extra) with what to do instead."""
     if url is None:
@@ -201,7 +203,7 @@ def _require_socks() -> None:
 _PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
 
 
-def environment_proxy(url: str) -> Optional[ProxyConfig]:
+def environment_proxy(url: str) -> ProxyConfig | None:
     """The proxy HTTPS_PROXY/HTTP_PROXY/ALL_PROXY name for ``url``, unless
     NO_PROXY excludes it."""
     names = {name.lower() for name in os.environ}
@@ -225,7 +227,7 @@ def environment_proxy(url: str) -> Optional[ProxyConfig]:
 VerifyTypes = Union[bool, str, ssl.SSLContext]
 
 
-def tls_options(verify: VerifyTypes) -> Dict[str, Any]:
+def tls_options(verify: VerifyTypes) -> dict[str, Any]:
     """``sslopt`` for websocket-client from a ``check_verify`` value."""
     if verify is True:
         return {}
@@ -248,5 +250,4 @@ def check_verify(verify: Any) -> VerifyTypes:
         if not os.path.exists(path):
             raise ValueError(f"verify={path!r}: no such CA bundle file or directory")
         return path
-    raise TypeError(
-        f"verify must be True, False, a CA bundle path or an ssl.SSLContext, not {verify!r}")
+    raise TypeError(f"verify must be True, False, a CA bundle path or an ssl.SSLContext, not {verify!r}")

@@ -11,7 +11,8 @@ the flattened prompt (``format_prompt``) on the WebSocket and HTTP chat APIs.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConversationBusyError
 from ._models import validate_messages
@@ -36,11 +37,11 @@ class Conversation:
 
     def __init__(
         self,
-        client: "Myshell",
-        model: Optional[str] = None,
+        client: Myshell,
+        model: str | None = None,
         *,
-        system: Optional[str] = None,
-        history: Optional[Sequence[Mapping[str, str]]] = None,
+        system: str | None = None,
+        history: Sequence[Mapping[str, str]] | None = None,
     ) -> None:
         if system is not None and not isinstance(system, str):
             raise TypeError(f"system must be a str, not {type(system).__name__}")
@@ -56,21 +57,21 @@ class Conversation:
         self.client = client
         self.model = model
         self.system = system
-        self._history: List[Dict[str, str]] = turns
+        self._history: list[dict[str, str]] = turns
         self._lock = threading.Lock()
         self._busy = False
 
     @property
-    def history(self) -> List[Dict[str, str]]:
+    def history(self) -> list[dict[str, str]]:
         """The completed turns, oldest first (a copy)."""
         return [dict(message) for message in self._history]
 
-    def messages(self, text: str) -> List[Dict[str, str]]:
+    def messages(self, text: str) -> list[dict[str, str]]:
         """What ``send(text)`` sends: the system message, the history, the turn."""
         head = [{"role": "system", "content": self.system}] if self.system else []
         return head + self.history + [{"role": "user", "content": text}]
 
-    def send(self, text: str, **options: Any) -> "Stream":
+    def send(self, text: str, **options: Any) -> Stream:
         """Send the next user turn; iterate the returned stream for the reply.
 
         ``options`` are those of ``Myshell.stream`` (``timeout``, the
@@ -92,7 +93,7 @@ class Conversation:
         stream._on_end.append(lambda completed: self._turn_ended(text, stream, completed))
         return stream
 
-    def _turn_ended(self, text: str, stream: "Stream", completed: bool) -> None:
+    def _turn_ended(self, text: str, stream: Stream, completed: bool) -> None:
         if completed:
             self._history += [{"role": "user", "content": text}, {"role": "assistant", "content": stream.text}]
         self._busy = False

@@ -10,7 +10,7 @@ injected, nothing here sleeps or does I/O.
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Optional, Type, Union
+from typing import Callable, NamedTuple
 
 from ._config import Timeout
 from ._exceptions import MyshellTimeoutError
@@ -35,17 +35,17 @@ class Limit(NamedTuple):
     says so.
     """
 
-    seconds: Optional[float]
+    seconds: float | None
     name: str  # a Timeout field: connect, first_chunk, idle or total
-    configured: Optional[float]  # that field's value
+    configured: float | None  # that field's value
     attempt: int = 1
     attempts: int = 1
 
     def error(
         self,
-        what: Union[str, Wording],
-        cls: Type[MyshellTimeoutError] = MyshellTimeoutError,
-        req_id: Optional[str] = None,
+        what: str | Wording,
+        cls: type[MyshellTimeoutError] = MyshellTimeoutError,
+        req_id: str | None = None,
     ) -> MyshellTimeoutError:
         """The timeout error for ``what`` (e.g. "connecting to ...") running out of this limit."""
         wording = what if isinstance(what, Wording) else Wording("{what}", {"what": what})
@@ -108,7 +108,7 @@ class Deadline:
         left = None if total is None else max(total - self.elapsed(), 0.0)
         return Limit(left, "total", total)
 
-    def within(self, name: str, seconds: Optional[float]) -> Limit:
+    def within(self, name: str, seconds: float | None) -> Limit:
         """The wait for ``Timeout.<name>`` (``seconds`` of it left), capped by the total."""
         total = self.total()
         if total.seconds is not None and (seconds is None or total.seconds <= seconds):

@@ -5,7 +5,7 @@ client itself reads only ``MYSHELL_TOKEN`` and ``MYSHELL_API_KEY``."""
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 __all__ = ["BASE_URL_ENV", "OPENAPI_URL_ENV", "CAPTCHA_DELAY_ENV", "TRANSPORT_ENV", "captcha_delay_from_env"]
 
@@ -19,7 +19,7 @@ CAPTCHA_DELAY_ENV = "MYSHELL_CAPTCHA_DELAY"
 TRANSPORT_ENV = "MYSHELL_TRANSPORT"
 
 
-def captcha_delay_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[float]:
+def captcha_delay_from_env(environ: Mapping[str, str] | None = None) -> float | None:
     """``$MYSHELL_CAPTCHA_DELAY`` as seconds (None if unset or empty)."""
     value = (os.environ if environ is None else environ).get(CAPTCHA_DELAY_ENV)
     if not value:

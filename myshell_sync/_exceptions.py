@@ -32,7 +32,8 @@ it typed, attributes and all).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Tuple, Type, Union
+from collections.abc import Iterable
+from typing import Any
 
 from ._wording import PYTHON, Terms, Wording
 
@@ -67,16 +68,16 @@ class MyshellError(Exception):
     ``wording``, rendered in Python terms as the text).
     """
 
-    wording: Optional[Wording] = None
+    wording: Wording | None = None
 
     def __init__(
         self,
-        message: Union[str, Wording],
+        message: str | Wording,
         *,
-        req_id: Optional[str] = None,
+        req_id: str | None = None,
         partial_text: str = "",
-        status_code: Optional[int] = None,
-        body: Optional[str] = None,
+        status_code: int | None = None,
+        body: str | None = None,
     ) -> None:
         if isinstance(message, Wording):
             self.wording = message
@@ -98,14 +99,14 @@ class MyshellError(Exception):
         for ``PYTHON``, or for an error with no ``wording``)."""
         return self.message if self.wording is None else self.wording.render(terms)
 
-    def __reduce__(self) -> Tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:
         # The default calls type(self)(*self.args): the subclass __init__ with
         # the message alone, a TypeError for any __init__ that takes something
         # else (UnsupportedModelError). Rebuild from the class and attributes.
         return _rebuild, (type(self), self.args), self.__dict__.copy()
 
 
-def _rebuild(cls: Type[MyshellError], args: Tuple[Any, ...]) -> MyshellError:
+def _rebuild(cls: type[MyshellError], args: tuple[Any, ...]) -> MyshellError:
     """Unpickle an error without calling its ``__init__`` (its state follows)."""
     error = cls.__new__(cls)
     error.args = args  # OSError.__new__ leaves args to __init__
@@ -116,11 +117,14 @@ class UnsupportedModelError(MyshellError, ValueError):
     """The model is neither a known name nor a 32-hex bot uid."""
 
     def __init__(
-        self, model: object, known: Iterable[str], *, hint: Union[str, Wording] = "or pass a bot's 32-hex uid"
+        self, model: object, known: Iterable[str], *, hint: str | Wording = "or pass a bot's 32-hex uid"
     ) -> None:
         if not isinstance(hint, Wording):
             hint = Wording("{hint}", {"hint": hint})
-        wording = Wording("unsupported model {model!r}{s.model_given}: use one of {names}, ", {"model": model, "names": ", ".join(sorted(known))})
+        wording = Wording(
+            "unsupported model {model!r}{s.model_given}: use one of {names}, ",
+            {"model": model, "names": ", ".join(sorted(known))},
+        )
         super().__init__(wording.extended(hint.template, **hint.params))
         self.model = model
 
@@ -164,7 +168,7 @@ class InvalidRequestError(BadRequestError, ValueError):
     asks for what MyShell cannot do, or is malformed; ``param`` names it
     (``"n"``, ``"messages[0].content"``). Refused before anything was sent."""
 
-    def __init__(self, message: str, *, param: Optional[str] = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, param: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.param = param
 
@@ -177,7 +181,7 @@ class RateLimitError(MyshellError):
     """HTTP 429: too many requests. ``retry_after`` is the server's hint in
     seconds (None when it gave none)."""
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -218,8 +222,8 @@ class MyshellTimeoutError(MyshellError, TimeoutError):
     of the HTTP stream's own backstop).
     """
 
-    limit: Optional[str] = None
-    limit_seconds: Optional[float] = None
+    limit: str | None = None
+    limit_seconds: float | None = None
 
 
 class ConnectTimeoutError(MyshellConnectionError, MyshellTimeoutError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import types
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._exceptions import InvalidTextError, UnsupportedModelError
 from ._wording import Wording
@@ -63,7 +64,7 @@ _BOT_UID = re.compile(r"[0-9a-f]{32}\Z")
 _ROLES = ("system", "user", "assistant")
 
 
-def resolve_model(model: Optional[str]) -> str:
+def resolve_model(model: str | None) -> str:
     """The bot uid for ``model``: a known name, a 32-hex uid, or empty/None."""
     if model is None or model == "":
         return models[DEFAULT_MODEL]
@@ -75,7 +76,7 @@ def resolve_model(model: Optional[str]) -> str:
     raise UnsupportedModelError(model, models)
 
 
-def resolve_http_model(model: Optional[str], extra: Optional[Mapping[str, str]] = None) -> str:
+def resolve_http_model(model: str | None, extra: Mapping[str, str] | None = None) -> str:
     """The numeric bot id for ``model`` on the HTTP API (``extra`` maps more
     names to ids, e.g. the client's ``http_bot_ids``)."""
     if model is None or model == "":
@@ -92,7 +93,7 @@ def resolve_http_model(model: Optional[str], extra: Optional[Mapping[str, str]] 
                 model,
                 http_models,
                 hint=Wording(
-                    "the HTTP API takes a bot's numeric id (e.g. \"4738\"), not a "
+                    'the HTTP API takes a bot\'s numeric id (e.g. "4738"), not a '
                     "WebSocket model name or 32-hex uid; no numeric id is known for this "
                     "one: {s.name_a_bot_id}"
                 ),
@@ -100,7 +101,7 @@ def resolve_http_model(model: Optional[str], extra: Optional[Mapping[str, str]] 
     raise UnsupportedModelError(model, http_models, hint="or pass a bot's numeric id")
 
 
-def resolve_openapi_model(model: Optional[str]) -> str:
+def resolve_openapi_model(model: str | None) -> str:
     """The widget id for ``model`` on the key-based API: a name in
     ``openapi_models``, a numeric widget id, or empty/None for the default."""
     if model is None or model == "":
@@ -110,7 +111,7 @@ def resolve_openapi_model(model: Optional[str]) -> str:
             return openapi_models[model]
         if _WIDGET_ID.match(model):
             return model
-    hint: Union[str, Wording] = "or pass a numeric widget id"
+    hint: str | Wording = "or pass a numeric widget id"
     if isinstance(model, str) and (model in models or model in http_models or _BOT_UID.match(model)):
         hint = Wording(
             "this is a name of the web app's chat API, which the key-based API ({s.transport_openapi}) "
@@ -119,7 +120,7 @@ def resolve_openapi_model(model: Optional[str]) -> str:
     raise UnsupportedModelError(model, openapi_models, hint=hint)
 
 
-def openapi_input(messages: Sequence[Mapping[str, str]], settings: Mapping[str, Any]) -> Dict[str, Any]:
+def openapi_input(messages: Sequence[Mapping[str, str]], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The widget's ``input`` object for ``messages`` (PROTOCOL.md section 8.1).
 
     System messages are joined into ``system_prompt``; the last message must
@@ -129,24 +130,30 @@ def openapi_input(messages: Sequence[Mapping[str, str]], settings: Mapping[str, 
     validate_messages(messages)
     last = messages[-1]
     if last["role"] != "user":
-        raise ValueError(f"the last message must be the user's, not {last['role']!r}: the key-based API answers a user turn")
+        raise ValueError(
+            f"the last message must be the user's, not {last['role']!r}: the key-based API answers a user turn"
+        )
     system = [m["content"] for m in messages if m["role"] == "system"]
     memory = [{"role": m["role"], "content": m["content"]} for m in messages[:-1] if m["role"] != "system"]
-    data: Dict[str, Any] = {"user_prompt": last["content"], "memory": memory}
+    data: dict[str, Any] = {"user_prompt": last["content"], "memory": memory}
     if system:
         data["system_prompt"] = "\n\n".join(system)
     data.update(settings)
     return data
 
 
-def check_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
+def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The given generation settings (None values dropped), type-checked."""
-    checked: Dict[str, Any] = {}
+    checked: dict[str, Any] = {}
     for name, value in settings.items():
         if value is None:
             continue
         kind = SETTINGS[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (kind is int and not isinstance(value, int))
+        ):
             raise TypeError(f"{name} must be {'an int' if kind is int else 'a number'}, not {value!r}")
         checked[name] = value
     return checked
@@ -157,34 +164,29 @@ def validate_messages(messages: Any) -> None:
     if messages.__class__ is list and messages:
         # The usual shape, checked without the abstract base classes' isinstance.
         for message in messages:
-            if (message.__class__ is not dict or message.get("role") not in _ROLES
-                    or message.get("content").__class__ is not str):
+            if (
+                message.__class__ is not dict
+                or message.get("role") not in _ROLES
+                or message.get("content").__class__ is not str
+            ):
                 break
         else:
             return
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise TypeError(
-            "messages must be a list of {'role': ..., 'content': ...} dicts, "
-            f"not {type(messages).__name__}"
+            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, not {type(messages).__name__}"
         )
     if not messages:
         raise ValueError("messages must not be empty: give at least one user message")
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping):
-            raise TypeError(
-                f"messages[{index}] must be a dict with 'role' and 'content', "
-                f"not {type(message).__name__}"
-            )
+            raise TypeError(f"messages[{index}] must be a dict with 'role' and 'content', not {type(message).__name__}")
         role = message.get("role")
         if role not in _ROLES:
-            raise ValueError(
-                f"messages[{index}]['role'] is {role!r}; use one of {', '.join(_ROLES)}"
-            )
+            raise ValueError(f"messages[{index}]['role'] is {role!r}; use one of {', '.join(_ROLES)}")
         content = message.get("content")
         if not isinstance(content, str):
-            raise TypeError(
-                f"messages[{index}]['content'] must be a str, not {type(content).__name__}"
-            )
+            raise TypeError(f"messages[{index}]['content'] must be a str, not {type(content).__name__}")
 
 
 def check_text(messages: Sequence[Mapping[str, str]]) -> None:
@@ -200,7 +202,7 @@ def check_text(messages: Sequence[Mapping[str, str]]) -> None:
             raise InvalidTextError(
                 f"messages[{index}]['content'] is not valid Unicode text: it holds a lone surrogate "
                 f"({content[exc.start]!a} at index {exc.start}), as undecodable bytes read with "
-                "errors=\"surrogateescape\" do; decode the input strictly, or with errors=\"replace\""
+                'errors="surrogateescape" do; decode the input strictly, or with errors="replace"'
             ) from None
 
 

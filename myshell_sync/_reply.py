@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import queue
 import re
-from typing import Any, Dict, Generator, List, NoReturn, Optional, Tuple, Type
+from collections.abc import Generator
+from typing import Any, NoReturn
 
 from ._constants import FINAL_GRACE, WAIT_SLICE
 from ._deadline import Deadline, Limit
@@ -28,11 +29,10 @@ from .transports.base import CANCELLED, DEAD, END, ERROR_EVENT_NAMES, MALFORMED,
 
 # Terminal error events: the error class and what the caller can do about it
 # (a ``Wording`` template: settings are ``{s.<term>}`` fields).
-ERROR_EVENTS: Dict[str, Tuple[Type[MyshellError], str]] = {
+ERROR_EVENTS: dict[str, tuple[type[MyshellError], str]] = {
     "need_verify_captcha": (
         CaptchaRequiredError,
-        "the server asks for a captcha; wait a while, keep {s.captcha_delay} at its "
-        "default, or log in with {s.token}",
+        "the server asks for a captcha; wait a while, keep {s.captcha_delay} at its default, or log in with {s.token}",
     ),
     "no_enough_energy": (
         InsufficientEnergyError,
@@ -53,8 +53,8 @@ assert set(ERROR_EVENTS) == ERROR_EVENT_NAMES
 
 
 def iter_reply(
-    mailbox: "queue.SimpleQueue[Batch]", req_id: str, deadline: Deadline, parts: Optional[List[str]] = None
-) -> Generator[str, None, Optional[Dict[str, Any]]]:
+    mailbox: queue.SimpleQueue[Batch], req_id: str, deadline: Deadline, parts: list[str] | None = None
+) -> Generator[str, None, dict[str, Any] | None]:
     """Yield the reply's text deltas; return the ``message_replied`` payload.
 
     Returns None when the reply ended by the grace period after an
@@ -119,9 +119,7 @@ def iter_reply(
             # message_sent, reply_message_created and others carry no text.
 
 
-def _replied(
-    payload: Dict[str, Any], req_id: str, parts: List[str]
-) -> Generator[str, None, Dict[str, Any]]:
+def _replied(payload: dict[str, Any], req_id: str, parts: list[str]) -> Generator[str, None, dict[str, Any]]:
     """End of the reply: yield any text no delta carried; return the message."""
     message = payload.get("data")
     if not isinstance(message, dict):
@@ -147,9 +145,9 @@ class _Waits:
         self.req_id = req_id
         self.started = self.last_event = deadline.now()  # the request was sent
         self.got_text = False
-        self.final_at: Optional[float] = None
+        self.final_at: float | None = None
 
-    def event(self, parts: List[str]) -> None:
+    def event(self, parts: list[str]) -> None:
         self.last_event = self.deadline.now()
         if self.deadline.expired():
             self._raise(self.deadline.total(), "the whole reply", parts)
@@ -161,7 +159,7 @@ class _Waits:
         if self.final_at is None:
             self.final_at = self.deadline.now()
 
-    def expired(self, parts: List[str]) -> bool:
+    def expired(self, parts: list[str]) -> bool:
         """True when the grace period is over; raises when a timeout is."""
         deadline = self.deadline
         now = deadline.now()
@@ -183,13 +181,13 @@ class _Waits:
             self._raise(Limit(0.0, name, limit), what, parts)
         return False
 
-    def _raise(self, limit: Limit, what: str, parts: List[str]) -> NoReturn:
+    def _raise(self, limit: Limit, what: str, parts: list[str]) -> NoReturn:
         error = limit.error(f"waiting for {what} of request {self.req_id}", req_id=self.req_id)
         error.partial_text = "".join(parts)
         raise error
 
 
-def _stream_text(item: Tuple[Any, bool], req_id: str, parts: List[str]) -> Tuple[str, bool]:
+def _stream_text(item: tuple[Any, bool], req_id: str, parts: list[str]) -> tuple[str, bool]:
     text, is_final = item
     if text.__class__ is str:
         return text, is_final
@@ -203,13 +201,13 @@ def _stream_text(item: Tuple[Any, bool], req_id: str, parts: List[str]) -> Tuple
     )
 
 
-def _unstreamed_rest(final_text: Any, parts: List[str]) -> str:
+def _unstreamed_rest(final_text: Any, parts: list[str]) -> str:
     """The end of the final text that no text_stream delivered, if any."""
     if not isinstance(final_text, str):
         return ""
     streamed = "".join(parts)
     if len(final_text) > len(streamed) and final_text.startswith(streamed):
-        return final_text[len(streamed):]
+        return final_text[len(streamed) :]
     return ""
 
 
@@ -246,7 +244,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _PAIR_OR_LONE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
 
 
-def _join_pair(match: "re.Match[str]") -> str:
+def _join_pair(match: re.Match[str]) -> str:
     pair = match.group()
     if len(pair) == 1:
         return "\ufffd"

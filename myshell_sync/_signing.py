@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from typing import Dict, Optional, Union
 
 from ._constants import SIGNATURE_SECRET, SIGNATURE_VERSION
 
@@ -26,7 +25,7 @@ _SCREEN_AREA = 1920 * 1080
 _rng = random.SystemRandom()
 
 
-def generate_timestamp(now_ms: Optional[int] = None) -> str:
+def generate_timestamp(now_ms: int | None = None) -> str:
     """A 13-digit ms timestamp whose last digit is check digit variant A.
 
     The 12-digit prefix is weighted 2, 3, 2, 3, ... left to right; the check
@@ -45,7 +44,7 @@ def generate_timestamp(now_ms: Optional[int] = None) -> str:
     return prefix + str(total % 10)
 
 
-def generate_header_timestamp(now_ms: Optional[int] = None) -> str:
+def generate_header_timestamp(now_ms: int | None = None) -> str:
     """The HTTP ``timestamp`` header: ms with check digit variant B.
 
     The prefix is ``now_ms // 10``; its digits are weighted 2, 5, 2, 5, ...
@@ -60,9 +59,7 @@ def generate_header_timestamp(now_ms: Optional[int] = None) -> str:
     return str(prefix * 10 + total % 10)
 
 
-def generate_signature(
-    text: str, timestamp: Union[str, int, None] = None
-) -> Dict[str, str]:
+def generate_signature(text: str, timestamp: str | int | None = None) -> dict[str, str]:
     """Sign a prompt: ``{"signature", "timestamp", "version"}`` for text_chat.
 
     The signature is the reversed hex MD5 of
@@ -122,7 +119,7 @@ def _timing_segment(ms: int, turns: int) -> str:
     return format(ms, "x") + format(turns, "x")
 
 
-_turn_ns: Optional[int] = None
+_turn_ns: int | None = None
 
 
 def _ns_per_turn() -> int:

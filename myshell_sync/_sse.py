@@ -16,7 +16,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from ._codec import _clip
 from ._constants import DEFAULT_MAX_EVENT_SIZE
@@ -46,17 +46,15 @@ class ServerSentEvent(NamedTuple):
 
     event: str
     data: str
-    id: Optional[str] = None
-    retry: Optional[int] = None
+    id: str | None = None
+    retry: int | None = None
 
     def json(self) -> Any:
         """Return ``data`` parsed as JSON; ``ProtocolError`` if it is not JSON."""
         try:
             return json.loads(self.data)
         except (ValueError, RecursionError):
-            raise ProtocolError(
-                f"data of event {self.event!r} is not JSON: {_clip(self.data)}"
-            ) from None
+            raise ProtocolError(f"data of event {self.event!r} is not JSON: {_clip(self.data)}") from None
 
 
 class SSEDecoder:
@@ -76,8 +74,8 @@ class SSEDecoder:
         if max_event_size <= 0:
             raise ValueError("max_event_size must be positive")
         self.max_event_size = max_event_size
-        self._last_event_id: Optional[str] = None
-        self._retry: Optional[int] = None
+        self._last_event_id: str | None = None
+        self._retry: int | None = None
         self._truncated = False
         self._reset_stream()
 
@@ -85,12 +83,12 @@ class SSEDecoder:
     # Public
 
     @property
-    def last_event_id(self) -> Optional[str]:
+    def last_event_id(self) -> str | None:
         """The last event id the stream set (what ``Last-Event-ID`` resends)."""
         return self._last_event_id
 
     @property
-    def retry(self) -> Optional[int]:
+    def retry(self) -> int | None:
         """The reconnection time in ms the stream asked for, or None."""
         return self._retry
 
@@ -103,19 +101,14 @@ class SSEDecoder:
         line. After ``flush()`` it tells whether ``flush()`` discarded such an
         incomplete event, until the next ``feed()``.
         """
-        return (
-            self._truncated
-            or self._in_event
-            or bool(self._parts)
-            or bool(self._utf8.getstate()[0])
-        )
+        return self._truncated or self._in_event or bool(self._parts) or bool(self._utf8.getstate()[0])
 
-    def feed(self, data: bytes) -> List[ServerSentEvent]:
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
         """Decode one piece of the body; return the events it completed."""
         self._truncated = False
         return self._feed_text(self._utf8.decode(data))
 
-    def flush(self) -> List[ServerSentEvent]:
+    def flush(self) -> list[ServerSentEvent]:
         """End the stream: discard an incomplete event and reset for a new one.
 
         Returns an empty list: at the end of a stream nothing is dispatched.
@@ -136,15 +129,15 @@ class SSEDecoder:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._bom_checked = False
         self._skip_lf = False  # the last chunk ended with CR: a LF now is its pair
-        self._parts: List[str] = []  # the unfinished line, in pieces
+        self._parts: list[str] = []  # the unfinished line, in pieces
         self._parts_size = 0
         self._in_event = False
         self._event_type = ""
-        self._data: List[str] = []
+        self._data: list[str] = []
         self._data_size = 0
         self._id_buffer = self._last_event_id
 
-    def _feed_text(self, text: str) -> List[ServerSentEvent]:
+    def _feed_text(self, text: str) -> list[ServerSentEvent]:
         if not text:
             return []
         pos = 0
@@ -156,7 +149,7 @@ class SSEDecoder:
             self._skip_lf = False
             if text.startswith("\n", pos):
                 pos += 1
-        events: List[ServerSentEvent] = []
+        events: list[ServerSentEvent] = []
         end = len(text)
         # Whole events of the usual shape go through one regular expression
         # each; everything else, line by line. Only where nothing is pending
@@ -185,7 +178,7 @@ class SSEDecoder:
             self._check_size(self._data_size + self._parts_size)
         return events
 
-    def _fast_events(self, text: str, pos: int, match: Any, events: List[ServerSentEvent]) -> int:
+    def _fast_events(self, text: str, pos: int, match: Any, events: list[ServerSentEvent]) -> int:
         """Dispatch the complete ``[id:] [event:] data:`` events at ``pos``
         exactly as the line-by-line path would; return where they end."""
         limit = self.max_event_size
@@ -214,13 +207,12 @@ class SSEDecoder:
 
     def _check_size(self, size: int) -> None:
         if size > self.max_event_size:
-            raise ProtocolError(
-                f"event stream event exceeds {self.max_event_size} characters")
+            raise ProtocolError(f"event stream event exceeds {self.max_event_size} characters")
 
     # ------------------------------------------------------------------
     # Fields
 
-    def _process_line(self, line: str) -> Optional[ServerSentEvent]:
+    def _process_line(self, line: str) -> ServerSentEvent | None:
         """Apply one complete line; return the event a blank line dispatches."""
         if not line:
             return self._dispatch()
@@ -253,7 +245,7 @@ class SSEDecoder:
             except ValueError:  # more digits than int() accepts
                 pass
 
-    def _dispatch(self) -> Optional[ServerSentEvent]:
+    def _dispatch(self) -> ServerSentEvent | None:
         """A blank line: publish the id; dispatch the event if it has data."""
         self._last_event_id = self._id_buffer
         self._in_event = False
@@ -261,11 +253,10 @@ class SSEDecoder:
         self._data, self._data_size, self._event_type = [], 0, ""
         if not data:
             return None
-        return ServerSentEvent(
-            event_type or "message", "\n".join(data), self._last_event_id, self._retry)
+        return ServerSentEvent(event_type or "message", "\n".join(data), self._last_event_id, self._retry)
 
 
-def encode_sse(data: str, event: Optional[str] = None, id: Optional[str] = None) -> str:
+def encode_sse(data: str, event: str | None = None, id: str | None = None) -> str:
     """Encode one event: ``id:``, ``event:``, one ``data:`` line per data line.
 
     CR and CRLF in ``data`` become LF, which is what a decoder returns for

@@ -5,7 +5,7 @@ Pure, no I/O; used by the OpenAI-compatible layer and the integrations.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["StopScanner"]
 
@@ -43,7 +43,7 @@ class StopScanner:
             if any(stop.startswith(tail) for stop in self.stops):
                 keep = length
                 break
-        self._held = text[len(text) - keep:]
+        self._held = text[len(text) - keep :]
         return text[: len(text) - keep]
 
     def flush(self) -> str:

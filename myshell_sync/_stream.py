@@ -9,8 +9,9 @@ transport when the consumer is done. ``Stream`` wraps it with metadata and a
 from __future__ import annotations
 
 import threading
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, Iterator, List, Optional
+from typing import Any, Callable
 
 from ._deadline import Deadline
 from ._exceptions import MyshellError
@@ -24,9 +25,9 @@ __all__ = ["Stream", "Reply", "Timings", "run"]
 class Timings:
     """Seconds from the start of the call to each milestone (None if not reached)."""
 
-    connect: Optional[float] = None
-    first_chunk: Optional[float] = None
-    total: Optional[float] = None
+    connect: float | None = None
+    first_chunk: float | None = None
+    total: float | None = None
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Reply:
 
     text: str
     req_id: str
-    message: Optional[Dict[str, Any]]
+    message: dict[str, Any] | None
     timings: Timings
 
 
@@ -44,9 +45,9 @@ def run(
     request: Request,
     deadline: Deadline,
     timings: Timings,
-    on_start: Optional[Callable[[ReplyHandle], None]] = None,
-    parts: Optional[List[str]] = None,
-) -> Generator[str, None, Optional[Dict[str, Any]]]:
+    on_start: Callable[[ReplyHandle], None] | None = None,
+    parts: list[str] | None = None,
+) -> Generator[str, None, dict[str, Any] | None]:
     """Send ``request`` on ``transport`` and yield its chunks.
 
     Returns the final message (None if the reply ended without one). Errors
@@ -100,17 +101,17 @@ class Stream:
     def __init__(self, transport: Transport, request: Request, deadline: Deadline) -> None:
         self.req_id = request.req_id
         self.timings = Timings()
-        self.message: Optional[Dict[str, Any]] = None
-        self._parts: List[str] = []
+        self.message: dict[str, Any] | None = None
+        self._parts: list[str] = []
         self._text = ""
         self._text_parts = 0
         self._deadline = deadline
-        self._handle: Optional[ReplyHandle] = None
+        self._handle: ReplyHandle | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._ended = False
         #: Called once with ``completed`` when the stream ends for any reason.
-        self._on_end: List[Callable[[bool], None]] = []
+        self._on_end: list[Callable[[bool], None]] = []
         self._iterator = self._iterate(run(transport, request, deadline, self.timings, self._started, self._parts))
 
     @property
@@ -134,7 +135,7 @@ class Stream:
         if cancelled:  # closed from another thread while the request went out
             handle.cancel()
 
-    def _iterate(self, chunks: Generator[str, None, Optional[Dict[str, Any]]]) -> Generator[str, None, None]:
+    def _iterate(self, chunks: Generator[str, None, dict[str, Any] | None]) -> Generator[str, None, None]:
         # ``run`` appends every chunk to ``self._parts``, so the chunks pass
         # through here without a Python-level step each.
         completed = False
@@ -177,7 +178,7 @@ class Stream:
             return
         self._end(False)  # (a no-op if the iteration ended it already)
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

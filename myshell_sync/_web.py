@@ -9,7 +9,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Dict, Generator, Iterable, Iterator, Optional, Type
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
 
 from . import _exceptions as errors
 from ._sse import encode_sse
@@ -24,7 +25,7 @@ ERROR_EVENT = "error"
 GENERIC_MESSAGE = "Something went wrong. Please try again later."
 #: Error class -> the sentence an ``error`` event shows the end user. A class
 #: not listed gets the entry of its nearest listed base class (its MRO).
-SAFE_MESSAGES: Dict[Type[errors.MyshellError], str] = {
+SAFE_MESSAGES: dict[type[errors.MyshellError], str] = {
     errors.MyshellError: GENERIC_MESSAGE,
     errors.UnsupportedModelError: "This bot is not available.",
     errors.AuthenticationError: "The chat service is not available right now. Please try again later.",
@@ -122,6 +123,6 @@ class _SSEGenerator(Generator[str, Any, None]):
 
 
 def _close(source: Iterator[str]) -> None:
-    close: Optional[Any] = getattr(source, "close", None)
+    close: Any | None = getattr(source, "close", None)
     if callable(close):
         close()

@@ -11,8 +11,9 @@ so each front end speaks its own language without rewriting strings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["PYTHON", "Terms", "Wording"]
 
@@ -75,6 +76,6 @@ class Wording(NamedTuple):
     def render(self, terms: Terms = PYTHON) -> str:
         return self.template.format_map({**self.params, "s": terms})
 
-    def extended(self, template: str, **params: Any) -> "Wording":
+    def extended(self, template: str, **params: Any) -> Wording:
         """This wording with ``template`` appended (and its parameters added)."""
         return Wording(self.template + template, {**self.params, **params})

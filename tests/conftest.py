@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 
 if "MUTANT_UNDER_TEST" in os.environ:
     # Under mutmut (RELIABILITY.md, "Mutation testing"): the same examples every

@@ -12,9 +12,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, List, Optional
+from typing import Any
 
 # ---------------------------------------------------------------------------
 # Calls: the model each transport's local server answers (the reply starts
@@ -23,7 +24,7 @@ from typing import Any, Iterable, List, Optional
 MODEL = {"websocket": "gpt-4", "http": "assistant"}
 
 
-def user(text: str) -> List[dict]:
+def user(text: str) -> list[dict]:
     """A one-message conversation."""
     return [{"role": "user", "content": text}]
 
@@ -36,7 +37,7 @@ POEM = user("Write a poem about love")  # long enough for a reply of many chunks
 MODELS = {"websocket": "gpt-4", "http": "assistant", "openapi": "gpt-4o-mini", "auto": "gpt-4"}
 
 
-def expected_reply(transport: str, messages: List[dict]) -> str:
+def expected_reply(transport: str, messages: list[dict]) -> str:
     """The local server's whole reply from ``MODELS[transport]`` to ``messages``:
     the chat bots echo the flattened prompt; the key-based API's widgets name
     the model, the earlier turns and the system message."""
@@ -51,7 +52,7 @@ def expected_reply(transport: str, messages: List[dict]) -> str:
     return "".join(reply_chunks(model, format_prompt(messages)))
 
 
-def expected_chunks(model: str, messages=POEM) -> List[str]:
+def expected_chunks(model: str, messages=POEM) -> list[str]:
     """The chunks the local server's bot ``model`` streams for ``messages``."""
     from myshell_sync import format_prompt
     from myshell_sync.local import reply_chunks
@@ -107,7 +108,7 @@ def client_sockets(server_port: int) -> int:
     return count
 
 
-def client_threads() -> List[str]:
+def client_threads() -> list[str]:
     """The names of the client's own threads (all named ``myshell-*``) still running."""
     return [t.name for t in threading.enumerate() if t.name.startswith("myshell-")]
 
@@ -147,7 +148,7 @@ class SilentServer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.accepted: List[socket.socket] = []
+        self.accepted: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
     def _accept(self) -> None:
@@ -158,7 +159,7 @@ class SilentServer:
                 return
             self.accepted.append(conn)
 
-    def __enter__(self) -> "SilentServer":
+    def __enter__(self) -> SilentServer:
         self._thread.start()
         return self
 
@@ -215,19 +216,28 @@ def http_transport(client):
 
 @dataclass
 class Outcome:
-    chunks: List[str] = field(default_factory=list)
-    error: Optional[BaseException] = None
+    chunks: list[str] = field(default_factory=list)
+    error: BaseException | None = None
     elapsed: float = 0.0
     server: Any = None
-    threads_at_end: List[str] = field(default_factory=list)  # client threads when the call returned or raised
+    threads_at_end: list[str] = field(default_factory=list)  # client threads when the call returned or raised
 
     @property
     def text(self) -> str:
         return "".join(self.chunks)
 
 
-def call(handler, *, server_type=None, transport: str = "websocket", timeout: Any = 3, messages=USER,
-         server_options=None, on_chunk=None, **options) -> Outcome:
+def call(
+    handler,
+    *,
+    server_type=None,
+    transport: str = "websocket",
+    timeout: Any = 3,
+    messages=USER,
+    server_options=None,
+    on_chunk=None,
+    **options,
+) -> Outcome:
     """Play ``handler`` on a scripted server (``scripted_http.RawServer`` unless
     ``server_type`` says otherwise, e.g. ``scripted.ScriptedServer``) against one
     call, then check that the client left no thread and no socket behind, that
@@ -241,8 +251,7 @@ def call(handler, *, server_type=None, transport: str = "websocket", timeout: An
     outcome = Outcome()
     with server_type(handler, **(server_options or {})) as server:
         outcome.server = server
-        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=timeout,
-                     **options) as client:
+        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=timeout, **options) as client:
             started = time.monotonic()
             try:
                 for chunk in client.generate(MODEL[transport], messages):

@@ -32,14 +32,17 @@ def main(argv: list) -> int:
         status = {name: status_by_exit_code[code] for name, code in codes.items()}
         counts = collections.Counter(
             "killed" if kind in KILLED else kind if kind in ("survived", "no tests") else "other"
-            for kind in status.values())
+            for kind in status.values()
+        )
         survivors += sorted(name for name, kind in status.items() if kind == "survived")
         module = str(meta.relative_to("mutants"))[: -len(".meta")]
         total = len(codes)
         rate = 100.0 * counts["killed"] / total if total else 100.0
         other = f" (+{counts['other']} not run)" if counts["other"] else ""
-        print(f"| `{module}` | {total} | {counts['killed']} | {counts['survived']} | {counts['no tests']}{other} "
-              f"| {rate:.1f}% |")
+        print(
+            f"| `{module}` | {total} | {counts['killed']} | {counts['survived']} | {counts['no tests']}{other} "
+            f"| {rate:.1f}% |"
+        )
     if "--survivors" in argv:
         print()
         print("\n".join(survivors))

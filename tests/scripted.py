@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -20,17 +20,15 @@ OPEN_PACKET = '0{"sid":"scripted","upgrades":[],"pingInterval":%d,"pingTimeout":
 class ScriptedServer:
     """``with ScriptedServer(handler) as server:`` serves ``server.base_url``."""
 
-    def __init__(self, handler: Callable[["Peer"], None]) -> None:
+    def __init__(self, handler: Callable[[Peer], None]) -> None:
         self._handler = handler
         self.stopping = threading.Event()
-        self.peers: List[Peer] = []
-        self.errors: List[BaseException] = []
+        self.peers: list[Peer] = []
+        self.errors: list[BaseException] = []
         self._server = serve(self._handle, "127.0.0.1", 0, compression=None, max_size=None)
         self.port = self._server.socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="scripted-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-server", daemon=True)
 
     def _handle(self, conn: ServerConnection) -> None:
         peer = Peer(conn, self.stopping)
@@ -44,7 +42,7 @@ class ScriptedServer:
         finally:
             peer.done.set()
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:
         self._thread.start()
         return self
 
@@ -79,14 +77,14 @@ class SocketIOPlay:
         frame = self.recv_text(self.TIMEOUT)
         assert frame.startswith("40/chat,"), frame
         self.send_text('40/chat,{"sid":"%s"}' % self.SID)
-        return json.loads(frame[len("40/chat,"):])
+        return json.loads(frame[len("40/chat,") :])
 
-    def recv_event(self, timeout: Optional[float] = None) -> Tuple[str, Any]:
+    def recv_event(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next Socket.IO event from the client, skipping pongs."""
         while True:
             frame = self.recv_text(self.TIMEOUT if timeout is None else timeout)
             if frame.startswith("42/chat,"):
-                name, *args = json.loads(frame[len("42/chat,"):])
+                name, *args = json.loads(frame[len("42/chat,") :])
                 return name, (args[0] if args else None)
 
     def emit(self, name: str, payload: Any) -> None:
@@ -100,7 +98,7 @@ class Peer(SocketIOPlay):
         self.conn = conn
         self.stopping = stopping
         self.done = threading.Event()
-        self.received: List[str] = []
+        self.received: list[str] = []
 
     def send(self, frame: Any) -> None:
         self.conn.send(frame)
@@ -117,7 +115,7 @@ class Peer(SocketIOPlay):
     def send_text(self, frame: str) -> None:
         self.send(frame)
 
-    def stream_reply(self, req_id: str, chunks: List[str], *, replied: bool = True) -> None:
+    def stream_reply(self, req_id: str, chunks: list[str], *, replied: bool = True) -> None:
         """text_stream frames (the last one isFinal) and message_replied."""
         for index, text in enumerate(chunks):
             self.emit(

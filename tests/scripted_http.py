@@ -23,7 +23,7 @@ import struct
 import termios
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 from scripted import SocketIOPlay
 
@@ -38,17 +38,17 @@ class RawServer:
 
     def __init__(
         self,
-        handler: Callable[["RawConn"], None],
+        handler: Callable[[RawConn], None],
         *,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        rcvbuf: Optional[int] = None,
+        ssl_context: ssl.SSLContext | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
         self._handler = handler
         self._ssl_context = ssl_context
         self.stopping = threading.Event()
-        self.conns: List[RawConn] = []
-        self.errors: List[BaseException] = []
-        self._threads: List[threading.Thread] = []
+        self.conns: list[RawConn] = []
+        self.errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # inherited by accepted sockets: a small TCP window
@@ -61,7 +61,7 @@ class RawServer:
         self._acceptor = threading.Thread(target=self._accept_loop, name="raw-server", daemon=True)
         self.accepted = threading.Event()
 
-    def __enter__(self) -> "RawServer":
+    def __enter__(self) -> RawServer:
         self._acceptor.start()
         return self
 
@@ -104,7 +104,7 @@ class RawServer:
             self.accepted.set()
             thread.start()
 
-    def _serve(self, conn: "RawConn") -> None:
+    def _serve(self, conn: RawConn) -> None:
         try:
             conn.start_tls()
             self._handler(conn)
@@ -120,15 +120,14 @@ class RawServer:
 class RawConn(SocketIOPlay):
     """One accepted connection, with byte-level HTTP and WebSocket helpers."""
 
-    def __init__(self, sock: socket.socket, stopping: threading.Event,
-                 ssl_context: Optional[ssl.SSLContext]) -> None:
+    def __init__(self, sock: socket.socket, stopping: threading.Event, ssl_context: ssl.SSLContext | None) -> None:
         self.sock = sock
         self.stopping = stopping
         self._ssl_context = ssl_context
         self._buffer = b""
         self.done = threading.Event()
         self.request_head = b""
-        self.received: List[Tuple[int, bytes]] = []  # WebSocket frames from the client
+        self.received: list[tuple[int, bytes]] = []  # WebSocket frames from the client
         self.upgraded = False
         self._killed = False
 
@@ -143,7 +142,7 @@ class RawConn(SocketIOPlay):
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _fill(self, timeout: Optional[float]) -> None:
+    def _fill(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
@@ -154,13 +153,13 @@ class RawConn(SocketIOPlay):
             raise EOFError("the client closed the connection")
         self._buffer += data
 
-    def recv_exact(self, n: int, timeout: Optional[float] = 10) -> bytes:
+    def recv_exact(self, n: int, timeout: float | None = 10) -> bytes:
         while len(self._buffer) < n:
             self._fill(timeout)
         data, self._buffer = self._buffer[:n], self._buffer[n:]
         return data
 
-    def recv_until(self, marker: bytes, timeout: Optional[float] = 10) -> bytes:
+    def recv_until(self, marker: bytes, timeout: float | None = 10) -> bytes:
         while marker not in self._buffer:
             self._fill(timeout)
         data, _, self._buffer = self._buffer.partition(marker)
@@ -230,7 +229,7 @@ class RawConn(SocketIOPlay):
 
     # -- HTTP ----------------------------------------------------------------
 
-    def read_request(self, timeout: float = 10) -> Tuple[str, str, Dict[str, str], bytes]:
+    def read_request(self, timeout: float = 10) -> tuple[str, str, dict[str, str], bytes]:
         """The next request: method, path, lower-cased headers, body."""
         head = self.recv_until(b"\r\n\r\n", timeout)
         self.request_head = head
@@ -244,11 +243,14 @@ class RawConn(SocketIOPlay):
         body = self.recv_exact(int(headers.get("content-length", "0")), timeout)
         return method, path, headers, body
 
-    def send_sse_head(self, *, chunked: bool = True, status: str = "200 OK",
-                      extra: str = "") -> None:
+    def send_sse_head(self, *, chunked: bool = True, status: str = "200 OK", extra: str = "") -> None:
         framing = "Transfer-Encoding: chunked\r\n" if chunked else "Connection: close\r\n"
-        self.send((f"HTTP/1.1 {status}\r\nContent-Type: text/event-stream\r\n"
-                   f"Cache-Control: no-cache\r\n{extra}{framing}\r\n").encode())
+        self.send(
+            (
+                f"HTTP/1.1 {status}\r\nContent-Type: text/event-stream\r\n"
+                f"Cache-Control: no-cache\r\n{extra}{framing}\r\n"
+            ).encode()
+        )
 
     def send_chunk(self, data: bytes) -> None:
         self.send(b"%x\r\n%s\r\n" % (len(data), data))
@@ -258,22 +260,22 @@ class RawConn(SocketIOPlay):
 
     # -- WebSocket -------------------------------------------------------------
 
-    def accept_upgrade(self, timeout: float = 10) -> Dict[str, str]:
+    def accept_upgrade(self, timeout: float = 10) -> dict[str, str]:
         """Read the upgrade request and answer 101; returns its headers."""
         _, _, headers, _ = self.read_request(timeout)
         self.send(upgrade_response(headers["sec-websocket-key"]))
         self.upgraded = True
         return headers
 
-    def send_frame(self, payload: Any, opcode: int = OP_TEXT, *, fin: bool = True,
-                   rsv: int = 0, length: Optional[int] = None) -> None:
+    def send_frame(
+        self, payload: Any, opcode: int = OP_TEXT, *, fin: bool = True, rsv: int = 0, length: int | None = None
+    ) -> None:
         """One unmasked server frame; ``length`` may lie about the payload size."""
         if isinstance(payload, str):
             payload = payload.encode()
-        self.send(frame_header(len(payload) if length is None else length, opcode,
-                               fin=fin, rsv=rsv) + payload)
+        self.send(frame_header(len(payload) if length is None else length, opcode, fin=fin, rsv=rsv) + payload)
 
-    def recv_frame(self, timeout: Optional[float] = 10) -> Tuple[int, bytes]:
+    def recv_frame(self, timeout: float | None = 10) -> tuple[int, bytes]:
         """The next client frame (unmasked); control frames included."""
         first, second = self.recv_exact(2, timeout)
         length = second & 0x7F
@@ -288,7 +290,7 @@ class RawConn(SocketIOPlay):
         self.received.append((opcode, data))
         return opcode, data
 
-    def recv_text(self, timeout: Optional[float] = 10) -> str:
+    def recv_text(self, timeout: float | None = 10) -> str:
         """The next text frame from the client (pongs of control frames skipped)."""
         while True:
             opcode, data = self.recv_frame(timeout)
@@ -316,8 +318,10 @@ class RawConn(SocketIOPlay):
 
 def upgrade_response(key: str) -> bytes:
     accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode()
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    ).encode()
 
 
 def frame_header(length: int, opcode: int = OP_TEXT, *, fin: bool = True, rsv: int = 0) -> bytes:
@@ -330,7 +334,7 @@ def frame_header(length: int, opcode: int = OP_TEXT, *, fin: bool = True, rsv: i
 
 
 def _unmask(data: bytes, mask: bytes) -> bytes:
-    whole = (mask * (len(data) // 4 + 1))[:len(data)]
+    whole = (mask * (len(data) // 4 + 1))[: len(data)]
     return (int.from_bytes(data, "big") ^ int.from_bytes(whole, "big")).to_bytes(len(data), "big")
 
 

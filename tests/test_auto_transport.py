@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from helpers import make_client, user
 
 from myshell_sync import AuthenticationError, MyshellError
 from myshell_sync.local import LocalMyshellServer
-from helpers import make_client, user
 
 
 def test_auto_falls_back_to_http_when_the_upgrade_is_refused(local_server, caplog):

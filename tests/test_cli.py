@@ -17,16 +17,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable
 
 import pytest
+from helpers import CLI, SilentServer, eventually
 
-from myshell_sync import Myshell, models
-from myshell_sync import _cli
+from myshell_sync import Myshell, _cli, models
 from myshell_sync._cli import EXIT_CODES, SPINNER_FRAMES, exit_code_for
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import CLI, SilentServer, eventually
 
 pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 SLOW_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
@@ -38,27 +38,40 @@ def console_script() -> None:
         pytest.fail(f"{CLI} is missing: install the package (pip install -e .) to get the console script")
     # The subprocesses must run the code under test, not another install of it.
     for command in ([str(CLI)], [sys.executable, "-m", "myshell_sync"]):
-        result = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30,
-                                env={**os.environ, "PYTHONVERBOSE": "1"}, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [*command, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONVERBOSE": "1"},
+            stdin=subprocess.DEVNULL,
+        )
         if f"code object from {_cli.__file__}" not in result.stderr:
             pytest.fail(f"{command[-1]} does not import {_cli.__file__}: set PYTHONPATH to this checkout")
 
 
-def child_env(**extra: str) -> Dict[str, str]:
+def child_env(**extra: str) -> dict[str, str]:
     """This environment without a token (so auth tests are real) plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in ("MYSHELL_TOKEN", "MYSHELL_API_KEY")}
     env.update(extra)
     return env
 
 
-def run_cli(*args: str, input: Optional[str] = None, timeout: float = 30,
-            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, input: str | None = None, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(CLI), *args], input=input, capture_output=True, text=True, timeout=timeout,
-        env=env or child_env(), stdin=None if input is not None else subprocess.DEVNULL)
+        [str(CLI), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or child_env(),
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
 
 
-def remote(srv: LocalMyshellServer, *args: str) -> List[str]:
+def remote(srv: LocalMyshellServer, *args: str) -> list[str]:
     """``chat``-style options that point the CLI at ``srv`` with no captcha delay."""
     return [*args, "--base-url", srv.base_url, "--captcha-delay", "0", "--timeout", "10"]
 
@@ -98,9 +111,13 @@ def stop(proc: subprocess.Popen) -> None:
 def test_chat_streams_the_reply_while_the_bot_is_still_writing(local_server):
     local_server.chunk_delay = 0.25  # 3 s of chunks after the first
     reply = "".join(reply_chunks("samantha", SLOW_PROMPT))
-    proc = subprocess.Popen([str(CLI), "chat", SLOW_PROMPT, *remote(local_server)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen(
+        [str(CLI), "chat", SLOW_PROMPT, *remote(local_server)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     try:
         first = read_until(proc.stdout.fileno(), lambda data: len(data) > 0)
         assert reply.encode().startswith(first)
@@ -165,11 +182,12 @@ MODES = pytest.mark.parametrize("mode", [[], ["--json"], ["--no-stream"]], ids=[
 
 def run_cli_bytes(*args: str, **env: str) -> subprocess.CompletedProcess:
     """``run_cli`` with extra environment variables, stdout and stderr as bytes."""
-    return subprocess.run([str(CLI), *args], capture_output=True, timeout=30,
-                          env=child_env(**env), stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(CLI), *args], capture_output=True, timeout=30, env=child_env(**env), stdin=subprocess.DEVNULL
+    )
 
 
-def check_output(mode: List[str], stdout: str, reply: str, shown: str) -> None:
+def check_output(mode: list[str], stdout: str, reply: str, shown: str) -> None:
     """``stdout`` is ``reply`` as ``mode`` prints it, the text printed as ``shown``."""
     if mode == ["--json"]:
         events = [json.loads(line) for line in stdout.splitlines()]
@@ -202,7 +220,7 @@ LONE_SURROGATE_CHUNKS = ["samantha: ", "half \ud83d", " emoji"]
 class FakeStream:
     """What ``_reply`` reads of a ``Stream``: its chunks, then text, req_id, timings."""
 
-    def __init__(self, chunks: List[str]) -> None:
+    def __init__(self, chunks: list[str]) -> None:
         self._chunks = chunks
         self.text = "".join(chunks)
         self.req_id = "req-1"
@@ -220,7 +238,7 @@ class SurrogateClient:
     transport = "websocket"
     captcha_delay = 0.0
 
-    def stream(self, model: Optional[str], messages: List[Dict[str, str]]) -> Any:
+    def stream(self, model: str | None, messages: list[dict[str, str]]) -> Any:
         return contextlib.nullcontext(FakeStream(LONE_SURROGATE_CHUNKS))
 
 
@@ -235,8 +253,9 @@ def test_chat_replaces_a_lone_surrogate_on_a_utf8_stdout(monkeypatch, mode):
     stdout.flush()
     stderr.flush()
     reply = "".join(LONE_SURROGATE_CHUNKS)
-    check_output(mode, stdout.buffer.getvalue().decode("utf-8"), reply,
-                 reply.encode("utf-8", "replace").decode("utf-8"))
+    check_output(
+        mode, stdout.buffer.getvalue().decode("utf-8"), reply, reply.encode("utf-8", "replace").decode("utf-8")
+    )
     assert stderr.buffer.getvalue() == b""
 
 
@@ -321,9 +340,13 @@ def test_sigint_stops_the_stream_with_130_even_if_inherited_as_ignored(local_ser
     local_server.chunk_delay = 0.3
     command = " ".join([str(CLI), "chat", f"'{SLOW_PROMPT}'", *remote(local_server)])
     # `trap '' INT` makes SIGINT ignored, as a background job inherits it.
-    proc = subprocess.Popen(["/bin/sh", "-c", f"trap '' INT; exec {command}"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", f"trap '' INT; exec {command}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     try:
         first = read_until(proc.stdout.fileno(), lambda data: b"samantha:" in data)
         proc.send_signal(signal.SIGINT)
@@ -375,18 +398,27 @@ def test_models_lists_every_model():
 
 
 def test_python_dash_m_runs_the_same_cli():
-    result = subprocess.run([sys.executable, "-m", "myshell_sync", "chat", "--local", "via -m"],
-                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-                            env=child_env())
+    result = subprocess.run(
+        [sys.executable, "-m", "myshell_sync", "chat", "--local", "via -m"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env=child_env(),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "samantha: via -m\n"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_serve_local_serves_until_stopped(signum):
-    proc = subprocess.Popen([str(CLI), "serve-local", "--port", "0", "--chunk-delay", "0"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen(
+        [str(CLI), "serve-local", "--port", "0", "--chunk-delay", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     try:
         line = read_until(proc.stdout.fileno(), lambda data: b"\n" in data).decode()
         base_url = line.split(" local server at ")[1].split()[0]
@@ -406,12 +438,17 @@ def test_serve_local_serves_until_stopped(signum):
 # Terminals: interactive chat and the spinner
 
 
-def start_interactive(srv: LocalMyshellServer) -> Tuple[subprocess.Popen, int]:
+def start_interactive(srv: LocalMyshellServer) -> tuple[subprocess.Popen, int]:
     """An interactive ``chat`` on a pseudo-terminal: (the process, the terminal's primary fd)."""
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen([str(CLI), "chat", *remote(srv)], stdin=secondary,
-                            stdout=secondary, stderr=secondary, env=child_env(TERM="dumb"),
-                            close_fds=True)
+    proc = subprocess.Popen(
+        [str(CLI), "chat", *remote(srv)],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=child_env(TERM="dumb"),
+        close_fds=True,
+    )
     os.close(secondary)
     return proc, primary
 
@@ -464,8 +501,13 @@ def test_spinner_is_drawn_on_a_terminal_stderr_only(local_server):
     local_server.reply_delay = 0.3
     out_primary, out_secondary = pty.openpty()
     err_primary, err_secondary = pty.openpty()
-    proc = subprocess.Popen([str(CLI), "chat", "spin", *remote(local_server)], stdin=subprocess.DEVNULL,
-                            stdout=out_secondary, stderr=err_secondary, env=child_env())
+    proc = subprocess.Popen(
+        [str(CLI), "chat", "spin", *remote(local_server)],
+        stdin=subprocess.DEVNULL,
+        stdout=out_secondary,
+        stderr=err_secondary,
+        env=child_env(),
+    )
     os.close(out_secondary)
     os.close(err_secondary)
     try:
@@ -498,13 +540,29 @@ def test_chat_local_over_the_key_based_api_works_offline():
 def test_chat_takes_the_api_key_from_the_environment_and_never_prints_it(local_server):
     key = "sk-cli-secret-key-123456"
     local_server.api_keys = {key}
-    result = run_cli("chat", "hi", "--base-url", local_server.base_url, "--timeout", "10", "--json",
-                     env=child_env(MYSHELL_API_KEY=key))
+    result = run_cli(
+        "chat",
+        "hi",
+        "--base-url",
+        local_server.base_url,
+        "--timeout",
+        "10",
+        "--json",
+        env=child_env(MYSHELL_API_KEY=key),
+    )
     assert result.returncode == 0, result.stderr
     assert local_server.openapi_requests[0]["headers"]["x-myshell-openapi-key"] == key
     assert key not in result.stdout + result.stderr
-    bad = run_cli("chat", "hi", "--base-url", local_server.base_url, "--timeout", "10", "--json",
-                  env=child_env(MYSHELL_API_KEY="wrong-" + key))
+    bad = run_cli(
+        "chat",
+        "hi",
+        "--base-url",
+        local_server.base_url,
+        "--timeout",
+        "10",
+        "--json",
+        env=child_env(MYSHELL_API_KEY="wrong-" + key),
+    )
     assert bad.returncode == 3  # AuthenticationError
     assert key not in bad.stdout + bad.stderr
 
@@ -522,8 +580,14 @@ def test_json_end_event_names_the_default_model(local_server):
 
 
 def test_serve_local_banner_names_the_cli_flags_and_the_api_key():
-    proc = subprocess.Popen([str(CLI), "serve-local", "--port", "0"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+    proc = subprocess.Popen(
+        [str(CLI), "serve-local", "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
     try:
         line = proc.stdout.readline()
         assert "--captcha-delay 0" in line and "captcha_delay=0" in line
@@ -537,8 +601,20 @@ def test_serve_local_banner_names_the_cli_flags_and_the_api_key():
 # ---------------------------------------------------------------------------
 # Advice in the command line's terms: flags, never Python arguments (issue 11)
 
-PYTHON_SPELLINGS = ("Timeout.", "Timeout(", "Myshell(", "None", "token=", "api_key=", "base_url",
-                    "captcha_delay", 'transport="', "http_bot_ids", "verify=", "max_retries")
+PYTHON_SPELLINGS = (
+    "Timeout.",
+    "Timeout(",
+    "Myshell(",
+    "None",
+    "token=",
+    "api_key=",
+    "base_url",
+    "captcha_delay",
+    'transport="',
+    "http_bot_ids",
+    "verify=",
+    "max_retries",
+)
 
 
 def assert_cli_terms(text: str, *flags: str) -> None:
@@ -549,7 +625,7 @@ def assert_cli_terms(text: str, *flags: str) -> None:
         assert spelling not in text, (spelling, text)
 
 
-def cli(capsys, *args: str) -> Tuple[int, str, str]:
+def cli(capsys, *args: str) -> tuple[int, str, str]:
     """Run the command line in this process: (exit status, stdout, stderr)."""
     try:
         code = _cli.main(list(args))
@@ -564,28 +640,48 @@ def test_every_cli_term_is_a_flag_or_plain_words():
 
     for field in fields(_cli.CLI_TERMS):
         assert_cli_terms(getattr(_cli.CLI_TERMS, field.name))
-    assert {_cli.CLI_TERMS.timeout_connect, _cli.CLI_TERMS.timeout_first_chunk,
-            _cli.CLI_TERMS.timeout_idle} == {"--timeout"}
+    assert {_cli.CLI_TERMS.timeout_connect, _cli.CLI_TERMS.timeout_first_chunk, _cli.CLI_TERMS.timeout_idle} == {
+        "--timeout"
+    }
     assert _cli.CLI_TERMS.timeout_total == "--max-time"
 
 
 @pytest.mark.parametrize(
     "switches, extra, error, flags",
     [
-        ({"reply_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError",
-         ["ran out of --timeout of 0.5s;", "raise --timeout"]),
-        ({"chunk_delay": 5.0}, ["--timeout", "0.5"], "MyshellTimeoutError",
-         ["waiting for the next event", "ran out of --timeout of 0.5s;", "raise --timeout"]),
-        ({"reply_delay": 5.0}, ["--max-time", "0.5"], "MyshellTimeoutError",
-         ["the whole reply", "ran out of --max-time of 0.5s;", "raise --max-time"]),
-        ({}, ["--max-time", "0.5", "--captcha-delay", "5"], "MyshellTimeoutError",
-         ["waiting out --captcha-delay before the first request ran out of --max-time of 0.5s"]),
-        ({"captcha_window": 60.0}, [], "CaptchaRequiredError",
-         ["keep --captcha-delay at its default, or log in with --token"]),
+        (
+            {"reply_delay": 5.0},
+            ["--timeout", "0.5"],
+            "MyshellTimeoutError",
+            ["ran out of --timeout of 0.5s;", "raise --timeout"],
+        ),
+        (
+            {"chunk_delay": 5.0},
+            ["--timeout", "0.5"],
+            "MyshellTimeoutError",
+            ["waiting for the next event", "ran out of --timeout of 0.5s;", "raise --timeout"],
+        ),
+        (
+            {"reply_delay": 5.0},
+            ["--max-time", "0.5"],
+            "MyshellTimeoutError",
+            ["the whole reply", "ran out of --max-time of 0.5s;", "raise --max-time"],
+        ),
+        (
+            {},
+            ["--max-time", "0.5", "--captcha-delay", "5"],
+            "MyshellTimeoutError",
+            ["waiting out --captcha-delay before the first request ran out of --max-time of 0.5s"],
+        ),
+        (
+            {"captcha_window": 60.0},
+            [],
+            "CaptchaRequiredError",
+            ["keep --captcha-delay at its default, or log in with --token"],
+        ),
         ({"tokens": {"the-right-token"}}, ["--token", "wrong"], "AuthenticationError", ["check --token"]),
         ({"error_event": "chat_login_popup"}, [], "AuthenticationError", ["pass --token or set MYSHELL_TOKEN"]),
-        ({"ws_refuse_status": 403}, [], "MyshellConnectionError",
-         ["check --base-url, or try --transport http"]),
+        ({"ws_refuse_status": 403}, [], "MyshellConnectionError", ["check --base-url, or try --transport http"]),
     ],
     ids=["first-chunk", "idle", "total", "captcha-delay-wait", "captcha", "auth", "login", "refused-upgrade"],
 )
@@ -607,8 +703,9 @@ def test_errors_advise_cli_flags(capsys, local_server, switches, extra, error, f
 
 def test_a_connect_timeout_names_the_flag_and_the_attempts(capsys):
     with SilentServer() as server:
-        code, _, err = cli(capsys, "chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0",
-                           "--timeout", "0.3")
+        code, _, err = cli(
+            capsys, "chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0", "--timeout", "0.3"
+        )
     assert code == 12
     assert_cli_terms(err, "ran out of --timeout of 0.3s (per attempt; attempt 3 of 3);", "raise --timeout")
 
@@ -618,20 +715,32 @@ def test_connection_refused_advises_base_url(capsys):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     for transport in ("websocket", "http"):
-        code, _, err = cli(capsys, "chat", "hi", "--base-url", f"http://127.0.0.1:{port}",
-                           "--captcha-delay", "0", "--transport", transport)
+        code, _, err = cli(
+            capsys,
+            "chat",
+            "hi",
+            "--base-url",
+            f"http://127.0.0.1:{port}",
+            "--captcha-delay",
+            "0",
+            "--transport",
+            transport,
+        )
         assert code == 9, err
         assert_cli_terms(err, "check --base-url, the network and the proxy")
 
 
 def test_the_key_based_api_advises_api_key(capsys, local_server):
     for key in ([], ["--api-key", "wrong-key"]):
-        code, _, err = cli(capsys, "chat", "hi", "--base-url", local_server.base_url, "--timeout", "10",
-                           "--transport", "openapi", *key)
+        code, _, err = cli(
+            capsys, "chat", "hi", "--base-url", local_server.base_url, "--timeout", "10", "--transport", "openapi", *key
+        )
         assert code == 3, err
         assert_cli_terms(err, "--api-key")
-    assert "--transport openapi needs an API key" in cli(
-        capsys, "chat", "hi", "--base-url", local_server.base_url, "--transport", "openapi")[2]
+    assert (
+        "--transport openapi needs an API key"
+        in cli(capsys, "chat", "hi", "--base-url", local_server.base_url, "--transport", "openapi")[2]
+    )
 
 
 @pytest.mark.parametrize(
@@ -639,8 +748,10 @@ def test_the_key_based_api_advises_api_key(capsys, local_server):
     [
         (["-m", "no-such-model"], ["'no-such-model' (given with -m)", "gpt-4", "32-hex uid"]),
         (["-m", "gpt-4", "--transport", "http"], ["(given with -m)", "pass the bot's numeric id with -m"]),
-        (["-m", "samantha", "--transport", "openapi", "--api-key", "k"],
-         ["(given with -m)", "the key-based API (--transport openapi) does not serve"]),
+        (
+            ["-m", "samantha", "--transport", "openapi", "--api-key", "k"],
+            ["(given with -m)", "the key-based API (--transport openapi) does not serve"],
+        ),
     ],
     ids=["websocket", "http-websocket-name", "openapi-web-app-name"],
 )
@@ -690,9 +801,16 @@ def test_timeout_help_says_it_is_per_connect_attempt_and_max_time_bounds_the_cal
 
 @pytest.mark.parametrize(
     "limit, words",
-    [(["--timeout", "1"], ("ran out of --timeout of 1s (per attempt; attempt 3 of 3); "
-                           "check the server and the network, or raise --timeout")),
-     (["--timeout", "1", "--max-time", "1"], "ran out of --max-time of 1s (attempt 1 of 3); raise --max-time")],
+    [
+        (
+            ["--timeout", "1"],
+            (
+                "ran out of --timeout of 1s (per attempt; attempt 3 of 3); "
+                "check the server and the network, or raise --timeout"
+            ),
+        ),
+        (["--timeout", "1", "--max-time", "1"], "ran out of --max-time of 1s (attempt 1 of 3); raise --max-time"),
+    ],
     ids=["timeout", "max-time"],
 )
 def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit, words):
@@ -701,8 +819,7 @@ def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit
     # not asserted: a loaded machine is slower); --max-time 1 the whole call.
     with SilentServer() as server:
         started = time.monotonic()
-        result = run_cli("chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0", *limit,
-                         timeout=30)
+        result = run_cli("chat", "hi", "--base-url", server.base_url, "--captcha-delay", "0", *limit, timeout=30)
         elapsed = time.monotonic() - started
         assert eventually(lambda: len(server.accepted) == (3 if limit == ["--timeout", "1"] else 1))
     assert result.returncode == 12, result.stderr
@@ -718,9 +835,13 @@ def test_a_stalled_handshake_ends_with_the_timeout_code_and_a_true_message(limit
 
 def test_the_captcha_delay_is_announced_on_a_terminal_stderr(local_server):
     err_primary, err_secondary = pty.openpty()
-    proc = subprocess.Popen([str(CLI), "chat", "hi", "--base-url", local_server.base_url, "--captcha-delay", "0.3",
-                             "--timeout", "10"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=err_secondary, env=child_env())
+    proc = subprocess.Popen(
+        [str(CLI), "chat", "hi", "--base-url", local_server.base_url, "--captcha-delay", "0.3", "--timeout", "10"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=err_secondary,
+        env=child_env(),
+    )
     os.close(err_secondary)
     try:
         err = read_until(err_primary, lambda data: b"skips the wait" in data)
@@ -731,9 +852,11 @@ def test_the_captcha_delay_is_announced_on_a_terminal_stderr(local_server):
     assert proc.returncode == 0
     assert out == b"samantha: hi\n"
     line = err.decode().strip()
-    assert line == ("myshell-sync: a new connection waits 0.3s before its first request (--captcha-delay; the "
-                    "real service asks for a captcha sooner); --captcha-delay 0 skips the wait against a local "
-                    "or test server")
+    assert line == (
+        "myshell-sync: a new connection waits 0.3s before its first request (--captcha-delay; the "
+        "real service asks for a captcha sooner); --captcha-delay 0 skips the wait against a local "
+        "or test server"
+    )
 
 
 def test_the_captcha_delay_passes_silently_when_stderr_is_piped(local_server):
@@ -759,8 +882,7 @@ class TerminalStream(io.StringIO):
     ],
     ids=["default-host", "default-host-given", "other-host", "no-delay", "http", "openapi"],
 )
-def test_the_captcha_notice_names_the_skip_only_off_the_real_service(monkeypatch, delay, transport, base_url,
-                                                                     expected):
+def test_the_captcha_notice_names_the_skip_only_off_the_real_service(monkeypatch, delay, transport, base_url, expected):
     stderr = TerminalStream()
     monkeypatch.setattr(sys, "stderr", stderr)
     client = SimpleNamespace(captcha_delay=delay, transport=transport)
@@ -798,8 +920,10 @@ def test_energy_json_reports_a_connection_error_as_json(capsys):
 # ---------------------------------------------------------------------------
 # python -m myshell_sync.local is serve-local; the local extra missing (issue 11)
 
-SERVERS = {"serve-local": [str(CLI), "serve-local"], "python -m myshell_sync.local": [sys.executable, "-m",
-                                                                                      "myshell_sync.local"]}
+SERVERS = {
+    "serve-local": [str(CLI), "serve-local"],
+    "python -m myshell_sync.local": [sys.executable, "-m", "myshell_sync.local"],
+}
 
 
 @pytest.mark.parametrize("command", sorted(SERVERS))
@@ -807,8 +931,13 @@ SERVERS = {"serve-local": [str(CLI), "serve-local"], "python -m myshell_sync.loc
 def test_the_local_server_stops_with_0_even_in_a_background_job(command, signum):
     # `trap '' INT` makes SIGINT ignored, as a shell's background job inherits it.
     line = " ".join([*SERVERS[command], "--port", "0"])
-    proc = subprocess.Popen(["/bin/sh", "-c", f"trap '' INT; exec {line}"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", f"trap '' INT; exec {line}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     try:
         banner = read_until(proc.stdout.fileno(), lambda data: b"\n" in data).decode()
         base_url = banner.split(" local server at ")[1].split()[0]
@@ -823,38 +952,49 @@ def test_the_local_server_stops_with_0_even_in_a_background_job(command, signum)
 
 
 @pytest.fixture
-def without_the_local_extra(tmp_path) -> Dict[str, str]:
+def without_the_local_extra(tmp_path) -> dict[str, str]:
     """An environment where importing socketio and aiohttp fails, as without
     the extra (stub packages first on the path; nothing is uninstalled)."""
     for name in ("socketio", "aiohttp"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(
-            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n")
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n"
+        )
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     return child_env(PYTHONPATH=path)
 
 
 @pytest.mark.parametrize(
     "command",
-    [[sys.executable, "-m", "myshell_sync.local"], [str(CLI), "serve-local", "--port", "0"],
-     [str(CLI), "chat", "--local", "hi"], [str(CLI), "energy", "--local"]],
+    [
+        [sys.executable, "-m", "myshell_sync.local"],
+        [str(CLI), "serve-local", "--port", "0"],
+        [str(CLI), "chat", "--local", "hi"],
+        [str(CLI), "energy", "--local"],
+    ],
     ids=["python -m myshell_sync.local", "serve-local", "chat --local", "energy --local"],
 )
 def test_without_the_local_extra_one_line_says_what_to_install(without_the_local_extra, command):
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-                            env=without_the_local_extra)
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env=without_the_local_extra
+    )
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == ('myshell-sync: the local server needs the "local" extra (python-socketio, aiohttp): '
-                             'pip install ".[local]" in a clone of myshell_sync\n')
+    assert result.stderr == (
+        'myshell-sync: the local server needs the "local" extra (python-socketio, aiohttp): '
+        'pip install ".[local]" in a clone of myshell_sync\n'
+    )
 
 
 def test_without_the_local_extra_the_package_imports_and_its_names_say_what_to_install(without_the_local_extra):
-    code = ("import myshell_sync.local as local\n"
-            "try:\n    local.LocalMyshellServer\nexcept ImportError as exc:\n"
-            "    print(type(exc).__name__, isinstance(exc, local.MissingExtraError), exc)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                            env=without_the_local_extra)
+    code = (
+        "import myshell_sync.local as local\n"
+        "try:\n    local.LocalMyshellServer\nexcept ImportError as exc:\n"
+        "    print(type(exc).__name__, isinstance(exc, local.MissingExtraError), exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=without_the_local_extra
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('MissingExtraError True the local server needs the "local" extra')
 
@@ -866,8 +1006,9 @@ def test_without_the_local_extra_the_package_imports_and_its_names_say_what_to_i
 @pytest.mark.parametrize("encoding", [None, "utf-8:strict"], ids=["surrogateescape", "strict"])
 def test_a_non_utf8_stdin_is_a_usage_error(local_server, encoding):
     env = child_env(**({"PYTHONIOENCODING": encoding} if encoding else {}))
-    result = subprocess.run([str(CLI), "chat", *remote(local_server)], input=b"caf\xe9 au lait\n",
-                            capture_output=True, timeout=30, env=env)
+    result = subprocess.run(
+        [str(CLI), "chat", *remote(local_server)], input=b"caf\xe9 au lait\n", capture_output=True, timeout=30, env=env
+    )
     assert result.returncode == 2
     err = result.stderr.decode()
     assert err.startswith("myshell-sync: error: standard input is not valid ") and err.count("\n") == 1
@@ -876,21 +1017,26 @@ def test_a_non_utf8_stdin_is_a_usage_error(local_server, encoding):
 
 
 def test_a_non_utf8_argument_is_a_usage_error(local_server):
-    result = subprocess.run([str(CLI).encode(), b"chat", b"caf\xe9", *map(str.encode, remote(local_server))],
-                            capture_output=True, timeout=30, env=child_env(), stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [str(CLI).encode(), b"chat", b"caf\xe9", *map(str.encode, remote(local_server))],
+        capture_output=True,
+        timeout=30,
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
-    assert result.stderr == (b"myshell-sync: error: the prompt is not valid UTF-8 text (the byte 0xe9 at "
-                             b"character 3); convert it first, e.g. with iconv -t UTF-8\n")
+    assert result.stderr == (
+        b"myshell-sync: error: the prompt is not valid UTF-8 text (the byte 0xe9 at "
+        b"character 3); convert it first, e.g. with iconv -t UTF-8\n"
+    )
     assert local_server.requests == []
 
 
-@pytest.mark.parametrize("args", [["chat", "caf\udce9"], ["chat", "hi", "-s", "half \ud83d"]],
-                         ids=["prompt", "system"])
+@pytest.mark.parametrize("args", [["chat", "caf\udce9"], ["chat", "hi", "-s", "half \ud83d"]], ids=["prompt", "system"])
 def test_a_lone_surrogate_is_a_usage_error_in_process(capsys, args):
     code, out, err = cli(capsys, *args, "--base-url", "http://127.0.0.1:9")
     assert code == 2 and out == ""
     assert "is not valid UTF-8 text" in err and err.count("\n") == 1
-
 
 
 def test_an_interactive_line_that_is_not_utf8_is_refused_and_the_chat_goes_on(monkeypatch, capsys):

@@ -90,6 +90,7 @@ def test_stream_and_chat_expose_metadata(local_server, transport):
 def test_first_chunk_arrives_before_the_bot_is_done(local_server, transport):
     model = MODEL[transport]
     local_server.chunk_delay = 0.25  # 2 s of chunks after the first: time for it to be read
+
     def replies_in_progress(s):
         return len(s.requests) - len(s.completed) if transport == "websocket" else s.open_http_streams
 
@@ -372,8 +373,9 @@ def test_total_bounds_connect_retries_and_the_message_names_it(transport):
 def test_total_caps_the_connect_wait_of_a_websocket_attempt():
     # With connect=10 and total=1, one attempt may not use its 10 s.
     with SilentServer() as server:
-        with Myshell(f"http://127.0.0.1:{server.port}", captcha_delay=0, max_retries=5,
-                     timeout=Timeout(connect=10, total=1)) as client:
+        with Myshell(
+            f"http://127.0.0.1:{server.port}", captcha_delay=0, max_retries=5, timeout=Timeout(connect=10, total=1)
+        ) as client:
             with pytest.raises(ConnectTimeoutError, match="Timeout.total of 1s"):
                 list(client.generate("gpt-4", USER))
             assert len(server.accepted) == 1  # no retry once the total ran out
@@ -406,8 +408,10 @@ def test_a_lone_surrogate_is_refused_before_anything_is_sent(local_server, trans
     # It used to raise UnicodeEncodeError from the request signature.
     options = {"api_key": next(iter(local_server.api_keys))} if transport == "openapi" else {}
     with make_client(local_server, transport, **options) as client:
-        for messages in ([{"role": "user", "content": "caf\u00e9 \udcff"}],
-                         [{"role": "system", "content": "ok"}, {"role": "user", "content": "half \ud83d"}]):
+        for messages in (
+            [{"role": "user", "content": "caf\u00e9 \udcff"}],
+            [{"role": "system", "content": "ok"}, {"role": "user", "content": "half \ud83d"}],
+        ):
             with pytest.raises(InvalidTextError, match=r"is not valid Unicode text: it holds a lone surrogate") as info:
                 client.generate(None, messages)
             assert isinstance(info.value, ValueError) and isinstance(info.value, BadRequestError)
@@ -581,8 +585,14 @@ def test_auto_default_model_does_not_silently_change_bot_after_fallback():
             with pytest.raises(UnsupportedModelError, match="http_bot_ids"):
                 client.generate(None, USER)  # now refused before anything is sent
         assert server.http_requests == []
-        with Myshell(server.base_url, transport="auto", captcha_delay=0, timeout=10, max_retries=0,
-                     http_bot_ids={"samantha": "4738"}) as client:
+        with Myshell(
+            server.base_url,
+            transport="auto",
+            captcha_delay=0,
+            timeout=10,
+            max_retries=0,
+            http_bot_ids={"samantha": "4738"},
+        ) as client:
             assert "".join(client.generate(None, USER))
         assert [r["json"]["botId"] for r in server.http_requests] == ["4738"]
 
@@ -611,12 +621,20 @@ def test_verify_takes_an_ssl_context(tls, transport, model):
     server_context, ca_file = tls
     with LocalMyshellServer(ssl_context=server_context) as server:
         trusting = ssl.create_default_context(cafile=ca_file)
-        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10,
-                     verify=trusting, trust_env=False) as client:
+        with Myshell(
+            server.base_url, transport=transport, captcha_delay=0, timeout=10, verify=trusting, trust_env=False
+        ) as client:
             assert client.base_url.startswith("https://")
             assert "".join(client.generate(model, USER)) == "".join(reply_chunks(model, USER[0]["content"]))
         stranger = ssl.create_default_context()  # does not know the test CA
-        with Myshell(server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
-                     verify=stranger, trust_env=False) as client:
+        with Myshell(
+            server.base_url,
+            transport=transport,
+            captcha_delay=0,
+            timeout=10,
+            max_retries=0,
+            verify=stranger,
+            trust_env=False,
+        ) as client:
             with pytest.raises(MyshellConnectionError, match="(?i)certificate|TLS"):
                 list(client.generate(model, USER))

@@ -64,10 +64,12 @@ def test_decode_open_rejects_bad_packets(frame):
         ('2/chat,["a",{"b":1}]', codec.SioPacket(2, "/chat", None, ["a", {"b": 1}])),
         ('2/chat,17["a"]', codec.SioPacket(2, "/chat", 17, ["a"])),
         ('2["a"]', codec.SioPacket(2, "/", None, ["a"])),
-        ('3/chat,5[]', codec.SioPacket(3, "/chat", 5, [])),
+        ("3/chat,5[]", codec.SioPacket(3, "/chat", 5, [])),
         ('2/chat?x=1,["a"]', codec.SioPacket(2, "/chat", None, ["a"])),
-        ('51-/chat,["audio_stream",{"_placeholder":true,"num":0}]',
-         codec.SioPacket(5, "/chat", None, ["audio_stream", {"_placeholder": True, "num": 0}], 1)),
+        (
+            '51-/chat,["audio_stream",{"_placeholder":true,"num":0}]',
+            codec.SioPacket(5, "/chat", None, ["audio_stream", {"_placeholder": True, "num": 0}], 1),
+        ),
     ],
 )
 def test_decode_sio(text, expected):
@@ -85,8 +87,8 @@ def test_decode_sio(text, expected):
         "2/chat,[]",  # empty event array
         "2/chat,[1,2]",  # event name not a string
         "2/chat,[",  # broken JSON
-        "5/chat,[\"a\"]",  # binary event without attachment count
-        "5" + "1" * 12 + "-/chat,[\"a\"]",  # too many attachment digits
+        '5/chat,["a"]',  # binary event without attachment count
+        "5" + "1" * 12 + '-/chat,["a"]',  # too many attachment digits
         "3/chat," + "1" * 101 + "[]",  # ack id too long
         "2/chat," + "[" * 100000,  # deep nesting
     ],
@@ -100,8 +102,9 @@ def _json_trees(scalars, *, max_size, max_leaves):
     """JSON values: ``scalars`` in lists and objects of up to ``max_size`` items."""
     return st.recursive(
         scalars,
-        lambda children: st.lists(children, max_size=max_size)
-        | st.dictionaries(st.text(), children, max_size=max_size),
+        lambda children: (
+            st.lists(children, max_size=max_size) | st.dictionaries(st.text(), children, max_size=max_size)
+        ),
         max_leaves=max_leaves,
     )
 
@@ -183,7 +186,8 @@ def test_fast_event_path_raises_only_protocol_error(body):
 # smaller trees than json_values, with floats too
 _json = _json_trees(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    max_size=3, max_leaves=8,
+    max_size=3,
+    max_leaves=8,
 )
 
 
@@ -201,12 +205,18 @@ def test_ack_round_trip(namespace, ack_id, args):
 @given(namespace=_namespaces)
 def test_disconnect_round_trip(namespace):
     assert codec.decode_sio(codec.encode_disconnect(namespace)[1:]) == codec.SioPacket(
-        codec.SIO_DISCONNECT, namespace, None, None)
+        codec.SIO_DISCONNECT, namespace, None, None
+    )
 
 
 @settings(max_examples=300, deadline=None)
-@given(sid=st.text(), interval=st.integers(1, 10**9), timeout=st.integers(1, 10**9),
-       max_payload=st.none() | st.integers(1, 10**12), extra=st.dictionaries(st.text(), _json, max_size=3))
+@given(
+    sid=st.text(),
+    interval=st.integers(1, 10**9),
+    timeout=st.integers(1, 10**9),
+    max_payload=st.none() | st.integers(1, 10**12),
+    extra=st.dictionaries(st.text(), _json, max_size=3),
+)
 def test_open_packet_round_trip(sid, interval, timeout, max_payload, extra):
     info = {**extra, "sid": sid, "pingInterval": interval, "pingTimeout": timeout, "maxPayload": max_payload}
     opened = codec.decode_open("0" + json.dumps(info))
@@ -220,11 +230,17 @@ def test_pong_echoes_the_ping_payload(payload):
 
 
 @settings(max_examples=1000, deadline=None)
-@given(body=st.one_of(
-    st.text(),
-    st.builds(lambda name, payload, tail: json.dumps([name, payload]) + tail,
-              st.text(min_size=1), _json, st.sampled_from(["", " ", "\n", "\u2003", "x", "]"])),
-))
+@given(
+    body=st.one_of(
+        st.text(),
+        st.builds(
+            lambda name, payload, tail: json.dumps([name, payload]) + tail,
+            st.text(min_size=1),
+            _json,
+            st.sampled_from(["", " ", "\n", "\u2003", "x", "]"]),
+        ),
+    )
+)
 def test_fast_event_path_agrees_with_the_general_decoder(body):
     """``decode_event_frame`` (the reader's fast path) accepts, declines or
     refuses exactly what ``decode_sio`` would."""
@@ -240,13 +256,17 @@ def test_fast_event_path_agrees_with_the_general_decoder(body):
 
 
 @settings(max_examples=1000, deadline=None)
-@given(prefix=st.sampled_from(["", "0", "4", "40", "42", "42/chat,", "43/chat,", "44/chat,", "45", "451-",
-                               "42/chat,7"]),
-       body=st.text())
+@given(
+    prefix=st.sampled_from(["", "0", "4", "40", "42", "42/chat,", "43/chat,", "44/chat,", "45", "451-", "42/chat,7"]),
+    body=st.text(),
+)
 def test_every_decoder_raises_only_protocol_error(prefix, body):
     text = prefix + body
-    for decode in (codec.decode_open, lambda t: codec.decode_sio(t[1:]),
-                   lambda t: codec.decode_event_frame(t, "42/chat,")):
+    for decode in (
+        codec.decode_open,
+        lambda t: codec.decode_sio(t[1:]),
+        lambda t: codec.decode_event_frame(t, "42/chat,"),
+    ):
         try:
             decode(text)
         except ProtocolError:
@@ -257,15 +277,20 @@ def test_every_decoder_raises_only_protocol_error(prefix, body):
 # Boundaries, rare branches and what each error says (the mutation run's findings)
 
 
-@pytest.mark.parametrize("frame, message", [
-    ("40", "expected the Engine.IO open packet, got '40'"),
-    ("", "expected the Engine.IO open packet, got ''"),
-    ("0not json", "open packet is not JSON: '0not json'"),
-    ("0[1,2]", "open packet is not a JSON object: '0[1,2]'"),
-    ('0{"sid":"a"}', "open packet lacks sid/pingInterval/pingTimeout: '0{\"sid\":\"a\"}'"),
-    ('0{"sid":"a","pingInterval":1,"pingTimeout":1,"maxPayload":0}',
-     "open packet has a bad maxPayload: '0{\"sid\":\"a\",\"pingInterval\":1,\"pingTimeout\":1,\"maxPayload\":0}'"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        ("40", "expected the Engine.IO open packet, got '40'"),
+        ("", "expected the Engine.IO open packet, got ''"),
+        ("0not json", "open packet is not JSON: '0not json'"),
+        ("0[1,2]", "open packet is not a JSON object: '0[1,2]'"),
+        ('0{"sid":"a"}', 'open packet lacks sid/pingInterval/pingTimeout: \'0{"sid":"a"}\''),
+        (
+            '0{"sid":"a","pingInterval":1,"pingTimeout":1,"maxPayload":0}',
+            'open packet has a bad maxPayload: \'0{"sid":"a","pingInterval":1,"pingTimeout":1,"maxPayload":0}\'',
+        ),
+    ],
+)
 def test_decode_open_says_what_is_wrong(frame, message):
     with pytest.raises(ProtocolError) as info:
         codec.decode_open(frame)
@@ -274,7 +299,8 @@ def test_decode_open_says_what_is_wrong(frame, message):
 
 def test_an_open_packet_without_max_payload_has_none():
     assert codec.decode_open('0{"sid":"s","pingInterval":25000,"pingTimeout":5000}') == codec.OpenPacket(
-        "s", 25.0, 5.0, None)
+        "s", 25.0, 5.0, None
+    )
     assert codec.decode_open('0{"sid":"s","pingInterval":1,"pingTimeout":1,"maxPayload":null}').max_payload is None
 
 
@@ -287,7 +313,8 @@ def test_an_open_packet_with_a_bad_max_payload_is_refused(max_payload):
 
 def test_an_open_packet_with_the_smallest_max_payload_and_float_intervals():
     assert codec.decode_open('0{"sid":"","pingInterval":0.5,"pingTimeout":1,"maxPayload":1}') == codec.OpenPacket(
-        "", 0.0005, 0.001, 1)
+        "", 0.0005, 0.001, 1
+    )
 
 
 @pytest.mark.parametrize("field", ["pingInterval", "pingTimeout"])
@@ -299,46 +326,52 @@ def test_an_open_packet_with_a_bad_interval_is_refused(field, value):
         codec.decode_open(frame)
 
 
-@pytest.mark.parametrize("text, expected", [
-    # packet type 6 (binary ack) and the attachment count's bounds
-    ('61-/chat,3[]', codec.SioPacket(6, "/chat", 3, [], 1)),
-    ('60-[]', codec.SioPacket(6, "/", None, [], 0)),
-    ("5" + "9" * 10 + '-["a"]', codec.SioPacket(5, "/", None, ["a"], 9999999999)),
-    # a namespace with a dash close to the attachment count
-    ('51-/a-b,["x"]', codec.SioPacket(5, "/a-b", None, ["x"], 1)),
-    # a namespace without a comma: nothing follows it
-    ("1/chat", codec.SioPacket(1, "/chat", None, None)),
-    ("0/a", codec.SioPacket(0, "/a", None, None)),
-    # the query is cut at its first "?"
-    ('2/chat?a=1?b=2,["a"]', codec.SioPacket(2, "/chat", None, ["a"])),
-    # ack ids with every digit, 0 alone, and the longest allowed
-    ('2/chat,90["a"]', codec.SioPacket(2, "/chat", 90, ["a"])),
-    ('3/chat,0[]', codec.SioPacket(3, "/chat", 0, [])),
-    ('3/chat,1234567890[]', codec.SioPacket(3, "/chat", 1234567890, [])),
-    ("3/chat," + "9" * 100 + "[]", codec.SioPacket(3, "/chat", int("9" * 100), [])),
-    ("3" + "1" * 100 + "[]", codec.SioPacket(3, "/", int("1" * 100), [])),
-    # an ack id alone, and JSON with space around it
-    ("3/chat,5", codec.SioPacket(3, "/chat", 5, None)),
-    ('2/chat, ["a"] ', codec.SioPacket(2, "/chat", None, ["a"])),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # packet type 6 (binary ack) and the attachment count's bounds
+        ("61-/chat,3[]", codec.SioPacket(6, "/chat", 3, [], 1)),
+        ("60-[]", codec.SioPacket(6, "/", None, [], 0)),
+        ("5" + "9" * 10 + '-["a"]', codec.SioPacket(5, "/", None, ["a"], 9999999999)),
+        # a namespace with a dash close to the attachment count
+        ('51-/a-b,["x"]', codec.SioPacket(5, "/a-b", None, ["x"], 1)),
+        # a namespace without a comma: nothing follows it
+        ("1/chat", codec.SioPacket(1, "/chat", None, None)),
+        ("0/a", codec.SioPacket(0, "/a", None, None)),
+        # the query is cut at its first "?"
+        ('2/chat?a=1?b=2,["a"]', codec.SioPacket(2, "/chat", None, ["a"])),
+        # ack ids with every digit, 0 alone, and the longest allowed
+        ('2/chat,90["a"]', codec.SioPacket(2, "/chat", 90, ["a"])),
+        ("3/chat,0[]", codec.SioPacket(3, "/chat", 0, [])),
+        ("3/chat,1234567890[]", codec.SioPacket(3, "/chat", 1234567890, [])),
+        ("3/chat," + "9" * 100 + "[]", codec.SioPacket(3, "/chat", int("9" * 100), [])),
+        ("3" + "1" * 100 + "[]", codec.SioPacket(3, "/", int("1" * 100), [])),
+        # an ack id alone, and JSON with space around it
+        ("3/chat,5", codec.SioPacket(3, "/chat", 5, None)),
+        ('2/chat, ["a"] ', codec.SioPacket(2, "/chat", None, ["a"])),
+    ],
+)
 def test_decode_sio_rare_shapes(text, expected):
     assert codec.decode_sio(text) == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "not a Socket.IO packet: ''"),
-    ("7", "not a Socket.IO packet: '7'"),
-    ("/", "not a Socket.IO packet: '/'"),
-    ('5["a"]', "bad attachment count: '5[\"a\"]'"),
-    ("6123", "bad attachment count: '6123'"),  # digits but no dash
-    ("6-[]", "bad attachment count: '6-[]'"),
-    ("5" + "1" * 11 + '-["a"]', "bad attachment count: '5" + "1" * 11 + "-[\"a\"]'"),
-    ("3/chat," + "1" * 101 + "[]", "ack id is too long: '3/chat," + "1" * 101 + "[]'"),
-    ("2/chat,[", "packet payload is not JSON: '2/chat,['"),
-    ("2/chat,7", "event payload is not [name, ...]: '2/chat,7'"),
-    ('2/chat,{"a":1}', "event payload is not [name, ...]: '2/chat,{\"a\":1}'"),
-    ('51-/chat,[]', "event payload is not [name, ...]: '51-/chat,[]'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "not a Socket.IO packet: ''"),
+        ("7", "not a Socket.IO packet: '7'"),
+        ("/", "not a Socket.IO packet: '/'"),
+        ('5["a"]', "bad attachment count: '5[\"a\"]'"),
+        ("6123", "bad attachment count: '6123'"),  # digits but no dash
+        ("6-[]", "bad attachment count: '6-[]'"),
+        ("5" + "1" * 11 + '-["a"]', "bad attachment count: '5" + "1" * 11 + '-["a"]\''),
+        ("3/chat," + "1" * 101 + "[]", "ack id is too long: '3/chat," + "1" * 101 + "[]'"),
+        ("2/chat,[", "packet payload is not JSON: '2/chat,['"),
+        ("2/chat,7", "event payload is not [name, ...]: '2/chat,7'"),
+        ('2/chat,{"a":1}', "event payload is not [name, ...]: '2/chat,{\"a\":1}'"),
+        ("51-/chat,[]", "event payload is not [name, ...]: '51-/chat,[]'"),
+    ],
+)
 def test_decode_sio_says_what_is_wrong(text, message):
     with pytest.raises(ProtocolError) as info:
         codec.decode_sio(text)
@@ -363,11 +396,14 @@ def test_error_messages_clip_long_frames():
     assert codec._clip("abcdef", 5) == "'abcde...'" and codec._clip("abcde", 5) == "'abcde'"
 
 
-@pytest.mark.parametrize("frame, message", [
-    ("42/chat,[", "packet payload is not JSON: '42/chat,['"),
-    ("42/chat,[]", "event payload is not [name, ...]: '42/chat,[]'"),
-    ('42/chat,["a"] x', "event payload is not [name, ...]: '42/chat,[\"a\"] x'"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        ("42/chat,[", "packet payload is not JSON: '42/chat,['"),
+        ("42/chat,[]", "event payload is not [name, ...]: '42/chat,[]'"),
+        ('42/chat,["a"] x', "event payload is not [name, ...]: '42/chat,[\"a\"] x'"),
+    ],
+)
 def test_fast_event_path_says_what_is_wrong(frame, message):
     with pytest.raises(ProtocolError) as info:
         codec.decode_event_frame(frame, "42/chat,")

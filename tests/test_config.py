@@ -220,8 +220,9 @@ def test_socks_without_the_extra_is_an_import_error_naming_the_pip_command(socks
         parse_proxy(url)
 
 
-@pytest.mark.parametrize("url, scheme", [("https://p:443", "https"), ("socks4://p", "socks4"),
-                                         ("ftp://p", "ftp"), ("", "")])
+@pytest.mark.parametrize(
+    "url, scheme", [("https://p:443", "https"), ("socks4://p", "socks4"), ("ftp://p", "ftp"), ("", "")]
+)
 def test_parse_proxy_refuses_other_schemes(url, scheme):
     with pytest.raises(ValueError, match=rf"unsupported proxy scheme {scheme!r}: {USAGE}"):
         parse_proxy(url)
@@ -249,8 +250,11 @@ def test_proxy_credentials_are_unquoted_and_quoted_back():
     assert config.auth == ("us@er", "p:ss/w rd")
     assert config.url == "http://us%40er:p%3Ass%2Fw%20rd@p:3128"
     assert config.websocket_options() == {
-        "http_proxy_host": "p", "http_proxy_port": 3128,
-        "http_proxy_auth": ("us@er", "p:ss/w rd"), "proxy_type": "http", "http_no_proxy": ["(none)"],
+        "http_proxy_host": "p",
+        "http_proxy_port": 3128,
+        "http_proxy_auth": ("us@er", "p:ss/w rd"),
+        "proxy_type": "http",
+        "http_no_proxy": ["(none)"],
     }
     assert parse_proxy("http://user@p:1").auth == ("user", "")
 
@@ -351,10 +355,13 @@ def test_an_ipv6_proxy_keeps_its_brackets_in_urls():
     assert parse_proxy(config.url) == config
 
 
-@pytest.mark.parametrize("value, error, text", [
-    (0, ValueError, "timeout must be > 0 seconds, or None for no limit; got 0"),
-    (-0.5, ValueError, "timeout must be > 0 seconds, or None for no limit; got -0.5"),
-])
+@pytest.mark.parametrize(
+    "value, error, text",
+    [
+        (0, ValueError, "timeout must be > 0 seconds, or None for no limit; got 0"),
+        (-0.5, ValueError, "timeout must be > 0 seconds, or None for no limit; got -0.5"),
+    ],
+)
 def test_coerce_says_timeout_for_a_number_out_of_range(value, error, text):
     # coerce is what timeout= goes through: the message names timeout=, not Timeout(default)
     with pytest.raises(error) as info:

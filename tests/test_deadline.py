@@ -3,7 +3,6 @@ the timeout errors they make."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from myshell_sync import ConnectTimeoutError, MyshellTimeoutError, Timeout
@@ -110,12 +109,15 @@ def test_a_limit_defaults_to_one_attempt():
     assert (limit.attempt, limit.attempts) == (1, 1)
 
 
-@pytest.mark.parametrize("name, advice", [
-    ("connect", "check the server and the network, or raise Timeout.connect"),
-    ("first_chunk", "the bot may be busy: retry, or raise Timeout.first_chunk"),
-    ("idle", "the bot may be busy: retry, or raise Timeout.idle"),
-    ("total", "raise Timeout.total"),
-])
+@pytest.mark.parametrize(
+    "name, advice",
+    [
+        ("connect", "check the server and the network, or raise Timeout.connect"),
+        ("first_chunk", "the bot may be busy: retry, or raise Timeout.first_chunk"),
+        ("idle", "the bot may be busy: retry, or raise Timeout.idle"),
+        ("total", "raise Timeout.total"),
+    ],
+)
 def test_each_limit_says_what_to_do(name, advice):
     error = Limit(0.0, name, 2.5).error("waiting")
     assert str(error) == f"waiting ran out of Timeout.{name} of 2.5s; {advice}"
@@ -140,8 +142,10 @@ def test_one_attempt_of_one_says_nothing_of_attempts():
 
 def test_a_connect_timeout_after_retries_says_the_limit_is_per_attempt():
     error = Limit(0.0, "connect", 3, attempt=2, attempts=2).error("connecting to ws://h", ConnectTimeoutError)
-    assert str(error) == ("connecting to ws://h ran out of Timeout.connect of 3s (per attempt; attempt 2 of 2); "
-                          "check the server and the network, or raise Timeout.connect")
+    assert str(error) == (
+        "connecting to ws://h ran out of Timeout.connect of 3s (per attempt; attempt 2 of 2); "
+        "check the server and the network, or raise Timeout.connect"
+    )
     assert type(error) is ConnectTimeoutError
 
 
@@ -157,8 +161,10 @@ def test_the_error_carries_the_request_id():
 def test_a_wording_keeps_its_own_settings_and_parameters():
     what = Wording("waiting for {url} (see {s.base_url})", {"url": "http://h/{x}"})
     error = Limit(0.0, "first_chunk", 2).error(what)
-    assert str(error) == ("waiting for http://h/{x} (see base_url) ran out of Timeout.first_chunk of 2s; "
-                          "the bot may be busy: retry, or raise Timeout.first_chunk")
+    assert str(error) == (
+        "waiting for http://h/{x} (see base_url) ran out of Timeout.first_chunk of 2s; "
+        "the bot may be busy: retry, or raise Timeout.first_chunk"
+    )
 
 
 def test_a_plain_what_is_a_parameter_so_braces_are_harmless():

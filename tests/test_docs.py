@@ -122,8 +122,11 @@ def all_blocks() -> list[Block]:
 def block_env() -> dict[str, str]:
     """The caller's environment without MYSHELL_* and proxy variables, with
     this checkout first on PYTHONPATH and this interpreter's scripts on PATH."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.upper().startswith("MYSHELL_") and not name.lower().endswith("_proxy")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.upper().startswith("MYSHELL_") and not name.lower().endswith("_proxy")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     return env
@@ -171,8 +174,16 @@ def test_the_markers_are_well_formed():
 
 def test_the_important_pages_have_runnable_blocks():
     pages = {block.path.relative_to(ROOT).as_posix() for block in all_blocks()}
-    for page in ("README.md", "docs/quickstart.md", "docs/conversations.md", "docs/errors.md",
-                 "docs/timeouts.md", "docs/key-api.md", "docs/install.md", "docs/cli.md"):
+    for page in (
+        "README.md",
+        "docs/quickstart.md",
+        "docs/conversations.md",
+        "docs/errors.md",
+        "docs/timeouts.md",
+        "docs/key-api.md",
+        "docs/install.md",
+        "docs/cli.md",
+    ):
         assert page in pages, f"{page} has no runnable block"
 
 
@@ -192,21 +203,37 @@ def test_runnable_block(block: Block, tmp_path: Path):
     if block.lang == "python":
         script = tmp_path / "block.py"
         script.write_text(block.code, encoding="utf-8")
-        result = subprocess.run([sys.executable, str(script)], check=False, cwd=ROOT, env=block_env(),
-                                capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            check=False,
+            cwd=ROOT,
+            env=block_env(),
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
         assert result.returncode == 0, f"{block.name} failed:\n{result.stderr}"
         if block.expected is not None:
             assert output_matches(block.expected, result.stdout), (
-                f"{block.name} printed:\n{result.stdout}\nthe page says:\n{block.expected}")
+                f"{block.name} printed:\n{result.stdout}\nthe page says:\n{block.expected}"
+            )
         return
     for command, expected in console_steps(block.code):
-        result = subprocess.run(["bash", "-c", command], check=False, cwd=ROOT, env=block_env(),
-                                capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["bash", "-c", command],
+            check=False,
+            cwd=ROOT,
+            env=block_env(),
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
         assert result.returncode == 0, f"{block.name}: {command!r} failed:\n{result.stderr}"
         assert output_matches(expected, result.stdout), (
-            f"{block.name}: {command!r} printed:\n{result.stdout}\nthe page says:\n{expected}")
+            f"{block.name}: {command!r} printed:\n{result.stdout}\nthe page says:\n{expected}"
+        )
 
 
 def test_output_matching():
@@ -227,8 +254,14 @@ def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        check=False, cwd=ROOT, env=block_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-        stdin=subprocess.DEVNULL)
+        check=False,
+        cwd=ROOT,
+        env=block_env(),
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     assert "WARNING" not in result.stderr, result.stderr
     return out
@@ -284,6 +317,6 @@ def test_the_readme_is_short_and_its_test_command_is_pytest():
     assert len(lines) < 120
     marker = next(i for i, line in enumerate(lines) if line.startswith("Test command"))
     fence = lines.index("```bash", marker)
-    assert lines[fence + 1:fence + 3] == ["pytest", "```"], "the README's test command must be exactly pytest"
+    assert lines[fence + 1 : fence + 3] == ["pytest", "```"], "the README's test command must be exactly pytest"
     top = next(i for i, line in enumerate(lines) if line.startswith("## More"))
     assert top <= 50, "the README's top (before its links) must fit on one screen"

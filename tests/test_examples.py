@@ -8,21 +8,24 @@ import signal
 import subprocess
 import sys
 import time
-from typing import List
 
 import pytest
 import requests
+from helpers import EXAMPLES, load_example, ws_pool
 
 from myshell_sync import Myshell
 from myshell_sync._sse import SSEDecoder
 from myshell_sync.local import LocalMyshellServer
-from helpers import EXAMPLES, load_example, ws_pool
-
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_quickstart_local():
@@ -37,8 +40,7 @@ def test_conversation_sends_the_history_each_turn():
     assert result.stdout.split("\n\n")[:2] == [
         "you> I am Ada.\nbot> gpt-4: I am Ada.",
         # The local bot echoes its prompt: the second one carried the first turn.
-        "you> Who am I?\nbot> gpt-4: User: I am Ada.\nAssistant: gpt-4: I am Ada.\n"
-        "User: Who am I?\nAssistant:",
+        "you> Who am I?\nbot> gpt-4: User: I am Ada.\nAssistant: gpt-4: I am Ada.\nUser: Who am I?\nAssistant:",
     ]
 
 
@@ -96,14 +98,15 @@ def test_flask_script_serves_the_page_with_local():
         f"sys.argv = ['flask_app.py', '--local', '--port', '0']; "
         f"runpy.run_path({str(EXAMPLES / 'flask_app.py')!r}, run_name='__main__')"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         line = _read_line(proc)
         url = line.split()[2]
         assert url.startswith("http://127.0.0.1:")
         with requests.get(url + "stream", params={"prompt": "from the script"}, timeout=10) as response:
-            events: List = SSEDecoder().feed(response.content)
+            events: list = SSEDecoder().feed(response.content)
         assert "".join(e.data for e in events if e.event == "message") == "samantha: from the script"
         assert events[-1].event == "end"
         proc.send_signal(signal.SIGINT)

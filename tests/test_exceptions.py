@@ -10,8 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from myshell_sync import _exceptions
 import myshell_sync
+from myshell_sync import _exceptions
 from myshell_sync._exceptions import (
     BadRequestError,
     MyshellConnectionError,
@@ -31,8 +31,7 @@ def _sample(cls: type) -> MyshellError:
         error = cls("gpt-9", ["gpt-4", "claude"], hint="or ask the admin")
         error.status_code, error.body = 400, "{}"
     else:
-        extra = {RateLimitError: {"retry_after": 2.5},
-                 RequestTooLargeError: {"size": 9000, "limit": 8000}}.get(cls, {})
+        extra = {RateLimitError: {"retry_after": 2.5}, RequestTooLargeError: {"size": 9000, "limit": 8000}}.get(cls, {})
         error = cls("boom: check base_url", status_code=418, body='{"e": 1}', **extra)
     # as the transports do once a reply has streamed
     error.req_id = "r-1"
@@ -70,14 +69,16 @@ def test_an_error_raised_in_a_process_pool_worker_reaches_the_parent_typed():
 
 def test_every_error_has_status_code_and_body_defaulting_to_none():
     for cls in ERRORS:
-        error = cls("gpt-9", []) if cls is UnsupportedModelError else (
-            cls("x", size=1, limit=0) if cls is RequestTooLargeError else cls("x"))
+        error = (
+            cls("gpt-9", [])
+            if cls is UnsupportedModelError
+            else (cls("x", size=1, limit=0) if cls is RequestTooLargeError else cls("x"))
+        )
         assert (error.status_code, error.body) == (None, None), cls.__name__
 
 
 def test_status_code_and_body_are_keyword_attributes_of_the_base():
-    error = ServerError("HTTP 502; retry later", status_code=502, body="<html>bad gateway</html>",
-                        req_id="r-1")
+    error = ServerError("HTTP 502; retry later", status_code=502, body="<html>bad gateway</html>", req_id="r-1")
     assert (error.status_code, error.body, error.req_id) == (502, "<html>bad gateway</html>", "r-1")
     assert "__init__" not in vars(MyshellConnectionError)  # one definition, in the base
     with pytest.raises(TypeError):
@@ -90,16 +91,18 @@ def test_the_body_is_never_shown_by_str_or_repr():
 
 
 def test_bad_request_error():
-    error = BadRequestError("HTTP 413: check the request (model, prompt size, base_url)",
-                            status_code=413, body="too big")
+    error = BadRequestError(
+        "HTTP 413: check the request (model, prompt size, base_url)", status_code=413, body="too big"
+    )
     assert isinstance(error, MyshellError) and not isinstance(error, ServerError)
     assert (error.status_code, error.body) == (413, "too big")
     assert str(error) == "HTTP 413: check the request (model, prompt size, base_url)"
 
 
 def test_request_too_large_error():
-    error = RequestTooLargeError("the request is 9000 bytes, over the 8000 the server accepts; "
-                                 "shorten the prompt", size=9000, limit=8000)
+    error = RequestTooLargeError(
+        "the request is 9000 bytes, over the 8000 the server accepts; shorten the prompt", size=9000, limit=8000
+    )
     assert isinstance(error, BadRequestError)
     assert (error.size, error.limit, error.status_code) == (9000, 8000, None)
     assert str(error).endswith("shorten the prompt")
@@ -162,7 +165,8 @@ def test_an_error_renders_its_settings_in_other_terms_and_str_stays_python():
     from myshell_sync._wording import Wording
 
     error = _exceptions.AuthenticationError(
-        Wording("HTTP 401 {body}; pass {s.token} or set MYSHELL_TOKEN", {"body": "{not a field}"}), status_code=401)
+        Wording("HTTP 401 {body}; pass {s.token} or set MYSHELL_TOKEN", {"body": "{not a field}"}), status_code=401
+    )
     assert str(error) == error.message == "HTTP 401 {not a field}; pass token= or set MYSHELL_TOKEN"
     assert error.args == (str(error),)
     assert error.render(_terms(token="--token")) == "HTTP 401 {not a field}; pass --token or set MYSHELL_TOKEN"
@@ -176,17 +180,32 @@ def test_a_timeout_names_its_limit_and_value():
 
     error = Limit(0.0, "first_chunk", 2.5).error("waiting for the first chunk")
     assert (error.limit, error.limit_seconds) == ("first_chunk", 2.5)
-    assert str(error) == ("waiting for the first chunk ran out of Timeout.first_chunk of 2.5s; "
-                          "the bot may be busy: retry, or raise Timeout.first_chunk")
-    assert error.render(_terms(timeout_first_chunk="--wait")).endswith("ran out of --wait of 2.5s; "
-                                                                      "the bot may be busy: retry, or raise --wait")
+    assert str(error) == (
+        "waiting for the first chunk ran out of Timeout.first_chunk of 2.5s; "
+        "the bot may be busy: retry, or raise Timeout.first_chunk"
+    )
+    assert error.render(_terms(timeout_first_chunk="--wait")).endswith(
+        "ran out of --wait of 2.5s; the bot may be busy: retry, or raise --wait"
+    )
     later = Limit(1.0, "total", 9.0, attempt=2, attempts=3).error("connecting")
     assert str(later) == "connecting ran out of Timeout.total of 9s (attempt 2 of 3); raise Timeout.total"
 
 
 # Python spellings of settings: an error message names them only as {s.<term>}.
-_PYTHON_SPELLINGS = ("token=", "api_key=", "base_url", "Timeout.", "transport=", "captcha_delay", "Myshell(",
-                     "verify=", "proxy=", "max_connections", "http_bot_ids", "energy()")
+_PYTHON_SPELLINGS = (
+    "token=",
+    "api_key=",
+    "base_url",
+    "Timeout.",
+    "transport=",
+    "captcha_delay",
+    "Myshell(",
+    "verify=",
+    "proxy=",
+    "max_connections",
+    "http_bot_ids",
+    "energy()",
+)
 
 
 def _message_literals():

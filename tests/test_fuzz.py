@@ -18,11 +18,13 @@ import queue
 import struct
 import threading
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 import pytest
+from helpers import client_sockets, client_threads, eventually
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from scripted_http import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, RawConn, RawServer
 
 from myshell_sync import (
     AuthenticationError,
@@ -36,8 +38,6 @@ from myshell_sync import (
     ServerError,
     Timeout,
 )
-from helpers import client_sockets, client_threads, eventually
-from scripted_http import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, RawConn, RawServer
 
 # ---------------------------------------------------------------------------
 # Whole replies from random frame sequences
@@ -47,12 +47,25 @@ REQ = "{rid}"  # replaced by the request's reqId when played
 NEUTRAL = st.one_of(
     st.tuples(st.just("text"), st.text(st.characters(blacklist_categories=("Cs",)), max_size=12), st.booleans()),
     st.tuples(st.just("acked text"), st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)),
-    st.tuples(st.just("fragmented text"), st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)),
-    st.sampled_from([
-        ("null text",), ("other reqId",), ("other reqId error",), ("account event",), ("engine.io ping",),
-        ("websocket ping",), ("binary frame",), ("noop",), ("other namespace",), ("message_sent",),
-        ("unknown event",), ("event without payload",),
-    ]),
+    st.tuples(
+        st.just("fragmented text"), st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+    ),
+    st.sampled_from(
+        [
+            ("null text",),
+            ("other reqId",),
+            ("other reqId error",),
+            ("account event",),
+            ("engine.io ping",),
+            ("websocket ping",),
+            ("binary frame",),
+            ("noop",),
+            ("other namespace",),
+            ("message_sent",),
+            ("unknown event",),
+            ("event without payload",),
+        ]
+    ),
 )
 
 GARBAGE = {
@@ -76,9 +89,19 @@ ERROR_EVENTS = {
 }
 
 OTHER_TEXT = "\0something else"
-FIXED_ENDINGS = ["replied with other text", "need to register", "exception without reqId", "engine.io close",
-                 "namespace disconnect", "namespace refused", "tcp reset", "eof", "not utf-8", "rsv bits",
-                 "silence"]
+FIXED_ENDINGS = [
+    "replied with other text",
+    "need to register",
+    "exception without reqId",
+    "engine.io close",
+    "namespace disconnect",
+    "namespace refused",
+    "tcp reset",
+    "eof",
+    "not utf-8",
+    "rsv bits",
+    "silence",
+]
 # One branch per kind of ending, so each is drawn about as often as the others.
 TERMINAL = st.one_of(
     st.tuples(st.just("replied"), st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)),
@@ -92,14 +115,19 @@ TERMINAL = st.one_of(
 # draw its branches evenly, so the random examples alone may miss a kind.
 ENDING_EXAMPLES = [
     [("text", "one ", False), ending]
-    for ending in [("replied", "!"), ("error event", "no_enough_energy"), ("garbage", "broken json"),
-                   ("close frame", 1000), *[(name,) for name in FIXED_ENDINGS]]
+    for ending in [
+        ("replied", "!"),
+        ("error event", "no_enough_energy"),
+        ("garbage", "broken json"),
+        ("close frame", 1000),
+        *[(name,) for name in FIXED_ENDINGS],
+    ]
 ]
 
 
-def expected_outcome(steps) -> Tuple[List[str], Optional[type]]:
+def expected_outcome(steps) -> tuple[list[str], type | None]:
     """The chunks the client must yield and the error it must raise (or None)."""
-    chunks: List[str] = []
+    chunks: list[str] = []
     final = False
     for step in steps[:-1]:
         if step[0] in ("text", "acked text", "fragmented text") and step[1]:
@@ -113,7 +141,7 @@ def expected_outcome(steps) -> Tuple[List[str], Optional[type]]:
         streamed = "".join(chunks)
         final_text = streamed + terminal[1] if kind == "replied" else OTHER_TEXT
         if final_text.startswith(streamed) and len(final_text) > len(streamed):
-            chunks.append(final_text[len(streamed):])
+            chunks.append(final_text[len(streamed) :])
         return chunks, None
     if kind == "silence":
         return chunks, None if final else MyshellTimeoutError
@@ -122,18 +150,26 @@ def expected_outcome(steps) -> Tuple[List[str], Optional[type]]:
     if kind == "close frame":
         return chunks, ConnectionLostError if terminal[1] in (1000, 1001, 1011, 4000) else ProtocolError
     errors = {
-        "need to register": AuthenticationError, "exception without reqId": ServerError,
-        "engine.io close": ConnectionLostError, "namespace disconnect": ConnectionLostError,
-        "namespace refused": AuthenticationError, "tcp reset": ConnectionLostError, "eof": ConnectionLostError,
-        "not utf-8": ProtocolError, "rsv bits": ProtocolError, "garbage": ProtocolError,
+        "need to register": AuthenticationError,
+        "exception without reqId": ServerError,
+        "engine.io close": ConnectionLostError,
+        "namespace disconnect": ConnectionLostError,
+        "namespace refused": AuthenticationError,
+        "tcp reset": ConnectionLostError,
+        "eof": ConnectionLostError,
+        "not utf-8": ProtocolError,
+        "rsv bits": ProtocolError,
+        "garbage": ProtocolError,
     }
     return chunks, errors[kind]
 
 
 def play(conn: RawConn, rid: str, steps) -> None:
     def text_stream(text, final=False, ack=""):
-        frame = "42/chat,%s%s" % (ack, json.dumps(
-            ["text_stream", {"reqId": rid, "data": {"text": text, "isFinal": final}}]))
+        frame = "42/chat,%s%s" % (
+            ack,
+            json.dumps(["text_stream", {"reqId": rid, "data": {"text": text, "isFinal": final}}]),
+        )
         return frame
 
     for step in steps:
@@ -211,7 +247,7 @@ class Stage:
 
     def __init__(self) -> None:
         self.steps: Any = None
-        self.conns: "queue.Queue[RawConn]" = queue.Queue()
+        self.conns: queue.Queue[RawConn] = queue.Queue()
 
     def handler(self, conn: RawConn) -> None:
         self.conns.put(conn)
@@ -242,16 +278,18 @@ def _replies_hold(max_examples: int, monkeypatch) -> None:
     threading.excepthook = lambda args: thread_failures.append(args)
     seen_outcomes: dict = {}
 
-    @settings(max_examples=max_examples, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(steps=st.tuples(st.lists(NEUTRAL, max_size=8), TERMINAL).map(lambda t: [*t[0], t[1]]))
     def reply_property(steps):
         chunks, error_type = expected_outcome(steps)
         stage.steps = steps
-        got: List[str] = []
+        got: list[str] = []
         error = None
-        with Myshell(server.base_url, captcha_delay=0, timeout=TIMEOUT, max_retries=0,
-                     close_timeout=1) as client:
+        with Myshell(server.base_url, captcha_delay=0, timeout=TIMEOUT, max_retries=0, close_timeout=1) as client:
             started = time.monotonic()
             try:
                 for chunk in client.generate("gpt-4", [{"role": "user", "content": "fuzz"}]):

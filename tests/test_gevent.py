@@ -95,8 +95,9 @@ CHILD = textwrap.dedent(
 
 def test_basic_call_and_cancellation_under_gevent_monkey_patching():
     with LocalMyshellServer(chunk_delay=0.02) as server, LocalMyshellServer(reply_delay=60) as silent:
-        proc = subprocess.run([sys.executable, "-c", CHILD, server.base_url, silent.base_url],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, server.base_url, silent.base_url], capture_output=True, text=True, timeout=120
+        )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["patched"]

@@ -16,7 +16,7 @@ import random
 import signal
 import threading
 import time
-from typing import Callable, List, Tuple
+from typing import Callable
 
 import pytest
 from helpers import (
@@ -164,11 +164,17 @@ def test_http_thread_awaiting_the_headers_is_freed_without_a_read_timeout(how):
 
     first_chunk = 0.3 if how == "first_chunk timeout" else None
     with RawServer(play) as server:
-        client = Myshell(server.base_url, transport="http", captcha_delay=0, max_retries=0,
-                         timeout=Timeout(connect=3, first_chunk=first_chunk, idle=None))
+        client = Myshell(
+            server.base_url,
+            transport="http",
+            captcha_delay=0,
+            max_retries=0,
+            timeout=Timeout(connect=3, first_chunk=first_chunk, idle=None),
+        )
         errors = []
         waiter = threading.Thread(
-            target=lambda: errors.append(pytest.raises(MyshellError, list, client.generate("assistant", USER))))
+            target=lambda: errors.append(pytest.raises(MyshellError, list, client.generate("assistant", USER)))
+        )
         waiter.start()
         assert requested.wait(5)
         if how == "client close":
@@ -193,8 +199,11 @@ def test_http_events_then_stall_is_an_idle_timeout_with_the_partial_text():
 
 
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "connection-close"])
-@pytest.mark.parametrize("tail", ["", "event: MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_TEXT\ndata: {\"content\":\"lost\"}"],
-                         ids=["after an event", "inside an event"])
+@pytest.mark.parametrize(
+    "tail",
+    ["", 'event: MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_TEXT\ndata: {"content":"lost"}'],
+    ids=["after an event", "inside an event"],
+)
 def test_http_stream_ending_before_the_final_events_is_connection_lost(chunked, tail):
     def play(conn):
         _sse_reply_start(conn, chunked=chunked)
@@ -213,8 +222,11 @@ def test_http_push_finished_then_eof_ends_well():
     # The final REPLIED event is missing but TEXT_STREAM_PUSH_FINISHED came.
     def play(conn):
         _sse_reply_start(conn, chunked=False)
-        conn.send(sse_event("TEXT", content="all ") + sse_event("TEXT", content="there")
-                  + sse_event("TEXT_STREAM_PUSH_FINISHED", content=""))
+        conn.send(
+            sse_event("TEXT", content="all ")
+            + sse_event("TEXT", content="there")
+            + sse_event("TEXT_STREAM_PUSH_FINISHED", content="")
+        )
         conn.kill()
 
     outcome = call(play, **HTTP)
@@ -267,7 +279,7 @@ def test_http_event_over_the_limit_is_a_protocol_error(terminated):
         conn.send_chunk(sse_event("TEXT", content="part "))
         line = b"data: " + b"x" * 200_000 + (b"\n\n" if terminated else b"")
         for start in range(0, len(line), 16384):
-            conn.send_chunk(line[start:start + 16384])
+            conn.send_chunk(line[start : start + 16384])
         conn.stall()
 
     outcome = call(play, timeout=30, max_event_size=65536, **HTTP)
@@ -305,8 +317,9 @@ def test_http_endless_response_headers_fail_fast():
 def test_http_error_status_reads_only_a_bounded_body():
     def play(conn):
         conn.read_request()
-        conn.send(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 100000000\r\n\r\n")
+        conn.send(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+        )
         conn.send(b"x" * 1_000_000)  # far more than the client reads, then silence
         conn.stall()
 
@@ -350,9 +363,7 @@ MODEL = "4738"  # the local server's (and the scripted server's) HTTP bot
 ENERGY = {"energy": 41, "dailyEnergy": 200}
 
 
-
-
-def http_threads() -> List[threading.Thread]:
+def http_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("myshell-http-")]
 
 
@@ -446,8 +457,8 @@ def test_forked_child_makes_its_own_http_call_on_its_own_connection():
     # Bug 1: the child took the parent's idle pooled connection (one socket
     # shared by two processes); it must open its own.
     release = threading.Event()
-    served: List[Tuple[int, str]] = []  # (connection number, message)
-    conns: List[RawConn] = []
+    served: list[tuple[int, str]] = []  # (connection number, message)
+    conns: list[RawConn] = []
 
     def answer(conn: RawConn, message: str) -> None:
         if conn not in conns:
@@ -457,12 +468,14 @@ def test_forked_child_makes_its_own_http_call_on_its_own_connection():
             conn.send_sse_head()
             conn.send_chunk(sse_event("TEXT", content="first "))
             release.wait(10)
-            conn.send_chunk(reply_body("first second")[len(sse_event("TEXT", content="first ")):])
+            conn.send_chunk(reply_body("first second")[len(sse_event("TEXT", content="first ")) :])
             conn.end_chunks()
         else:  # Content-Length framing: reusable even by a client that stops at REPLIED
             body = reply_body(f"re {message}")
-            conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
 
     with RawServer(keep_alive(answer)) as server:
         with Myshell(server.base_url, transport="http", timeout=10) as client:
@@ -500,7 +513,7 @@ def test_forked_child_makes_its_own_http_call_on_its_own_connection():
 def test_close_racing_the_first_http_call_never_raises():
     # Bug 2: close() concurrent with start() could join the reply's thread
     # before it started: RuntimeError("cannot join thread before it is started").
-    unexpected: List[BaseException] = []
+    unexpected: list[BaseException] = []
     rounds = 300
     with LocalMyshellServer() as server:
         for i in range(rounds):
@@ -514,7 +527,7 @@ def test_close_racing_the_first_http_call_never_raises():
     assert client_sockets(server.port) == 0
 
 
-def _race_start_and_close(client: Myshell, i: int, unexpected: List[BaseException]) -> None:
+def _race_start_and_close(client: Myshell, i: int, unexpected: list[BaseException]) -> None:
     """One round: generate() and close() from two threads released together."""
     barrier = threading.Barrier(2)
     mode = i % 3
@@ -697,9 +710,14 @@ def test_reply_ends_promptly_whatever_follows_it(tail):
 )
 def test_unconsumed_sse_event_with_non_json_data_is_skipped(interloper):
     # Bug 11: every event but two was parsed as JSON: ProtocolError.
-    events = (sse_event("TEXT", content="one ") + interloper + sse_event("TEXT", content="two")
-              + interloper + sse_event("TEXT_STREAM_PUSH_FINISHED", content="")
-              + sse_event("USER_SENT_MESSAGE_REPLIED", message={"text": "one two"}))
+    events = (
+        sse_event("TEXT", content="one ")
+        + interloper
+        + sse_event("TEXT", content="two")
+        + interloper
+        + sse_event("TEXT_STREAM_PUSH_FINISHED", content="")
+        + sse_event("USER_SENT_MESSAGE_REPLIED", message={"text": "one two"})
+    )
     with RawServer(keep_alive(chunked(events))) as server:
         with Myshell(server.base_url, transport="http", timeout=10) as client:
             assert list(client.generate(MODEL, user("x"))) == ["one ", "two"]
@@ -729,11 +747,14 @@ def test_http_error_keeps_its_status_and_a_masked_bounded_body(status, cls):
     def answer(conn: RawConn, message: str) -> None:
         headers = conn.request_head.decode("latin-1")
         echoed = headers.split("Authorization: ", 1)[1].split("\r\n", 1)[0]  # "Bearer <token>"
-        body = json.dumps({"reason": "ERROR_REASON_SIMULATED", "message": f"refused {echoed}",
-                           "pad": "x" * 20000}).encode()
+        body = json.dumps(
+            {"reason": "ERROR_REASON_SIMULATED", "message": f"refused {echoed}", "pad": "x" * 20000}
+        ).encode()
         extra = b"Retry-After: 7\r\n" if status == 429 else b""
-        conn.send(b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
-                  % (status, extra, len(body), body))
+        conn.send(
+            b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (status, extra, len(body), body)
+        )
 
     with RawServer(keep_alive(answer)) as server:
         with Myshell(server.base_url, transport="http", token=TOKEN, timeout=10, max_retries=0) as client:
@@ -752,8 +773,16 @@ def test_http_error_keeps_its_status_and_a_masked_bounded_body(status, cls):
     assert not server.errors, server.errors
 
 
-@pytest.mark.parametrize("status, cls", [(400, BadRequestError), (413, BadRequestError), (502, ServerError),
-                                         (401, AuthenticationError), (429, RateLimitError)])
+@pytest.mark.parametrize(
+    "status, cls",
+    [
+        (400, BadRequestError),
+        (413, BadRequestError),
+        (502, ServerError),
+        (401, AuthenticationError),
+        (429, RateLimitError),
+    ],
+)
 def test_http_status_switch_of_the_local_server(status, cls):
     # Bug 16, against the local server's http_status switch.
     with LocalMyshellServer(http_status=status) as server:
@@ -768,7 +797,6 @@ def test_http_status_switch_of_the_local_server(status, cls):
         assert error.retry_after == 2.0
 
 
-
 # ---------------------------------------------------------------------------
 # Header fidelity (PROTOCOL.md 2.1): what the current web app sends
 
@@ -779,8 +807,9 @@ def test_http_headers_are_the_web_apps(local_server, caplog):
     import uuid
 
     with caplog.at_level(logging.DEBUG):
-        with make_client(local_server, "http", security_token="sec-tok-98765",
-                         headers={"Accept-Language": "ja", "x-extra": "yes"}) as client:
+        with make_client(
+            local_server, "http", security_token="sec-tok-98765", headers={"Accept-Language": "ja", "x-extra": "yes"}
+        ) as client:
             list(client.generate("4738", user("one")))
             list(client.generate("4738", user("two")))
     first, second = (r["headers"] for r in local_server.http_requests)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
 from myshell_sync.integrations import PREFIXES
 from myshell_sync.integrations._common import (
@@ -22,8 +23,6 @@ from myshell_sync.integrations._common import (
     model_names,
     stop_list,
 )
-
-from helpers import ROOT
 
 HEAVY = ("llm", "langchain_core", "litellm", "openai", "pydantic")
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Dict, List
 
 import pytest
 
 pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 pytest.importorskip("langchain_core", reason="ChatMyShell is tested with langchain-core (test extra, Python 3.10+)")
 
+from helpers import MODELS, expected_reply  # noqa: E402
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage  # noqa: E402
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
@@ -25,24 +25,27 @@ from myshell_sync import CaptchaRequiredError, Myshell, UnsupportedModelError, f
 from myshell_sync.integrations.langchain import ChatMyShell  # noqa: E402
 from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, openapi_reply  # noqa: E402
 
-from helpers import MODELS, expected_reply  # noqa: E402
-
 MODEL = MODELS
 POEM = "Write a poem about love"
 
 
-def expected(transport: str, messages: List[Dict[str, str]]) -> str:
+def expected(transport: str, messages: list[dict[str, str]]) -> str:
     """The local server's reply (its bots echo the prompt, see myshell_sync.local)."""
     return expected_reply(transport, messages)
 
 
-def user(text: str) -> Dict[str, str]:
+def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
 def make(server: LocalMyshellServer, transport: str, **fields) -> ChatMyShell:
-    options = {"model": MODEL[transport], "transport": transport, "base_url": server.base_url,
-               "captcha_delay": 0, "timeout": 10}
+    options = {
+        "model": MODEL[transport],
+        "transport": transport,
+        "base_url": server.base_url,
+        "captcha_delay": 0,
+        "timeout": 10,
+    }
     if transport == "openapi":
         options["api_key"] = LOCAL_API_KEY
     return ChatMyShell(**{**options, **fields})
@@ -89,7 +92,7 @@ def test_stream_yields_ai_message_chunks(chat, transport):
 
 
 def test_invoke_with_streaming_true_goes_through_the_stream_and_its_callbacks(local_server):
-    tokens: List[str] = []
+    tokens: list[str] = []
 
     class Tokens(BaseCallbackHandler):
         def on_llm_new_token(self, token: str, **kwargs) -> None:
@@ -126,8 +129,12 @@ def test_a_prompt_model_parser_chain(chat, transport):
 
 def test_the_history_is_sent(chat, transport, local_server):
     history = [SystemMessage("Be brief."), HumanMessage("one"), AIMessage("reply one"), HumanMessage("two")]
-    sent = [{"role": "system", "content": "Be brief."}, user("one"),
-            {"role": "assistant", "content": "reply one"}, user("two")]
+    sent = [
+        {"role": "system", "content": "Be brief."},
+        user("one"),
+        {"role": "assistant", "content": "reply one"},
+        user("two"),
+    ]
     assert chat.invoke(history).content == expected(transport, sent)
     if transport == "openapi":
         assert local_server.openapi_requests[-1]["input"]["memory"] == sent[1:3]
@@ -145,8 +152,12 @@ def test_settings_reach_the_key_based_api_from_fields_and_bind(local_server):
         model.bind(temperature=0.7, top_p=0.5).invoke("hi")
         sent = local_server.openapi_requests[-1]["input"]
         assert (sent["temperature"], sent["top_p"], sent["max_tokens"]) == (0.7, 0.5, 20)
-        assert model._identifying_params == {"model": "gpt-4o-mini", "transport": "openapi",
-                                             "temperature": 0.3, "max_tokens": 20}
+        assert model._identifying_params == {
+            "model": "gpt-4o-mini",
+            "transport": "openapi",
+            "temperature": 0.3,
+            "max_tokens": 20,
+        }
     with make(local_server, "websocket", temperature=0.3) as model:
         with pytest.raises(ValueError, match="temperature"):
             model.invoke("hi")
@@ -156,8 +167,10 @@ def test_settings_reach_the_key_based_api_from_fields_and_bind(local_server):
 
 
 def test_stop_strings_cut_the_reply(chat, transport):
-    assert chat.invoke("one two three", stop=["two"]).content == expected(transport, [user("one two three")]).split(
-        "two")[0]
+    assert (
+        chat.invoke("one two three", stop=["two"]).content
+        == expected(transport, [user("one two three")]).split("two")[0]
+    )
     pieces = [chunk.content for chunk in chat.stream("one two three", stop=["thr"])]
     assert "".join(pieces) == expected(transport, [user("one two three")]).split("thr")[0]
 

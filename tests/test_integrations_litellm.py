@@ -14,7 +14,7 @@ import asyncio
 import os
 import threading
 import time
-from typing import Dict, Iterator, List
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,6 +27,8 @@ pytestmark = [
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm", reason="MyshellLLM is tested with litellm (test extra, Python 3.10+)")
 
+from helpers import MODELS, expected_reply  # noqa: E402
+
 from myshell_sync import (  # noqa: E402
     AuthenticationError,
     InsufficientEnergyError,
@@ -35,8 +37,6 @@ from myshell_sync import (  # noqa: E402
 )
 from myshell_sync.integrations.litellm import MyshellLLM, myshell_error, register  # noqa: E402
 from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, reply_chunks  # noqa: E402
-
-from helpers import MODELS, expected_reply  # noqa: E402
 
 PREFIX = {"websocket": "myshell", "http": "myshell-http", "openapi": "myshell-openapi"}
 MODEL = MODELS
@@ -64,11 +64,11 @@ def no_leaked_threads() -> Iterator[None]:
     assert not leaked, f"threads left running: {leaked}"
 
 
-def user(text: str) -> Dict[str, str]:
+def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def expected(transport: str, messages: List[Dict[str, str]]) -> str:
+def expected(transport: str, messages: list[dict[str, str]]) -> str:
     return expected_reply(transport, messages)
 
 
@@ -76,7 +76,7 @@ def model_of(transport: str) -> str:
     return f"{PREFIX[transport]}/{MODEL[transport]}"
 
 
-def key_of(transport: str) -> Dict[str, str]:
+def key_of(transport: str) -> dict[str, str]:
     return {"api_key": LOCAL_API_KEY} if transport == "openapi" else {}
 
 
@@ -86,7 +86,7 @@ def providers(monkeypatch):
     monkeypatch.delenv("MYSHELL_TOKEN", raising=False)
     monkeypatch.delenv("MYSHELL_API_KEY", raising=False)
     saved = list(litellm.custom_provider_map)
-    handlers: List[MyshellLLM] = []
+    handlers: list[MyshellLLM] = []
     yield handlers
     for item in litellm.custom_provider_map:
         if isinstance(item.get("custom_handler"), MyshellLLM):
@@ -126,8 +126,12 @@ def test_completion_streams(registered, transport):
 
 
 def test_the_history_is_sent(registered, transport):
-    messages = [SYSTEM, user("one"), {"role": "assistant", "content": "reply one"},
-                {"role": "user", "content": [{"type": "text", "text": "two"}]}]
+    messages = [
+        SYSTEM,
+        user("one"),
+        {"role": "assistant", "content": "reply one"},
+        {"role": "user", "content": [{"type": "text", "text": "two"}]},
+    ]
     sent = messages[:3] + [user("two")]
     response = litellm.completion(model=model_of(transport), messages=messages, **key_of(transport))
     assert response.choices[0].message.content == expected(transport, sent)
@@ -138,8 +142,14 @@ def test_the_history_is_sent(registered, transport):
 
 
 def test_settings_reach_the_key_based_api_and_are_ignored_elsewhere(registered):
-    litellm.completion(model=model_of("openapi"), messages=[user("hi")], api_key=LOCAL_API_KEY,
-                       temperature=0.2, top_p=0.8, max_tokens=30)
+    litellm.completion(
+        model=model_of("openapi"),
+        messages=[user("hi")],
+        api_key=LOCAL_API_KEY,
+        temperature=0.2,
+        top_p=0.8,
+        max_tokens=30,
+    )
     sent = registered.openapi_requests[-1]["input"]
     assert (sent["temperature"], sent["top_p"], sent["max_tokens"]) == (0.2, 0.8, 30)
     response = litellm.completion(model=model_of("websocket"), messages=[user("hi")], temperature=0.2)
@@ -148,11 +158,13 @@ def test_settings_reach_the_key_based_api_and_are_ignored_elsewhere(registered):
 
 def test_stop_strings_cut_the_reply(registered, transport):
     full = expected(transport, [user("one two three")])
-    response = litellm.completion(model=model_of(transport), messages=[user("one two three")], stop=["two"],
-                                  **key_of(transport))
+    response = litellm.completion(
+        model=model_of(transport), messages=[user("one two three")], stop=["two"], **key_of(transport)
+    )
     assert response.choices[0].message.content == full.split("two")[0]
-    stream = litellm.completion(model=model_of(transport), messages=[user("one two three")], stop="thr",
-                                stream=True, **key_of(transport))
+    stream = litellm.completion(
+        model=model_of(transport), messages=[user("one two three")], stop="thr", stream=True, **key_of(transport)
+    )
     assert "".join(c.choices[0].delta.content or "" for c in stream) == full.split("thr")[0]
 
 
@@ -168,8 +180,9 @@ def test_closing_a_stream_cancels_the_reply_upstream(providers):
 def test_the_async_calls_run_the_sync_ones_in_threads(registered, transport):
     async def main():
         whole = await litellm.acompletion(model=model_of(transport), messages=[user("hi")], **key_of(transport))
-        stream = await litellm.acompletion(model=model_of(transport), messages=[user(POEM)], stream=True,
-                                           **key_of(transport))
+        stream = await litellm.acompletion(
+            model=model_of(transport), messages=[user(POEM)], stream=True, **key_of(transport)
+        )
         text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream])
         return whole.choices[0].message.content, text
 
@@ -244,8 +257,13 @@ def test_the_key_based_api_without_a_key_and_refused_parameters(registered):
         litellm.completion(model=model_of("openapi"), messages=[user("hi")])
     assert "MYSHELL_API_KEY" in str(caught.value)
     with pytest.raises(litellm.BadRequestError, match="tools"):
-        litellm.completion(model=model_of("websocket"), messages=[user("hi")],
-                           tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
+        litellm.completion(
+            model=model_of("websocket"),
+            messages=[user("hi")],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
     with pytest.raises(litellm.BadRequestError, match="tool"):
-        litellm.completion(model=model_of("websocket"), messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}])
+        litellm.completion(
+            model=model_of("websocket"), messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}]
+        )
     assert registered.requests == [] and registered.openapi_requests == []

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
@@ -31,22 +30,21 @@ LLM = Path(sys.executable).parent / "llm"
 POEM = "Write a poem about love"
 
 
-def echo(model: str, messages: List[Dict[str, str]]) -> str:
+def echo(model: str, messages: list[dict[str, str]]) -> str:
     """What the local WebSocket/HTTP bot ``model`` answers to ``messages``."""
     return "".join(reply_chunks(model, format_prompt(messages)))
 
 
-def user(text: str) -> Dict[str, str]:
+def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def assistant(text: str) -> Dict[str, str]:
+def assistant(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
 
 
-def environment(server: LocalMyshellServer, home: Path) -> Dict[str, str]:
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("MYSHELL_", "LLM_"))}
+def environment(server: LocalMyshellServer, home: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("MYSHELL_", "LLM_"))}
     env.update(
         LLM_USER_PATH=str(home),
         MYSHELL_BASE_URL=server.base_url,
@@ -64,8 +62,9 @@ def cli(local_server, tmp_path):
     env = environment(local_server, tmp_path)
 
     def run(*args: str, input: str = "", check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(LLM), *args], input=input, capture_output=True, text=True,
-                                env={**env, **extra_env}, timeout=120)
+        result = subprocess.run(
+            [str(LLM), *args], input=input, capture_output=True, text=True, env={**env, **extra_env}, timeout=120
+        )
         if check:
             assert result.returncode == 0, f"llm {' '.join(args)}: {result.stderr}"
         return result
@@ -92,7 +91,8 @@ def api(local_server, tmp_path, monkeypatch):
 def test_llm_plugins_lists_the_plugin_and_llm_models_lists_every_transport(cli):
     plugins = json.loads(cli("plugins").stdout)
     assert {"name": "myshell_sync", "hooks": ["register_models"]}.items() <= next(
-        p for p in plugins if p["name"] == "myshell_sync").items()
+        p for p in plugins if p["name"] == "myshell_sync"
+    ).items()
     models = cli("models").stdout.splitlines()
     assert "MyshellModel: myshell/gpt-4" in models
     assert "MyshellModel: myshell-http/assistant (aliases: myshell/assistant)" in models
@@ -125,7 +125,9 @@ def test_llm_chat_on_stdin_keeps_the_conversation(cli, local_server):
     assert f"> {first}\n" in result.stdout
     assert f"> {second}\n" in result.stdout
     assert [r["text"] for r in local_server.requests] == [
-        "first", format_prompt([user("first"), assistant(first), user("second")])]
+        "first",
+        format_prompt([user("first"), assistant(first), user("second")]),
+    ]
 
 
 def test_llm_key_based_api_with_its_key_options_and_history(cli, local_server):
@@ -142,7 +144,9 @@ def test_llm_key_based_api_with_its_key_options_and_history(cli, local_server):
     again = cli("-c", "again").stdout
     assert again == openapi_reply("gpt-4o", "again", 2, True) + "\n"
     assert local_server.openapi_requests[-1]["input"]["memory"] == [
-        user("hi"), assistant(openapi_reply("gpt-4o", "hi", 0, True))]
+        user("hi"),
+        assistant(openapi_reply("gpt-4o", "hi", 0, True)),
+    ]
 
 
 def test_llm_shows_our_error_and_raises_it_typed_when_asked(tmp_path):
@@ -150,10 +154,16 @@ def test_llm_shows_our_error_and_raises_it_typed_when_asked(tmp_path):
         pytest.skip("the llm command is not installed next to this interpreter")
     with LocalMyshellServer(energy=0) as server:
         env = environment(server, tmp_path)
-        shown = subprocess.run([str(LLM), "-m", "myshell/gpt-4", "hi"], capture_output=True, text=True,
-                               env=env, timeout=120)
-        raised = subprocess.run([str(LLM), "-m", "myshell/gpt-4", "hi"], capture_output=True, text=True,
-                                env={**env, "LLM_RAISE_ERRORS": "1"}, timeout=120)
+        shown = subprocess.run(
+            [str(LLM), "-m", "myshell/gpt-4", "hi"], capture_output=True, text=True, env=env, timeout=120
+        )
+        raised = subprocess.run(
+            [str(LLM), "-m", "myshell/gpt-4", "hi"],
+            capture_output=True,
+            text=True,
+            env={**env, "LLM_RAISE_ERRORS": "1"},
+            timeout=120,
+        )
     assert shown.returncode == 1 and shown.stderr.startswith("Error: no_enough_energy")
     assert raised.returncode == 1
     assert "myshell_sync.InsufficientEnergyError: no_enough_energy" in raised.stderr

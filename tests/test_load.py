@@ -12,10 +12,10 @@ import sys
 import threading
 
 import pytest
+from helpers import ROOT, run_threads, ws_pool
 
 from myshell_sync import Myshell
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import ROOT, run_threads, ws_pool
 
 
 @pytest.mark.parametrize("transport", ["websocket", "http"])
@@ -64,7 +64,10 @@ def test_200_concurrent_streams_against_a_slow_bot_are_complete_and_uncrossed(tr
 def run_soak(*args: str, timeout: float) -> dict:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--json", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)

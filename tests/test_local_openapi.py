@@ -14,8 +14,7 @@ import pytest
 import requests
 import websocket
 
-from myshell_sync.local import (DEFAULT_WIDGETS, LOCAL_API_KEY, MALFORMED_KINDS,
-                                LocalMyshellServer, openapi_reply)
+from myshell_sync.local import DEFAULT_WIDGETS, LOCAL_API_KEY, MALFORMED_KINDS, LocalMyshellServer, openapi_reply
 from myshell_sync.local._rules import widget_run_check
 
 RUN = "/public/v1/widget/run"
@@ -23,8 +22,7 @@ KEY = {"x-myshell-openapi-key": LOCAL_API_KEY}
 GPT4O = "1744214024104448199"
 
 
-def run(server, prompt="hi", widget_id=GPT4O, headers=KEY, body=None, session=requests,
-        timeout=5, **fields):
+def run(server, prompt="hi", widget_id=GPT4O, headers=KEY, body=None, session=requests, timeout=5, **fields):
     """One widget run: ``input`` is ``{"user_prompt": prompt, **fields}``, JSON-encoded."""
     if body is None:
         body = {"widget_id": widget_id, "input": json.dumps(dict(fields, user_prompt=prompt))}
@@ -84,24 +82,38 @@ def test_result_is_the_json_text_of_the_reply():
     assert reply_of(response) == expected
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({}, "gpt-4o (0 earlier turns): now"),
-    ({"memory": []}, "gpt-4o (0 earlier turns): now"),
-    ({"memory": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
-     "gpt-4o (2 earlier turns): now"),
-    ({"system_prompt": ""}, "gpt-4o (0 earlier turns): now"),
-    ({"system_prompt": "be brief"}, "gpt-4o (0 earlier turns, system): now"),
-    ({"system_prompt": "s", "memory": [{"role": "user", "content": "a"}] * 3},
-     "gpt-4o (3 earlier turns, system): now"),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({}, "gpt-4o (0 earlier turns): now"),
+        ({"memory": []}, "gpt-4o (0 earlier turns): now"),
+        (
+            {"memory": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+            "gpt-4o (2 earlier turns): now",
+        ),
+        ({"system_prompt": ""}, "gpt-4o (0 earlier turns): now"),
+        ({"system_prompt": "be brief"}, "gpt-4o (0 earlier turns, system): now"),
+        (
+            {"system_prompt": "s", "memory": [{"role": "user", "content": "a"}] * 3},
+            "gpt-4o (3 earlier turns, system): now",
+        ),
+    ],
+)
 def test_memory_and_system_prompt_are_reflected(fields, expected):
     with LocalMyshellServer() as server:
         assert reply_of(run(server, "now", **fields)) == expected
 
 
 def test_every_documented_setting_is_accepted():
-    settings = {"system_prompt": "", "memory": [], "temperature": 0.7, "top_p": 1,
-                "max_tokens": None, "presence_penalty": 0.0, "frequency_penalty": -0.5}
+    settings = {
+        "system_prompt": "",
+        "memory": [],
+        "temperature": 0.7,
+        "top_p": 1,
+        "max_tokens": None,
+        "presence_penalty": 0.0,
+        "frequency_penalty": -0.5,
+    }
     with LocalMyshellServer() as server:
         assert reply_of(run(server, "x", **settings)) == "gpt-4o (0 earlier turns): x"
         assert reply_of(run(server, "y", max_tokens=64)) == "gpt-4o (0 earlier turns): y"
@@ -114,8 +126,7 @@ def test_custom_widgets():
 
 
 def test_the_request_is_recorded_exactly():
-    text = json.dumps({"user_prompt": "hi", "memory": [{"role": "user", "content": "m"}],
-                       "temperature": 0.2})
+    text = json.dumps({"user_prompt": "hi", "memory": [{"role": "user", "content": "m"}], "temperature": 0.2})
     body = {"widget_id": GPT4O, "input": text}
     with LocalMyshellServer() as server:
         reply_of(run(server, body=body, headers=dict(KEY, **{"X-Extra": "Yes"})))
@@ -144,9 +155,15 @@ def test_the_server_answers_again_after_a_restart():
 # The key
 
 
-@pytest.mark.parametrize("headers", [{}, {"x-myshell-openapi-key": "wrong"},
-                                     {"x-myshell-openapi-key": ""},
-                                     {"Authorization": f"Bearer {LOCAL_API_KEY}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"x-myshell-openapi-key": "wrong"},
+        {"x-myshell-openapi-key": ""},
+        {"Authorization": f"Bearer {LOCAL_API_KEY}"},
+    ],
+)
 def test_a_missing_or_wrong_key_is_refused(headers):
     with LocalMyshellServer() as server:
         assert failure_of(run(server, headers=headers), 401) == "invalid API key"
@@ -186,41 +203,41 @@ def _input(**fields):
     return json.dumps(dict({"user_prompt": "p"}, **fields))
 
 
-@pytest.mark.parametrize("body, field", [
-    ([GPT4O], "body"),
-    ("a string", "body"),
-    ({"input": _input()}, "widget_id"),
-    ({"widget_id": int(GPT4O), "input": _input()}, "widget_id"),
-    ({"widget_id": "123", "input": _input()}, "unknown widget_id"),
-    ({"widget_id": GPT4O}, "input"),
-    ({"widget_id": GPT4O, "input": {"user_prompt": "p"}}, "input"),
-    ({"widget_id": GPT4O, "input": "{not json"}, "input"),
-    ({"widget_id": GPT4O, "input": "[1, 2]"}, "input"),
-    ({"widget_id": GPT4O, "input": _input(), "workflow_id": "1"}, "workflow_id"),
-    ({"widget_id": GPT4O, "input": "{}"}, "user_prompt"),
-    ({"widget_id": GPT4O, "input": _input(user_prompt=None)}, "user_prompt"),
-    ({"widget_id": GPT4O, "input": _input(user_prompt=[{"type": "text", "text": "p"}])},
-     "user_prompt"),
-    ({"widget_id": GPT4O, "input": _input(system_prompt=1)}, "system_prompt"),
-    ({"widget_id": GPT4O, "input": _input(system_prompt=None)}, "system_prompt"),
-    ({"widget_id": GPT4O, "input": _input(memory={"role": "user"})}, "memory"),
-    ({"widget_id": GPT4O, "input": _input(memory=[{"role": "system", "content": "s"}])},
-     "memory"),
-    ({"widget_id": GPT4O, "input": _input(memory=[{"role": "user", "content": 1}])}, "memory"),
-    ({"widget_id": GPT4O, "input": _input(memory=[{"role": "user"}])}, "memory"),
-    ({"widget_id": GPT4O, "input": _input(memory=[{"role": "user", "content": "c",
-                                                     "name": "n"}])}, "memory"),
-    ({"widget_id": GPT4O, "input": _input(memory=["hi"])}, "memory"),
-    ({"widget_id": GPT4O, "input": _input(temperature="0.7")}, "temperature"),
-    ({"widget_id": GPT4O, "input": _input(temperature=True)}, "temperature"),
-    ({"widget_id": GPT4O, "input": _input(top_p=None)}, "top_p"),
-    ({"widget_id": GPT4O, "input": _input(presence_penalty=[0])}, "presence_penalty"),
-    ({"widget_id": GPT4O, "input": _input(frequency_penalty={})}, "frequency_penalty"),
-    ({"widget_id": GPT4O, "input": _input(max_tokens=10.0)}, "max_tokens"),
-    ({"widget_id": GPT4O, "input": _input(max_tokens="10")}, "max_tokens"),
-    ({"widget_id": GPT4O, "input": _input(max_tokens=False)}, "max_tokens"),
-    ({"widget_id": GPT4O, "input": _input(function_name="f")}, "function_name"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ([GPT4O], "body"),
+        ("a string", "body"),
+        ({"input": _input()}, "widget_id"),
+        ({"widget_id": int(GPT4O), "input": _input()}, "widget_id"),
+        ({"widget_id": "123", "input": _input()}, "unknown widget_id"),
+        ({"widget_id": GPT4O}, "input"),
+        ({"widget_id": GPT4O, "input": {"user_prompt": "p"}}, "input"),
+        ({"widget_id": GPT4O, "input": "{not json"}, "input"),
+        ({"widget_id": GPT4O, "input": "[1, 2]"}, "input"),
+        ({"widget_id": GPT4O, "input": _input(), "workflow_id": "1"}, "workflow_id"),
+        ({"widget_id": GPT4O, "input": "{}"}, "user_prompt"),
+        ({"widget_id": GPT4O, "input": _input(user_prompt=None)}, "user_prompt"),
+        ({"widget_id": GPT4O, "input": _input(user_prompt=[{"type": "text", "text": "p"}])}, "user_prompt"),
+        ({"widget_id": GPT4O, "input": _input(system_prompt=1)}, "system_prompt"),
+        ({"widget_id": GPT4O, "input": _input(system_prompt=None)}, "system_prompt"),
+        ({"widget_id": GPT4O, "input": _input(memory={"role": "user"})}, "memory"),
+        ({"widget_id": GPT4O, "input": _input(memory=[{"role": "system", "content": "s"}])}, "memory"),
+        ({"widget_id": GPT4O, "input": _input(memory=[{"role": "user", "content": 1}])}, "memory"),
+        ({"widget_id": GPT4O, "input": _input(memory=[{"role": "user"}])}, "memory"),
+        ({"widget_id": GPT4O, "input": _input(memory=[{"role": "user", "content": "c", "name": "n"}])}, "memory"),
+        ({"widget_id": GPT4O, "input": _input(memory=["hi"])}, "memory"),
+        ({"widget_id": GPT4O, "input": _input(temperature="0.7")}, "temperature"),
+        ({"widget_id": GPT4O, "input": _input(temperature=True)}, "temperature"),
+        ({"widget_id": GPT4O, "input": _input(top_p=None)}, "top_p"),
+        ({"widget_id": GPT4O, "input": _input(presence_penalty=[0])}, "presence_penalty"),
+        ({"widget_id": GPT4O, "input": _input(frequency_penalty={})}, "frequency_penalty"),
+        ({"widget_id": GPT4O, "input": _input(max_tokens=10.0)}, "max_tokens"),
+        ({"widget_id": GPT4O, "input": _input(max_tokens="10")}, "max_tokens"),
+        ({"widget_id": GPT4O, "input": _input(max_tokens=False)}, "max_tokens"),
+        ({"widget_id": GPT4O, "input": _input(function_name="f")}, "function_name"),
+    ],
+)
 def test_a_bad_body_is_refused_naming_the_field(body, field):
     with LocalMyshellServer() as server:
         message = failure_of(run(server, body=body), 400)
@@ -270,8 +287,9 @@ def test_openapi_status_answers_that_status(status):
         assert "Retry-After" not in response.headers
 
 
-@pytest.mark.parametrize("kwargs, header", [({}, "1"), ({"openapi_retry_after": "5"}, "5"),
-                                            ({"openapi_retry_after": None}, None)])
+@pytest.mark.parametrize(
+    "kwargs, header", [({}, "1"), ({"openapi_retry_after": "5"}, "5"), ({"openapi_retry_after": None}, None)]
+)
 def test_openapi_status_429_carries_retry_after(kwargs, header):
     with LocalMyshellServer(openapi_status=429, **kwargs) as server:
         response = run(server)
@@ -382,13 +400,24 @@ def test_stop_ends_a_delayed_run_promptly_and_does_not_count_it():
     assert server.openapi_cancelled == 0
 
 
-@pytest.mark.parametrize("switch, bad", [
-    ("openapi_status", 200), ("openapi_status", "429"), ("openapi_status", True),
-    ("openapi_status_times", -1), ("openapi_status_times", 1.5),
-    ("openapi_status_times", True), ("openapi_retry_after", 1),
-    ("openapi_failure", 1), ("openapi_malformed", "garbage"), ("openapi_malformed", True),
-    ("openapi_delay", -1), ("openapi_delay", "1"), ("openapi_delay", float("inf")),
-])
+@pytest.mark.parametrize(
+    "switch, bad",
+    [
+        ("openapi_status", 200),
+        ("openapi_status", "429"),
+        ("openapi_status", True),
+        ("openapi_status_times", -1),
+        ("openapi_status_times", 1.5),
+        ("openapi_status_times", True),
+        ("openapi_retry_after", 1),
+        ("openapi_failure", 1),
+        ("openapi_malformed", "garbage"),
+        ("openapi_malformed", True),
+        ("openapi_delay", -1),
+        ("openapi_delay", "1"),
+        ("openapi_delay", float("inf")),
+    ],
+)
 def test_switches_are_validated(switch, bad):
     with pytest.raises(ValueError):
         LocalMyshellServer(**{switch: bad})
@@ -401,11 +430,15 @@ def test_switch_defaults():
     server = LocalMyshellServer()
     assert server.api_keys == {LOCAL_API_KEY}
     assert server.widgets == dict(DEFAULT_WIDGETS)
-    assert (server.openapi_status, server.openapi_status_times, server.openapi_retry_after,
-            server.openapi_failure, server.openapi_malformed, server.openapi_delay) == (
-        None, None, "1", None, None, 0.0)
-    assert (server.openapi_requests, server.openapi_cancelled, server.http_connections) == (
-        [], 0, 0)
+    assert (
+        server.openapi_status,
+        server.openapi_status_times,
+        server.openapi_retry_after,
+        server.openapi_failure,
+        server.openapi_malformed,
+        server.openapi_delay,
+    ) == (None, None, "1", None, None, 0.0)
+    assert (server.openapi_requests, server.openapi_cancelled, server.http_connections) == ([], 0, 0)
 
 
 # ----------------------------------------------------------------------
@@ -429,12 +462,16 @@ def test_new_sessions_are_new_connections():
 
 def test_every_http_route_counts_on_one_connection_and_refusals_too():
     with LocalMyshellServer() as server, requests.Session() as session:
-        send = session.post(server.base_url + "/v1/bot/chat/send_message",
-                            json={"botId": "4738", "message": "m", "messageType": 1},
-                            headers={"myshell-service-name": "organics-api"}, timeout=5)
+        send = session.post(
+            server.base_url + "/v1/bot/chat/send_message",
+            json={"botId": "4738", "message": "m", "messageType": 1},
+            headers={"myshell-service-name": "organics-api"},
+            timeout=5,
+        )
         assert send.status_code == 200 and send.content  # read to the end
-        energy = session.get(server.base_url + "/user/getUserEnergyInfo",
-                             headers={"Authorization": "Bearer t"}, timeout=5)
+        energy = session.get(
+            server.base_url + "/user/getUserEnergyInfo", headers={"Authorization": "Bearer t"}, timeout=5
+        )
         assert energy.status_code == 200
         failure_of(run(server, session=session, headers={}), 401)
         reply_of(run(server, session=session))
@@ -462,7 +499,6 @@ def test_widget_run_and_connection_counting_over_tls(tls):
         assert server.base_url.startswith("https://")
         body = {"widget_id": GPT4O, "input": json.dumps({"user_prompt": "tls"})}
         for _ in range(3):
-            response = session.post(server.base_url + RUN, json=body, headers=KEY,
-                                    verify=ca_file, timeout=5)
+            response = session.post(server.base_url + RUN, json=body, headers=KEY, verify=ca_file, timeout=5)
             assert reply_of(response) == "gpt-4o (0 earlier turns): tls"
         assert server.http_connections == 1

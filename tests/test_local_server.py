@@ -30,20 +30,35 @@ ENERGY = "/user/getUserEnergyInfo"
 PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 HEADERS = {"myshell-service-name": "organics-api"}
 ENVELOPE_FIELDS = {
-    "content", "voiceBytes", "voiceBytesIndex", "errorReason", "status", "voiceFilePath",
-    "message", "audioFileDurationSeconds", "userEnergyInfo", "imageGenMessageResponse",
+    "content",
+    "voiceBytes",
+    "voiceBytesIndex",
+    "errorReason",
+    "status",
+    "voiceFilePath",
+    "message",
+    "audioFileDurationSeconds",
+    "userEnergyInfo",
+    "imageGenMessageResponse",
 }
-NORMAL = ["USER_SENT_MESSAGE_CREATED", "USER_SENT_MESSAGE_REPLYING", "TEXT",
-          "TEXT_STREAM_PUSH_FINISHED", "USER_SENT_MESSAGE_REPLIED"]
+NORMAL = [
+    "USER_SENT_MESSAGE_CREATED",
+    "USER_SENT_MESSAGE_REPLYING",
+    "TEXT",
+    "TEXT_STREAM_PUSH_FINISHED",
+    "USER_SENT_MESSAGE_REPLIED",
+]
 
 
 def post(server, message="hi", bot_id="4738", headers=None, body=None, **kwargs):
     """Send a send_message; the caller closes the response."""
-    payload = {"botId": bot_id, "conversation_scenario": 3, "message": message,
-               "messageType": 1} if body is None else body
+    payload = (
+        {"botId": bot_id, "conversation_scenario": 3, "message": message, "messageType": 1} if body is None else body
+    )
     kwargs.setdefault("timeout", 5)
-    return requests.post(server.base_url + SEND, json=payload,
-                         headers=dict(HEADERS, **(headers or {})), stream=True, **kwargs)
+    return requests.post(
+        server.base_url + SEND, json=payload, headers=dict(HEADERS, **(headers or {})), stream=True, **kwargs
+    )
 
 
 def read_stream(response):
@@ -61,7 +76,7 @@ def names(events):
     out = []
     for event in events:
         assert event.event.startswith(PREFIX), event.event
-        name = event.event[len(PREFIX):]
+        name = event.event[len(PREFIX) :]
         if not (name == "TEXT" and out and out[-1] == "TEXT"):
             out.append(name)
     return out
@@ -88,8 +103,7 @@ def error_body(response):
 # The normal reply
 
 
-@pytest.mark.parametrize("message", ["hi", "Write a poem about love", "你好，世界 🎉 ok",
-                                     "  spaced\nlines\r\n", ""])
+@pytest.mark.parametrize("message", ["hi", "Write a poem about love", "你好，世界 🎉 ok", "  spaced\nlines\r\n", ""])
 def test_reply_streams_the_same_chunks_as_the_websocket_side(message):
     with LocalMyshellServer() as server:
         response, events, decoder = chat(server, message)
@@ -137,8 +151,11 @@ def test_custom_http_bots_and_unknown_bot():
         assert "".join(texts(chat(server, "a", bot_id="77")[1])) == "echo: a"
         with post(server, bot_id="4738") as response:
             assert response.status_code == 400
-            assert error_body(response) == {"reason": "ERROR_REASON_BOT_NOT_FOUND",
-                                            "message": "bot not found", "code": 400}
+            assert error_body(response) == {
+                "reason": "ERROR_REASON_BOT_NOT_FOUND",
+                "message": "bot not found",
+                "code": 400,
+            }
 
 
 def test_requests_are_recorded_with_lower_cased_headers():
@@ -149,8 +166,7 @@ def test_requests_are_recorded_with_lower_cased_headers():
         recorded = server.http_requests
     assert len(recorded) == 2
     first = recorded[0]
-    assert first["json"] == {"botId": "4738", "conversation_scenario": 3, "message": "one",
-                             "messageType": 1}
+    assert first["json"] == {"botId": "4738", "conversation_scenario": 3, "message": "one", "messageType": 1}
     assert first["headers"]["visitor-id"] == "v-1"
     assert first["headers"]["x-mixed-case"] == "Yes"
     assert first["headers"]["myshell-service-name"] == "organics-api"
@@ -178,8 +194,7 @@ def test_a_malformed_body_is_refused(body):
 
 def test_a_body_that_is_not_json_is_recorded_as_none():
     with LocalMyshellServer() as server:
-        response = requests.post(server.base_url + SEND, data=b"{nope", headers=HEADERS,
-                                 timeout=5)
+        response = requests.post(server.base_url + SEND, data=b"{nope", headers=HEADERS, timeout=5)
         assert response.status_code == 400
         assert server.http_requests[0]["json"] is None
 
@@ -196,8 +211,9 @@ def test_conversation_scenario_is_optional():
 
 def test_the_service_name_header_is_required():
     with LocalMyshellServer() as server:
-        response = requests.post(server.base_url + SEND, timeout=5, json={
-            "botId": "4738", "message": "x", "messageType": 1})
+        response = requests.post(
+            server.base_url + SEND, timeout=5, json={"botId": "4738", "message": "x", "messageType": 1}
+        )
         assert response.status_code == 400
         assert error_body(response)["reason"] == "ERROR_REASON_INVALID_SERVICE_NAME"
         with post(server, headers={"myshell-service-name": "other"}) as response:
@@ -237,8 +253,12 @@ def test_a_fresh_header_timestamp_is_accepted():
 
 def test_tokens_require_a_matching_bearer():
     with LocalMyshellServer(tokens={"good"}) as server:
-        for headers in ({}, {"Authorization": "Bearer bad"}, {"Authorization": "good"},
-                        {"Authorization": "Basic good"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer bad"},
+            {"Authorization": "good"},
+            {"Authorization": "Basic good"},
+        ):
             with post(server, headers=headers) as response:
                 assert response.status_code == 401, headers
                 assert error_body(response)["reason"] == "ERROR_REASON_UNAUTHORIZED"
@@ -253,7 +273,9 @@ def test_captcha_window_counts_from_the_server_start():
             assert response.status_code == 400
             assert error_body(response) == {
                 "reason": "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
-                "message": "need verify captcha", "code": 400}
+                "message": "need verify captcha",
+                "code": 400,
+            }
         server.captcha_window = 0
         assert names(chat(server)[1]) == NORMAL
 
@@ -377,8 +399,7 @@ def test_refreshed_token_header():
     with LocalMyshellServer(refreshed_token="new.jwt") as server:
         response, _, _ = chat(server)
         assert response.headers["refreshed-auth-token"] == "new.jwt"
-        with requests.get(server.base_url + ENERGY, timeout=5,
-                          headers={"Authorization": "Bearer x"}) as energy:
+        with requests.get(server.base_url + ENERGY, timeout=5, headers={"Authorization": "Bearer x"}) as energy:
             assert energy.headers["refreshed-auth-token"] == "new.jwt"
         server.refreshed_token = None
         assert "refreshed-auth-token" not in chat(server)[0].headers
@@ -414,8 +435,7 @@ def test_energy_endpoint_needs_a_bearer():
     with LocalMyshellServer() as server:
         response = requests.get(server.base_url + ENERGY, timeout=5)
         assert response.status_code == 401
-        response = requests.get(server.base_url + ENERGY, timeout=5,
-                                headers={"Authorization": "Bearer anything"})
+        response = requests.get(server.base_url + ENERGY, timeout=5, headers={"Authorization": "Bearer anything"})
         assert response.status_code == 200
         body = response.json()
     assert set(body) == {"energy", "dailyEnergy"}
@@ -514,8 +534,7 @@ def test_tls_serves_https_and_wss_on_one_port(tls):
         _, events, decoder = chat(server, "secure", verify=ca_file)
         assert "".join(texts(events)) == "assistant: secure"
         assert not decoder.pending
-        ws = websocket.create_connection(server.ws_url, timeout=5,
-                                         sslopt={"ca_certs": ca_file})
+        ws = websocket.create_connection(server.ws_url, timeout=5, sslopt={"ca_certs": ca_file})
         try:
             assert ws.recv().startswith("0{")  # the Engine.IO open packet
         finally:
@@ -542,15 +561,13 @@ def test_ws_refuse_status_answers_plain_http(status):
         with pytest.raises(websocket.WebSocketBadStatusException) as caught:
             websocket.create_connection(server.ws_url, timeout=5)
         assert caught.value.status_code == status
-        assert requests.get(server.ws_url.replace("ws://", "http://"), timeout=5).status_code \
-            == status
+        assert requests.get(server.ws_url.replace("ws://", "http://"), timeout=5).status_code == status
         assert server.connects == 0
         # the HTTP API is untouched
         assert names(chat(server)[1]) == NORMAL
         server.ws_refuse_status = None
         with Myshell(server.base_url, captcha_delay=0, timeout=5, max_retries=0) as client:
-            assert "".join(client.generate("gpt-4", [{"role": "user", "content": "ws"}])) \
-                == "gpt-4: ws"
+            assert "".join(client.generate("gpt-4", [{"role": "user", "content": "ws"}])) == "gpt-4: ws"
 
 
 def test_websocket_and_http_share_the_port_and_the_energy_budget():
@@ -569,8 +586,12 @@ def test_websocket_and_http_share_the_port_and_the_energy_budget():
 def test_local_server_runs_standalone():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "import runpy; import sys; sys.argv = ['x', '--port', '0']; runpy.run_module('myshell_sync.local', run_name='__main__')"],
+        [
+            sys.executable,
+            "-c",
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "import runpy; import sys; sys.argv = ['x', '--port', '0']; runpy.run_module('myshell_sync.local', run_name='__main__')",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -43,9 +43,7 @@ def test_format_prompt_several_messages():
         {"role": "assistant", "content": "Hello!"},
         {"role": "user", "content": "A poem?"},
     ]
-    assert format_prompt(messages) == (
-        "System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: A poem?\nAssistant:"
-    )
+    assert format_prompt(messages) == ("System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: A poem?\nAssistant:")
 
 
 @pytest.mark.parametrize(
@@ -92,8 +90,7 @@ def test_each_known_name_gives_its_uid(name):
 def test_an_unknown_model_error_says_what_to_pass_and_keeps_the_model():
     with pytest.raises(UnsupportedModelError) as info:
         resolve_model("gpt-5")
-    assert str(info.value) == (
-        f"unsupported model 'gpt-5': use one of {KNOWN_WS}, or pass a bot's 32-hex uid")
+    assert str(info.value) == (f"unsupported model 'gpt-5': use one of {KNOWN_WS}, or pass a bot's 32-hex uid")
     assert info.value.model == "gpt-5"
 
 
@@ -157,8 +154,9 @@ def test_http_a_websocket_name_or_uid_says_the_http_api_needs_a_numeric_id(model
         resolve_http_model(model)
     assert str(info.value) == (
         f"unsupported model {model!r}: use one of assistant, the HTTP API takes a bot's numeric id "
-        "(e.g. \"4738\"), not a WebSocket model name or 32-hex uid; no numeric id is known for this one: "
-        "pass the id, or map the name with Myshell(http_bot_ids={...})")
+        '(e.g. "4738"), not a WebSocket model name or 32-hex uid; no numeric id is known for this one: '
+        "pass the id, or map the name with Myshell(http_bot_ids={...})"
+    )
 
 
 def test_http_a_websocket_name_mapped_in_extra_is_used():
@@ -201,8 +199,9 @@ def test_openapi_a_web_app_name_says_the_key_based_api_does_not_serve_it(model):
         resolve_openapi_model(model)
     assert str(info.value) == (
         f"unsupported model {model!r}: use one of {KNOWN_OPENAPI}, this is a name of the web app's chat API, "
-        "which the key-based API (transport=\"openapi\") does not serve; pick a name here, or pass a numeric "
-        "widget id")
+        'which the key-based API (transport="openapi") does not serve; pick a name here, or pass a numeric '
+        "widget id"
+    )
 
 
 # ----------------------------------------------------------------------
@@ -237,7 +236,8 @@ def test_openapi_input_needs_a_user_message_last(last):
     with pytest.raises(ValueError) as info:
         openapi_input([{"role": "user", "content": "a"}, {"role": last, "content": "b"}], {})
     assert str(info.value) == (
-        f"the last message must be the user's, not {last!r}: the key-based API answers a user turn")
+        f"the last message must be the user's, not {last!r}: the key-based API answers a user turn"
+    )
 
 
 def test_openapi_input_validates_the_messages():
@@ -250,27 +250,34 @@ def test_openapi_input_validates_the_messages():
 
 
 def test_settings_table():
-    assert dict(SETTINGS) == {"temperature": float, "top_p": float, "max_tokens": int,
-                              "presence_penalty": float, "frequency_penalty": float}
+    assert dict(SETTINGS) == {
+        "temperature": float,
+        "top_p": float,
+        "max_tokens": int,
+        "presence_penalty": float,
+        "frequency_penalty": float,
+    }
 
 
 def test_check_settings_keeps_numbers_and_drops_none():
-    given = {"temperature": 0.5, "top_p": 1, "max_tokens": 100, "presence_penalty": -1.5,
-             "frequency_penalty": None}
+    given = {"temperature": 0.5, "top_p": 1, "max_tokens": 100, "presence_penalty": -1.5, "frequency_penalty": None}
     assert check_settings(given) == {"temperature": 0.5, "top_p": 1, "max_tokens": 100, "presence_penalty": -1.5}
     assert check_settings({}) == {}
     assert check_settings({"max_tokens": None}) == {}
     assert check_settings({"top_p": None, "temperature": 1.5}) == {"temperature": 1.5}  # past a None
 
 
-@pytest.mark.parametrize("name, value, kind", [
-    ("temperature", "0.5", "a number"),
-    ("temperature", True, "a number"),
-    ("top_p", None.__class__, "a number"),
-    ("max_tokens", 1.0, "an int"),
-    ("max_tokens", "10", "an int"),
-    ("max_tokens", False, "an int"),
-])
+@pytest.mark.parametrize(
+    "name, value, kind",
+    [
+        ("temperature", "0.5", "a number"),
+        ("temperature", True, "a number"),
+        ("top_p", None.__class__, "a number"),
+        ("max_tokens", 1.0, "an int"),
+        ("max_tokens", "10", "an int"),
+        ("max_tokens", False, "an int"),
+    ],
+)
 def test_check_settings_says_what_each_setting_takes(name, value, kind):
     with pytest.raises(TypeError) as info:
         check_settings({name: value})
@@ -297,34 +304,42 @@ def test_check_text_names_the_message_and_the_lone_surrogate():
         check_text(messages)
     assert str(info.value) == (
         "messages[1]['content'] is not valid Unicode text: it holds a lone surrogate ('\\udcff' at index 2), "
-        "as undecodable bytes read with errors=\"surrogateescape\" do; decode the input strictly, or with "
-        "errors=\"replace\"")
+        'as undecodable bytes read with errors="surrogateescape" do; decode the input strictly, or with '
+        'errors="replace"'
+    )
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_check_text_checks_past_an_ascii_message():
     with pytest.raises(InvalidTextError, match=r"^messages\[2\]\['content'\] .*\('\\ud800' at index 0\)"):
-        check_text([{"role": "user", "content": "a"}, {"role": "user", "content": "é"},
-                    {"role": "user", "content": "\ud800"}])
+        check_text(
+            [{"role": "user", "content": "a"}, {"role": "user", "content": "é"}, {"role": "user", "content": "\ud800"}]
+        )
 
 
 # ----------------------------------------------------------------------
 # validate_messages and format_prompt: the whole messages
 
 
-@pytest.mark.parametrize("messages, error, text", [
-    ("hello", TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not str"),
-    (b"hello", TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not bytes"),
-    (None, TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not NoneType"),
-    ({"role": "user"}, TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not dict"),
-    ([], ValueError, "messages must not be empty: give at least one user message"),
-    (["hi"], TypeError, "messages[0] must be a dict with 'role' and 'content', not str"),
-    ([{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}], ValueError,
-     "messages[1]['role'] is 'bot'; use one of system, user, assistant"),
-    ([{"content": "a"}], ValueError, "messages[0]['role'] is None; use one of system, user, assistant"),
-    ([{"role": "user"}], TypeError, "messages[0]['content'] must be a str, not NoneType"),
-    ([{"role": "user", "content": 3}], TypeError, "messages[0]['content'] must be a str, not int"),
-])
+@pytest.mark.parametrize(
+    "messages, error, text",
+    [
+        ("hello", TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not str"),
+        (b"hello", TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not bytes"),
+        (None, TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not NoneType"),
+        ({"role": "user"}, TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts, not dict"),
+        ([], ValueError, "messages must not be empty: give at least one user message"),
+        (["hi"], TypeError, "messages[0] must be a dict with 'role' and 'content', not str"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}],
+            ValueError,
+            "messages[1]['role'] is 'bot'; use one of system, user, assistant",
+        ),
+        ([{"content": "a"}], ValueError, "messages[0]['role'] is None; use one of system, user, assistant"),
+        ([{"role": "user"}], TypeError, "messages[0]['content'] must be a str, not NoneType"),
+        ([{"role": "user", "content": 3}], TypeError, "messages[0]['content'] must be a str, not int"),
+    ],
+)
 def test_bad_messages_messages(messages, error, text):
     with pytest.raises(error) as info:
         validate_messages(messages)
@@ -339,7 +354,8 @@ def test_valid_messages_pass():
 
 def test_format_prompt_validates_and_two_messages_get_the_role_lines():
     assert format_prompt([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]) == (
-        "User: a\nUser: b\nAssistant:")
+        "User: a\nUser: b\nAssistant:"
+    )
     with pytest.raises(ValueError, match="must not be empty"):
         format_prompt([])
     with pytest.raises(TypeError):

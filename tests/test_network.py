@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import MODEL, user
 
 from myshell_sync import Myshell, MyshellConnectionError
 from myshell_sync.local import LocalMyshellServer
-from helpers import MODEL, user
 
 
 def ask(client, transport, text="hello"):
@@ -26,8 +26,21 @@ class ProxyProcess:
     def __init__(self, basic_auth=None):
         self._dir = tempfile.TemporaryDirectory()
         port_file = Path(self._dir.name) / "port"
-        args = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0",
-                "--port-file", str(port_file), "--num-workers", "1", "--num-acceptors", "1"]
+        args = [
+            sys.executable,
+            "-m",
+            "proxy",
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--num-workers",
+            "1",
+            "--num-acceptors",
+            "1",
+        ]
         if basic_auth:
             args += ["--basic-auth", basic_auth]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -60,15 +73,28 @@ def auth_proxy():
 
 
 def test_proxy_with_credentials_carries_both_transports(local_server, auth_proxy, transport):
-    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10,
-                 proxy=auth_proxy.url("alice:s3cret@"), trust_env=False) as client:
+    with Myshell(
+        local_server.base_url,
+        transport=transport,
+        captcha_delay=0,
+        timeout=10,
+        proxy=auth_proxy.url("alice:s3cret@"),
+        trust_env=False,
+    ) as client:
         assert ask(client, transport, "via proxy") == f"{MODEL[transport]}: via proxy"
         assert "s3cret" not in repr(client) and "s3cret" not in repr(client.proxy)
 
 
 def test_proxy_rejects_a_client_without_credentials(local_server, auth_proxy, transport):
-    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
-                 proxy=auth_proxy.url(), trust_env=False) as client:
+    with Myshell(
+        local_server.base_url,
+        transport=transport,
+        captcha_delay=0,
+        timeout=10,
+        max_retries=0,
+        proxy=auth_proxy.url(),
+        trust_env=False,
+    ) as client:
         with pytest.raises(MyshellConnectionError) as info:
             ask(client, transport)
     assert "proxy" in str(info.value)
@@ -76,15 +102,22 @@ def test_proxy_rejects_a_client_without_credentials(local_server, auth_proxy, tr
 
 
 def test_environment_proxy_is_honoured_unless_trust_env_is_false(local_server, auth_proxy, transport, monkeypatch):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
-                 "NO_PROXY", "no_proxy"):
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", auth_proxy.url())  # no credentials: the proxy refuses
     with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0) as client:
         with pytest.raises(MyshellConnectionError):
             ask(client, transport)
-    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10,
-                 trust_env=False) as client:
+    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, trust_env=False) as client:
         assert ask(client, transport, "direct")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10) as client:
@@ -95,8 +128,15 @@ def test_an_explicit_proxy_is_used_for_127_0_0_1_and_despite_no_proxy(local_serv
     # websocket-client, left to itself, bypasses a proxy for hosts in NO_PROXY
     # (even with trust_env=False) and, before 1.9, for localhost/127.0.0.1.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with Myshell(local_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
-                 proxy=auth_proxy.url(), trust_env=False) as client:  # no credentials: the proxy refuses
+    with Myshell(
+        local_server.base_url,
+        transport=transport,
+        captcha_delay=0,
+        timeout=10,
+        max_retries=0,
+        proxy=auth_proxy.url(),
+        trust_env=False,
+    ) as client:  # no credentials: the proxy refuses
         with pytest.raises(MyshellConnectionError, match="proxy"):
             ask(client, transport)
     assert local_server.requests == [] and local_server.http_requests == []
@@ -123,8 +163,9 @@ def tls_server(tls):
 
 def test_untrusted_certificate_is_refused_by_default(tls_server, transport):
     assert tls_server.base_url.startswith("https://")
-    with Myshell(tls_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0,
-                 trust_env=False) as client:
+    with Myshell(
+        tls_server.base_url, transport=transport, captcha_delay=0, timeout=10, max_retries=0, trust_env=False
+    ) as client:
         with pytest.raises(MyshellConnectionError) as info:
             ask(client, transport)
     assert "TLS" in str(info.value) or "certificate" in str(info.value).lower()
@@ -132,16 +173,18 @@ def test_untrusted_certificate_is_refused_by_default(tls_server, transport):
 
 def test_verify_with_the_ca_file_accepts_the_server(tls_server, tls, transport):
     _, ca_file = tls
-    with Myshell(tls_server.base_url, transport=transport, captcha_delay=0, timeout=10,
-                 verify=ca_file, trust_env=False) as client:
+    with Myshell(
+        tls_server.base_url, transport=transport, captcha_delay=0, timeout=10, verify=ca_file, trust_env=False
+    ) as client:
         assert client.ws_url.startswith("wss://")
         assert ask(client, transport, "secure") == f"{MODEL[transport]}: secure"
 
 
 @pytest.mark.filterwarnings("ignore:Unverified HTTPS request")
 def test_verify_false_accepts_any_certificate(tls_server, transport):
-    with Myshell(tls_server.base_url, transport=transport, captcha_delay=0, timeout=10,
-                 verify=False, trust_env=False) as client:
+    with Myshell(
+        tls_server.base_url, transport=transport, captcha_delay=0, timeout=10, verify=False, trust_env=False
+    ) as client:
         assert ask(client, transport, "insecure")
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
@@ -29,9 +29,9 @@ class RecordingClient(NotebookClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.messages: Dict[int, Counter] = {}
+        self.messages: dict[int, Counter] = {}
 
-    def process_message(self, msg: Dict[str, Any], cell: Any, cell_index: int) -> Any:
+    def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
         self.messages.setdefault(cell_index, Counter())[msg["msg_type"]] += 1
         return super().process_message(msg, cell, cell_index)
 
@@ -58,8 +58,7 @@ def kernel_name(tmp_path, monkeypatch) -> str:
 
 def test_notebook_streams_into_one_output_and_runs_a_thread_pool(kernel_name, tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = RecordingClient(nb, kernel_name=kernel_name, timeout=60,
-                             resources={"metadata": {"path": str(tmp_path)}})
+    client = RecordingClient(nb, kernel_name=kernel_name, timeout=60, resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     code = [(i, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
     for _, cell in code:

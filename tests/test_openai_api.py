@@ -10,12 +10,11 @@ import logging
 import time
 
 import pytest
+from helpers import MODELS, eventually, expected_reply
 
 from myshell_sync import BadRequestError, Myshell, MyshellError, UnsupportedModelError
 from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer
 from myshell_sync.openai_api import ChunkStream, OpenAI, estimate_tokens
-
-from helpers import MODELS, eventually, expected_reply
 
 TRANSPORTS = ["websocket", "http", "openapi", "auto"]
 MODEL = MODELS
@@ -77,8 +76,9 @@ def test_a_stream_is_openais_chunks(ai, transport):
 
 def test_include_usage_adds_a_last_chunk_with_empty_choices(ai, transport):
     types = pytest.importorskip("openai.types.chat")
-    stream = ai.chat.completions.create(model=MODEL[transport], messages=HELLO, stream=True,
-                                        stream_options={"include_usage": True})
+    stream = ai.chat.completions.create(
+        model=MODEL[transport], messages=HELLO, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [types.ChatCompletionChunk.model_validate(chunk.model_dump()) for chunk in stream]
     assert chunks[-1].choices == [] and chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-1].usage.completion_tokens == estimate_tokens(expected(transport))
@@ -96,8 +96,15 @@ def test_settings_are_sent_where_the_transport_can_and_ignored_elsewhere(local_s
     caplog.set_level(logging.DEBUG, logger="myshell_sync")
     with openai_client(local_server, transport) as ai:
         for _ in range(2):
-            completion = ai.chat.completions.create(model=MODEL[transport], messages=HELLO, temperature=0.2,
-                                                    top_p=0.5, max_tokens=64, user="someone", seed=7)
+            completion = ai.chat.completions.create(
+                model=MODEL[transport],
+                messages=HELLO,
+                temperature=0.2,
+                top_p=0.5,
+                max_tokens=64,
+                user="someone",
+                seed=7,
+            )
             assert completion.choices[0].message.content == expected(transport)
     if transport == "openapi":
         sent = local_server.openapi_requests[-1]["input"]
@@ -107,19 +114,28 @@ def test_settings_are_sent_where_the_transport_can_and_ignored_elsewhere(local_s
     assert len(ignored) == len(set(ignored))
 
 
-@pytest.mark.parametrize("arguments, param", [
-    ({"n": 2}, "n"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"functions": [{"name": "f"}]}, "functions"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/i.png"}}]}]},
-     "messages[0].content[0]"),
-    ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages[0].role"),
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
-    ({"temperature": 3}, "temperature"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"model": ""}, "model"),
-])
+@pytest.mark.parametrize(
+    "arguments, param",
+    [
+        ({"n": 2}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/i.png"}}]}
+                ]
+            },
+            "messages[0].content[0]",
+        ),
+        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages[0].role"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
+        ({"temperature": 3}, "temperature"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"model": ""}, "model"),
+    ],
+)
 def test_what_myshell_cannot_do_is_refused_before_anything_is_sent(local_server, arguments, param):
     with openai_client(local_server, "http") as ai:
         call = {"model": "assistant", "messages": HELLO, **arguments}
@@ -132,9 +148,13 @@ def test_what_myshell_cannot_do_is_refused_before_anything_is_sent(local_server,
 
 
 def test_text_parts_are_joined(ai, transport):
-    parts = [{"role": "user", "content": [{"type": "text", "text": "Write a poem "}, {"type": "text", "text": "about love"}]}]
+    parts = [
+        {"role": "user", "content": [{"type": "text", "text": "Write a poem "}, {"type": "text", "text": "about love"}]}
+    ]
     completion = ai.chat.completions.create(model=MODEL[transport], messages=parts)
-    assert completion.choices[0].message.content == expected(transport, [{"role": "user", "content": "Write a poem about love"}])
+    assert completion.choices[0].message.content == expected(
+        transport, [{"role": "user", "content": "Write a poem about love"}]
+    )
 
 
 # Stop strings early in the reply ("User: " is its 5th chunk of 11, "Write " its 6th), and
@@ -183,8 +203,12 @@ def test_an_unknown_model_raises_before_anything_is_sent(local_server):
 
 
 def test_an_upstream_error_raises_at_create_typed(transport):
-    switch = {"openapi": {"openapi_status": 503}, "http": {"http_status": 503},
-              "websocket": {"error_event": "message_error"}, "auto": {"error_event": "message_error"}}
+    switch = {
+        "openapi": {"openapi_status": 503},
+        "http": {"http_status": 503},
+        "websocket": {"error_event": "message_error"},
+        "auto": {"error_event": "message_error"},
+    }
     with LocalMyshellServer(**switch[transport]) as server:
         with openai_client(server, transport, max_retries=0) as ai:
             with pytest.raises(MyshellError):

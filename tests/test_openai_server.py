@@ -13,16 +13,14 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Tuple
 
 import pytest
-
-from myshell_sync import Myshell
-from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, reply_chunks
-from myshell_sync import format_prompt
-
 from helpers import ROOT
+
+from myshell_sync import Myshell, format_prompt
+from myshell_sync.local import LOCAL_API_KEY, LocalMyshellServer, reply_chunks
 
 pytestmark = pytest.mark.extras
 pytest.importorskip("waitress")
@@ -40,8 +38,9 @@ def expected(model: str = "assistant", messages=HELLO) -> str:
 
 
 @contextlib.contextmanager
-def serving(local: LocalMyshellServer, *, transport: str = "http", api_keys=None, threads: int = 8,
-            **options) -> Iterator[str]:
+def serving(
+    local: LocalMyshellServer, *, transport: str = "http", api_keys=None, threads: int = 8, **options
+) -> Iterator[str]:
     """The app for a client of ``local``, under waitress on a free port: yields its base URL."""
     if transport == "openapi":
         options.setdefault("api_key", LOCAL_API_KEY)
@@ -58,7 +57,7 @@ def serving(local: LocalMyshellServer, *, transport: str = "http", api_keys=None
             assert not thread.is_alive()
 
 
-def raw_request(url: str, method: str, path: str, body: bytes = b"", headers: Tuple[str, ...] = ()) -> socket.socket:
+def raw_request(url: str, method: str, path: str, body: bytes = b"", headers: tuple[str, ...] = ()) -> socket.socket:
     host, port = url.rsplit("//", 1)[1].split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close", *headers]
@@ -78,7 +77,7 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
     return data
 
 
-def read_response(sock: socket.socket) -> Tuple[int, dict, bytes]:
+def read_response(sock: socket.socket) -> tuple[int, dict, bytes]:
     data = b""
     with sock:
         while True:
@@ -102,7 +101,7 @@ def dechunk(body: bytes) -> bytes:
         if length == 0:
             break
         out += rest[:length]
-        body = rest[length + 2:]
+        body = rest[length + 2 :]
     return out
 
 
@@ -127,8 +126,9 @@ def test_openai_python_client_non_streaming_and_streaming(local):
             completion = ai.chat.completions.create(model="assistant", messages=HELLO)
             assert completion.choices[0].message.content == expected()
             assert completion.choices[0].finish_reason == "stop"
-            stream = ai.chat.completions.create(model="assistant", messages=HELLO, stream=True,
-                                                stream_options={"include_usage": True})
+            stream = ai.chat.completions.create(
+                model="assistant", messages=HELLO, stream=True, stream_options={"include_usage": True}
+            )
             chunks = list(stream)
             assert chunks[0].choices[0].delta.role == "assistant"
             assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected()
@@ -185,10 +185,11 @@ def test_a_client_that_goes_away_cancels_the_upstream_reply():
 
 def test_the_stream_ends_with_done(local):
     with serving(local) as url:
-        status, headers, body = read_response(raw_request(url, "POST", "/v1/chat/completions",
-                                                          completion_body(stream=True)))
+        status, headers, body = read_response(
+            raw_request(url, "POST", "/v1/chat/completions", completion_body(stream=True))
+        )
     assert status == 200
-    events = [line[len("data: "):] for line in body.decode().split("\n\n") if line]
+    events = [line[len("data: ") :] for line in body.decode().split("\n\n") if line]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == expected()
@@ -197,36 +198,44 @@ def test_the_stream_ends_with_done(local):
 def test_a_failure_after_the_stream_began_is_an_error_event_then_done():
     with LocalMyshellServer(drop_after=2) as local:
         with serving(local, max_retries=0) as url:
-            status, _, body = read_response(raw_request(url, "POST", "/v1/chat/completions",
-                                                        completion_body(stream=True)))
+            status, _, body = read_response(
+                raw_request(url, "POST", "/v1/chat/completions", completion_body(stream=True))
+            )
     assert status == 200
-    events = [line[len("data: "):] for line in body.decode().split("\n\n") if line]
+    events = [line[len("data: ") :] for line in body.decode().split("\n\n") if line]
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["type"] == "upstream_error" and "ConnectionLostError" in error["message"]
 
 
-@pytest.mark.parametrize("switches, timeout, status, kind", [
-    ({"http_status": 503}, 30, 502, "upstream_error"),
-    ({"reply_delay": 30}, 1, 504, "timeout"),
-])
+@pytest.mark.parametrize(
+    "switches, timeout, status, kind",
+    [
+        ({"http_status": 503}, 30, 502, "upstream_error"),
+        ({"reply_delay": 30}, 1, 504, "timeout"),
+    ],
+)
 def test_upstream_failures_are_502_and_timeouts_504(switches, timeout, status, kind):
     with LocalMyshellServer(**switches) as local:
         with serving(local, max_retries=0, timeout=timeout) as url:
-            got, headers, body = read_response(raw_request(url, "POST", "/v1/chat/completions",
-                                                           completion_body(stream=True)))
+            got, headers, body = read_response(
+                raw_request(url, "POST", "/v1/chat/completions", completion_body(stream=True))
+            )
     assert got == status
     assert json.loads(body)["error"]["type"] == kind
     assert headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("body, status, param", [
-    (b"{not json", 400, None),
-    (b"[1, 2]", 400, None),
-    (json.dumps({"messages": HELLO}).encode(), 400, "model"),
-    (completion_body(n=3), 400, "n"),
-    (completion_body(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
-])
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (json.dumps({"messages": HELLO}).encode(), 400, "model"),
+        (completion_body(n=3), 400, "n"),
+        (completion_body(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
+    ],
+)
 def test_bad_bodies_are_400_in_openais_shape(local, body, status, param):
     with serving(local) as url:
         got, _, raw = read_response(raw_request(url, "POST", "/v1/chat/completions", body))
@@ -244,8 +253,9 @@ def test_a_body_over_the_limit_is_413_and_not_read(local):
         thread = threading.Thread(target=server.serve_forever)
         thread.start()
         try:
-            got, _, raw = read_response(raw_request(server.url, "POST", "/v1/chat/completions",
-                                                    completion_body(padding="x" * 5000)))
+            got, _, raw = read_response(
+                raw_request(server.url, "POST", "/v1/chat/completions", completion_body(padding="x" * 5000))
+            )
         finally:
             server.stop()
             thread.join(10)
@@ -277,9 +287,10 @@ def test_api_keys_come_from_the_environment(local, monkeypatch):
 
 def test_64_concurrent_streams_each_get_their_own_reply(local):
     openai = pytest.importorskip("openai")
-    results: List[object] = [None] * 64
+    results: list[object] = [None] * 64
     with serving(local, threads=64, max_connections=64) as url:
         with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60) as ai:
+
             def one(index: int) -> None:
                 messages = [{"role": "user", "content": f"prompt number {index}"}]
                 try:
@@ -306,8 +317,12 @@ def node_client() -> Path:
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (NODE_DIR / "node_modules" / "openai").is_dir():
-        result = subprocess.run(["npm", "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            ["npm", "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, f"npm install --prefix tests/node failed: {result.stderr[-2000:]}"
     return NODE_DIR / "openai_client.mjs"
 
@@ -315,9 +330,19 @@ def node_client() -> Path:
 def test_openai_node_client_against_the_server(local):
     script = node_client()
     with serving(local, api_keys=[KEY]) as url:
-        result = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "BASE_URL": f"{url}/v1", "API_KEY": KEY, "MODEL": "assistant",
-                                     "PROMPT": HELLO[0]["content"]})
+        result = subprocess.run(
+            ["node", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                **os.environ,
+                "BASE_URL": f"{url}/v1",
+                "API_KEY": KEY,
+                "MODEL": "assistant",
+                "PROMPT": HELLO[0]["content"],
+            },
+        )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["completion"] == expected()
@@ -339,7 +364,7 @@ def test_langchain_chat_openai_invoke_and_stream(local):
 # myshell-sync serve, and gunicorn workers
 
 
-def start(command: List[str], env: dict, ready: bytes) -> Tuple[subprocess.Popen, str]:
+def start(command: list[str], env: dict, ready: bytes) -> tuple[subprocess.Popen, str]:
     """Start ``command``; return it and the first stdout/stderr line holding ``ready``."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     lines = []
@@ -397,10 +422,29 @@ def test_gunicorn_runs_several_workers_each_with_its_own_client():
         pytest.skip("gunicorn is not installed")
     gunicorn = str(Path(os.sys.executable).parent / "gunicorn")
     with LocalMyshellServer() as local:
-        env = {**os.environ, "MYSHELL_BASE_URL": local.base_url, "MYSHELL_TRANSPORT": "http",
-               "MYSHELL_CAPTCHA_DELAY": "0", "MYSHELL_SYNC_API_KEYS": KEY}
-        process, line = start([gunicorn, "-w", "2", "-k", "gthread", "--threads", "4", "-b", "127.0.0.1:0",
-                               "myshell_sync.openai_api.wsgi:app"], env, b"Listening at:")
+        env = {
+            **os.environ,
+            "MYSHELL_BASE_URL": local.base_url,
+            "MYSHELL_TRANSPORT": "http",
+            "MYSHELL_CAPTCHA_DELAY": "0",
+            "MYSHELL_SYNC_API_KEYS": KEY,
+        }
+        process, line = start(
+            [
+                gunicorn,
+                "-w",
+                "2",
+                "-k",
+                "gthread",
+                "--threads",
+                "4",
+                "-b",
+                "127.0.0.1:0",
+                "myshell_sync.openai_api.wsgi:app",
+            ],
+            env,
+            b"Listening at:",
+        )
         try:
             url = line.split("Listening at: ", 1)[1].split()[0]
             booted = 0
@@ -410,8 +454,9 @@ def test_gunicorn_runs_several_workers_each_with_its_own_client():
                     break
             auth = (f"Authorization: Bearer {KEY}",)
             for _ in range(6):
-                status, _, body = read_response(raw_request(url, "POST", "/v1/chat/completions",
-                                                            completion_body(), headers=auth))
+                status, _, body = read_response(
+                    raw_request(url, "POST", "/v1/chat/completions", completion_body(), headers=auth)
+                )
                 assert status == 200, body
                 assert json.loads(body)["choices"][0]["message"]["content"] == expected()
         finally:
@@ -426,7 +471,7 @@ DOC = ROOT / "docs" / "openai.md"
 SERVED = "<!-- served -->"
 
 
-def served_snippets() -> List[Tuple[str, str]]:
+def served_snippets() -> list[tuple[str, str]]:
     """(language, code) of each fenced block after a ``<!-- served -->`` line in docs/openai.md."""
     lines = DOC.read_text(encoding="utf-8").splitlines()
     snippets = []
@@ -435,7 +480,7 @@ def served_snippets() -> List[Tuple[str, str]]:
             fence = lines[index + 1]
             assert fence.startswith("```"), f"{DOC.name}:{index + 2}: {SERVED} must precede a fence"
             end = lines.index("```", index + 2)
-            snippets.append((fence[3:].strip(), "\n".join(lines[index + 2:end]) + "\n"))
+            snippets.append((fence[3:].strip(), "\n".join(lines[index + 2 : end]) + "\n"))
     return snippets
 
 

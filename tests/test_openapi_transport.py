@@ -111,13 +111,17 @@ def test_the_exact_request_body_and_headers(server):
     (request,) = server.openapi_requests
     body = request["json"]
     assert set(body) == {"widget_id", "input"} and isinstance(body["input"], str)  # double-encoded
-    assert json.loads(body["input"]) == request["input"] == {
-        "system_prompt": "be brief\n\nand kind",
-        "user_prompt": "second",
-        "memory": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "first answer"}],
-        "temperature": 0.2,
-        "max_tokens": 50,
-    }
+    assert (
+        json.loads(body["input"])
+        == request["input"]
+        == {
+            "system_prompt": "be brief\n\nand kind",
+            "user_prompt": "second",
+            "memory": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "first answer"}],
+            "temperature": 0.2,
+            "max_tokens": 50,
+        }
+    )
     headers = request["headers"]
     assert headers["x-myshell-openapi-key"] == LOCAL_API_KEY
     assert headers["content-type"] == "application/json"
@@ -131,8 +135,13 @@ def test_settings_are_sent_only_when_given(server):
         client.chat("gpt-4o", USER, top_p=0.5, presence_penalty=0.1, frequency_penalty=0.3)
     first, second = (r["input"] for r in server.openapi_requests)
     assert first == {"user_prompt": "hello there", "memory": []}
-    assert second == {"user_prompt": "hello there", "memory": [], "top_p": 0.5,
-                      "presence_penalty": 0.1, "frequency_penalty": 0.3}
+    assert second == {
+        "user_prompt": "hello there",
+        "memory": [],
+        "top_p": 0.5,
+        "presence_penalty": 0.1,
+        "frequency_penalty": 0.3,
+    }
 
 
 def test_the_last_message_must_be_the_users(server):
@@ -163,8 +172,9 @@ def test_a_bad_key_is_an_authentication_error_without_the_key(server):
     assert "wrong-key-123456" not in str(error) + repr(error) + (error.body or "")
 
 
-@pytest.mark.parametrize("status, cls", [(401, AuthenticationError), (403, AuthenticationError),
-                                         (500, ServerError), (503, ServerError)])
+@pytest.mark.parametrize(
+    "status, cls", [(401, AuthenticationError), (403, AuthenticationError), (500, ServerError), (503, ServerError)]
+)
 def test_statuses_map_to_typed_errors(server, status, cls):
     server.openapi_status = status
     with make(server, max_retries=3) as client:

@@ -17,10 +17,9 @@ import sys
 import zipfile
 
 import pytest
+from helpers import ROOT
 
 import myshell_sync
-
-from helpers import ROOT
 
 pytestmark = pytest.mark.extras
 
@@ -123,4 +122,3 @@ def test_the_console_script_and_the_extras_the_docs_name(wheel):
     assert {"local", "socks", "notebook", "docs", "test", "test-core"} <= extras
     notebook = [r for r in metadata(wheel).get_all("Requires-Dist") if 'extra == "notebook"' in r]
     assert any(r.startswith("jupyterlab") for r in notebook) and any(r.startswith("ipykernel") for r in notebook)
-

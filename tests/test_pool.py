@@ -13,6 +13,8 @@ import threading
 import time
 
 import pytest
+from helpers import POEM, client_sockets, eventually, open_fds, run_threads, ws_pool
+from scripted import ScriptedServer
 
 from myshell_sync import (
     ClientClosedError,
@@ -23,10 +25,8 @@ from myshell_sync import (
     Timeout,
     models,
 )
-from myshell_sync.transports._pool import backoff_delay
 from myshell_sync.local import reply_chunks
-from helpers import POEM, client_sockets, eventually, open_fds, run_threads, ws_pool
-from scripted import ScriptedServer
+from myshell_sync.transports._pool import backoff_delay
 
 MODELS = sorted(models)
 
@@ -100,8 +100,9 @@ def test_full_pool_hands_over_a_released_connection(local_server):
     local_server.chunk_delay = 0.02
     with Myshell(local_server.base_url, captcha_delay=0, max_connections=1, timeout=10) as client:
         texts = []
-        run_threads([threading.Thread(target=lambda i=i: texts.append(ask(client, "gpt-4", f"n{i}")))
-                     for i in range(4)], 20)
+        run_threads(
+            [threading.Thread(target=lambda i=i: texts.append(ask(client, "gpt-4", f"n{i}"))) for i in range(4)], 20
+        )
     assert sorted(texts) == [f"gpt-4: n{i}" for i in range(4)]
     assert local_server.connects == 1
 
@@ -149,7 +150,9 @@ def test_close_cuts_a_retry_backoff_short(monkeypatch):
     with ScriptedServer(refuse) as server:
         client = Myshell(server.base_url, captcha_delay=0, max_retries=50)
         failures = []
-        thread = threading.Thread(target=lambda: failures.append(pytest.raises(MyshellError, ask, client, "gpt-4", "x")))
+        thread = threading.Thread(
+            target=lambda: failures.append(pytest.raises(MyshellError, ask, client, "gpt-4", "x"))
+        )
         thread.start()
         assert refused.wait(5)
         started = time.monotonic()

@@ -15,8 +15,8 @@ import subprocess
 import traceback
 
 import pytest
-
 from helpers import CLI, MODEL, USER, http_transport, ws_pool
+from scripted_http import RawServer
 
 from myshell_sync import (
     AuthenticationError,
@@ -28,7 +28,6 @@ from myshell_sync import (
     Timeout,
 )
 from myshell_sync.local import LocalMyshellServer
-from scripted_http import RawServer
 
 TOKEN = "tok-SECRET-8c1f4e2a9b7d"
 WRONG = "tok-WRONG-55aa10ff3c2e"
@@ -52,6 +51,7 @@ def test_tokens_never_appear_in_logs_reprs_or_errors(transport, caplog, capsys):
     seen = []  # every repr and error message the test can reach
     with caplog.at_level(logging.DEBUG):  # the root logger: every library logs
         with LocalMyshellServer(tokens={TOKEN}, energy=100, refreshed_token=None) as server:
+
             def client(**options):
                 options.setdefault("token", TOKEN)
                 options.setdefault("timeout", 5)
@@ -62,8 +62,7 @@ def test_tokens_never_appear_in_logs_reprs_or_errors(transport, caplog, capsys):
                 with good.stream(model, USER) as stream:
                     "".join(stream)
                 reply = good.chat(model, USER)
-                seen += [repr(good), str(good), repr(stream), repr(reply), repr(good.timeout),
-                         repr(good.energy())]
+                seen += [repr(good), str(good), repr(stream), repr(reply), repr(good.timeout), repr(good.energy())]
                 if transport != "http":
                     seen += [repr(conn) for conn in ws_pool(good).connections()]
                 seen += [repr(good._transport), repr(good._sessions)]
@@ -97,8 +96,13 @@ def test_tokens_never_appear_in_logs_reprs_or_errors(transport, caplog, capsys):
                 assert refreshed.token == REFRESHED
                 seen += [repr(refreshed), str(refreshed)]
         # a proxy password, when the proxy cannot be reached
-        with Myshell("http://127.0.0.1:9", transport=transport, max_retries=0, timeout=5,
-                     proxy=f"http://user:{PASSWORD}@127.0.0.1:9") as proxied:
+        with Myshell(
+            "http://127.0.0.1:9",
+            transport=transport,
+            max_retries=0,
+            timeout=5,
+            proxy=f"http://user:{PASSWORD}@127.0.0.1:9",
+        ) as proxied:
             with pytest.raises(MyshellConnectionError) as info:
                 list(proxied.generate(model, USER))
             seen += [shown(info.value), repr(proxied), repr(proxied.proxy)]
@@ -119,7 +123,7 @@ def test_debug_log_shows_frames_but_never_the_token(caplog):
                 assert "".join(client.generate("gpt-4", USER)) == "gpt-4: hi"
                 shown = repr(client)
     assert '> 40/chat,{"token":"***"' in caplog.text
-    assert "< 42/chat,[\"text_stream\"" in caplog.text
+    assert '< 42/chat,["text_stream"' in caplog.text
     assert token not in caplog.text
     assert token not in shown
 
@@ -140,8 +144,14 @@ def test_cli_output_never_shows_the_token(transport):
             (["energy", "--json", "--token", WRONG, "--base-url", server.base_url], {}, None),
         ]
         for args, extra_env, code in runs:
-            proc = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=60,
-                                  env={**env, **extra_env}, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                [str(CLI), *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**env, **extra_env},
+                stdin=subprocess.DEVNULL,
+            )
             if code is not None:
                 assert proc.returncode == code, proc.stderr
             else:
@@ -171,8 +181,15 @@ def test_tls_verification_is_on_by_default_on_both_transports():
 def test_https_url_on_a_plaintext_server_fails_and_sends_nothing_in_clear(transport):
     with LocalMyshellServer(tokens={TOKEN}) as server:
         url = server.base_url.replace("http://", "https://")
-        with Myshell(url, transport=transport, token=TOKEN, captcha_delay=0, max_retries=0, timeout=5,
-                     http_bot_ids={"gpt-4": "4738"}) as client:
+        with Myshell(
+            url,
+            transport=transport,
+            token=TOKEN,
+            captcha_delay=0,
+            max_retries=0,
+            timeout=5,
+            http_bot_ids={"gpt-4": "4738"},
+        ) as client:
             with pytest.raises(MyshellConnectionError) as info:
                 list(client.generate("gpt-4" if transport != "http" else "assistant", USER))
         assert server.auths == [] and server.requests == [] and server.http_requests == []
@@ -184,18 +201,25 @@ def test_https_url_on_a_plaintext_server_fails_and_sends_nothing_in_clear(transp
 def test_a_redirect_never_leads_from_tls_to_plaintext(tls, transport, status):
     context, ca_file = tls
     with LocalMyshellServer(tokens={TOKEN}) as plain:
+
         def redirect(conn):
             while True:  # every request on the connection, until the client closes it
                 _, path, _, _ = conn.read_request(timeout=None)
                 target = plain.base_url + path
                 if transport == "websocket":
                     target = target.replace("http://", "ws://")
-                conn.send(f"HTTP/1.1 {status} Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"
-                          .encode())
+                conn.send(f"HTTP/1.1 {status} Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n".encode())
 
         with RawServer(redirect, ssl_context=context) as secure:
-            with Myshell(secure.base_url, transport=transport, token=TOKEN, verify=ca_file, captcha_delay=0,
-                         max_retries=0, timeout=5) as client:
+            with Myshell(
+                secure.base_url,
+                transport=transport,
+                token=TOKEN,
+                verify=ca_file,
+                captcha_delay=0,
+                max_retries=0,
+                timeout=5,
+            ) as client:
                 with pytest.raises(MyshellConnectionError) as info:
                     list(client.generate(MODEL[transport], USER))
                 if transport == "http":

@@ -15,12 +15,10 @@ MAC_CHROME = (
     "(KHTML, like Gecko) Chrome/{}.0.0.0 Safari/537.36"
 )
 WIN_CHROME_123 = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36"
 )
 LINUX_CHROME_107 = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/107.0.0.0 Safari/537.36"
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/107.0.0.0 Safari/537.36"
 )
 
 
@@ -152,8 +150,11 @@ def test_the_clock_is_read_as_whole_ms_without_float_rounding(monkeypatch):
 
     monkeypatch.setattr(signing.time, "time_ns", lambda: 1_700_000_000_139_999_999)
     assert generate_timestamp() == generate_timestamp(1_700_000_000_139) != generate_timestamp(1_700_000_000_140)
-    assert generate_header_timestamp() == generate_header_timestamp(1_700_000_000_139) != generate_header_timestamp(
-        1_700_000_000_140)
+    assert (
+        generate_header_timestamp()
+        == generate_header_timestamp(1_700_000_000_139)
+        != generate_header_timestamp(1_700_000_000_140)
+    )
 
 
 class FixedBits:

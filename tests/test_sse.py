@@ -13,16 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from myshell_sync._exceptions import ProtocolError
-from myshell_sync._sse import DEFAULT_MAX_EVENT_SIZE, SSEDecoder, ServerSentEvent, encode_sse
+from myshell_sync._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder, encode_sse
 
 PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 
 
 def _envelope(**fields):
     data = {
-        "content": "", "voiceBytes": "", "voiceBytesIndex": 0,
-        "errorReason": "ERROR_REASON_UNSPECIFIED", "status": None, "voiceFilePath": "",
-        "message": None, "audioFileDurationSeconds": 0, "userEnergyInfo": None,
+        "content": "",
+        "voiceBytes": "",
+        "voiceBytesIndex": 0,
+        "errorReason": "ERROR_REASON_UNSPECIFIED",
+        "status": None,
+        "voiceFilePath": "",
+        "message": None,
+        "audioFileDurationSeconds": 0,
+        "userEnergyInfo": None,
         "imageGenMessageResponse": None,
     }
     data.update(fields)
@@ -31,10 +37,24 @@ def _envelope(**fields):
 
 def _capture():
     """The shape of the S15 capture (PROTOCOL.md 2.2): a Spanish reply from bot 4738."""
-    user = {"id": "3521", "uid": "9f1c", "type": "TEXT", "botId": "4738",
-            "text": "¿Qué tal? Escribe un poema", "status": "DONE"}
-    reply = {"id": "3522", "uid": "a07e", "type": "REPLY", "botId": "4738", "text": "",
-             "status": "PROCESSING", "replyId": "3521", "replyUid": "9f1c"}
+    user = {
+        "id": "3521",
+        "uid": "9f1c",
+        "type": "TEXT",
+        "botId": "4738",
+        "text": "¿Qué tal? Escribe un poema",
+        "status": "DONE",
+    }
+    reply = {
+        "id": "3522",
+        "uid": "a07e",
+        "type": "REPLY",
+        "botId": "4738",
+        "text": "",
+        "status": "PROCESSING",
+        "replyId": "3521",
+        "replyUid": "9f1c",
+    }
     steps = [
         ("USER_SENT_MESSAGE_CREATED", _envelope(message=user)),
         ("USER_SENT_MESSAGE_REPLYING", _envelope(message=reply)),
@@ -42,13 +62,13 @@ def _capture():
         ("TEXT", _envelope(content="! Aquí ")),
         ("TEXT", _envelope(content="está: «el mar»")),
         ("TEXT_STREAM_PUSH_FINISHED", _envelope(content="")),
-        ("USER_SENT_MESSAGE_REPLIED",
-         _envelope(message=dict(reply, text="¡Claro! Aquí está: «el mar»", status="DONE"))),
+        (
+            "USER_SENT_MESSAGE_REPLIED",
+            _envelope(message=dict(reply, text="¡Claro! Aquí está: «el mar»", status="DONE")),
+        ),
     ]
     ids = [f"0d3c6a8e-5b7f-4b0e-9a51-6f2c1e9d40{n:02d}" for n in range(len(steps))]
-    body = "".join(
-        f"id: {i}\nevent: {PREFIX}{name}\ndata: {data}\n\n" for i, (name, data) in zip(ids, steps)
-    )
+    body = "".join(f"id: {i}\nevent: {PREFIX}{name}\ndata: {data}\n\n" for i, (name, data) in zip(ids, steps))
     events = [ServerSentEvent(PREFIX + name, data, i) for i, (name, data) in zip(ids, steps)]
     return body.encode(), events
 
@@ -69,14 +89,21 @@ SAMPLES = {
     ),
     "ids persist; NUL id ignored": (
         b"id: 1\ndata: a\n\ndata: b\n\nid: 2\x00\ndata: c\n\nid\ndata: d\n\nid: 3\n\ndata: e\n\n",
-        [ServerSentEvent("message", "a", "1"), ServerSentEvent("message", "b", "1"),
-         ServerSentEvent("message", "c", "1"), ServerSentEvent("message", "d", ""),
-         ServerSentEvent("message", "e", "3")],
+        [
+            ServerSentEvent("message", "a", "1"),
+            ServerSentEvent("message", "b", "1"),
+            ServerSentEvent("message", "c", "1"),
+            ServerSentEvent("message", "d", ""),
+            ServerSentEvent("message", "e", "3"),
+        ],
     ),
     "retry": (
         b"retry: 1500\ndata: a\n\nretry: 15x\ndata: b\n\nretry:\nretry: \xd9\xa1\ndata: c\n\n",
-        [ServerSentEvent("message", "a", None, 1500), ServerSentEvent("message", "b", None, 1500),
-         ServerSentEvent("message", "c", None, 1500)],
+        [
+            ServerSentEvent("message", "a", None, 1500),
+            ServerSentEvent("message", "b", None, 1500),
+            ServerSentEvent("message", "c", None, 1500),
+        ],
     ),
     "crlf line ends": (
         b"event: a\r\ndata: 1\r\ndata: 2\r\n\r\ndata: 3\r\n\r\n",
@@ -88,8 +115,7 @@ SAMPLES = {
     ),
     "mixed line ends": (
         b"data: a\r\n\rdata: b\n\r\ndata: c\r\r\n\n",
-        [ServerSentEvent("message", "a"), ServerSentEvent("message", "b"),
-         ServerSentEvent("message", "c")],
+        [ServerSentEvent("message", "a"), ServerSentEvent("message", "b"), ServerSentEvent("message", "c")],
     ),
     "bom": (
         # only a leading BOM is dropped: later, "\ufeffdata" is an unknown field
@@ -109,9 +135,11 @@ SAMPLES = {
     "invalid utf-8 in data, comment, event and id": (
         b"data:a\xffb\n\n: bad \xfe comment\ndata: \xed\xa0\x80|\xf0\x9f\x8e\n\n"
         b"id: \xc0\xaf\nevent: \xe4\xbd\r\ndata: \xf4\x90\x80\x80\r\n\n",
-        [ServerSentEvent("message", "a\ufffdb"),
-         ServerSentEvent("message", "\ufffd\ufffd\ufffd|\ufffd"),
-         ServerSentEvent("\ufffd", "\ufffd" * 4, "\ufffd\ufffd")],
+        [
+            ServerSentEvent("message", "a\ufffdb"),
+            ServerSentEvent("message", "\ufffd\ufffd\ufffd|\ufffd"),
+            ServerSentEvent("\ufffd", "\ufffd" * 4, "\ufffd\ufffd"),
+        ],
     ),
     "a cut bom is no bom": (
         b"\xef\xbbdata: unknown field\n\ndata: x\n\n",
@@ -137,7 +165,7 @@ def test_sample_decodes_the_same_however_it_is_split(name):
     assert not decoder.pending
     for cut in range(len(body) + 1):
         assert decode([body[:cut], body[cut:]])[0] == expected, f"split at byte {cut}"
-    assert decode([body[i:i + 1] for i in range(len(body))])[0] == expected
+    assert decode([body[i : i + 1] for i in range(len(body))])[0] == expected
 
 
 def test_bom_split_across_chunks_is_dropped():
@@ -198,8 +226,7 @@ def test_a_complete_stream_is_not_pending(tail):
 
 def test_a_character_cut_by_the_end_of_the_stream_is_replaced_not_an_error():
     decoder = SSEDecoder()
-    assert decoder.feed("data: 你好\n\ndata: ".encode() + "好".encode()[:2]) == [
-        ServerSentEvent("message", "你好")]
+    assert decoder.feed("data: 你好\n\ndata: ".encode() + "好".encode()[:2]) == [ServerSentEvent("message", "你好")]
     assert decoder.flush() == []  # the unfinished event ("\ufffd") is discarded
     assert decoder.pending
     # the decoder reads the next stream from a clean state
@@ -209,9 +236,13 @@ def test_a_character_cut_by_the_end_of_the_stream_is_replaced_not_an_error():
 
 @pytest.mark.parametrize(
     "body, data",
-    [(b"data: a\xffb\n\n", "a\ufffdb"), (b"data: \xed\xa0\x80\n\n", "\ufffd" * 3),
-     (b"data: \xc0\xaf\n\n", "\ufffd" * 2), (b"data: \xf0\x9f\x8e\n\n", "\ufffd"),
-     (b"data: \xe4\ndata: \xbd\n\n", "\ufffd\n\ufffd")],
+    [
+        (b"data: a\xffb\n\n", "a\ufffdb"),
+        (b"data: \xed\xa0\x80\n\n", "\ufffd" * 3),
+        (b"data: \xc0\xaf\n\n", "\ufffd" * 2),
+        (b"data: \xf0\x9f\x8e\n\n", "\ufffd"),
+        (b"data: \xe4\ndata: \xbd\n\n", "\ufffd\n\ufffd"),
+    ],
     ids=["lone byte", "surrogate", "overlong", "cut 4-byte", "line end inside a character"],
 )
 def test_invalid_utf8_decodes_to_replacement_characters(body, data):
@@ -262,7 +293,8 @@ def test_json_helper():
 def test_encode_sse():
     assert encode_sse("x") == "data: x\n\n"
     assert encode_sse("a\r\nb\rc\nd", event="E", id="u-1") == (
-        "id: u-1\nevent: E\ndata: a\ndata: b\ndata: c\ndata: d\n\n")
+        "id: u-1\nevent: E\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+    )
     assert encode_sse("") == "data: \n\n"
     assert encode_sse(" lead") == "data:  lead\n\n"
     for bad in ({"event": "a\nb"}, {"id": "a\rb"}, {"id": "a\0b"}):
@@ -289,8 +321,7 @@ def test_any_split_of_a_sample_gives_the_same_events(body, cuts):
 
 
 _texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\0"),
-                 max_size=20)
+_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\0"), max_size=20)
 _line_ends = st.sampled_from(["\n", "\r\n", "\r"])
 
 
@@ -340,9 +371,26 @@ def _outcome(chunks, max_event_size):
     return events, decoder.pending
 
 
-_utf8ish = st.lists(st.sampled_from([b"data: ", b":", b"\n", b"\r", b"x", "é".encode(), "🎉".encode(),
-                                     b"\xff", b"\xe4", b"\xbd", b"\xf0\x9f", b"\xed\xa0", b"\xef\xbb\xbf"]),
-                    max_size=40).map(b"".join)
+_utf8ish = st.lists(
+    st.sampled_from(
+        [
+            b"data: ",
+            b":",
+            b"\n",
+            b"\r",
+            b"x",
+            "é".encode(),
+            "🎉".encode(),
+            b"\xff",
+            b"\xe4",
+            b"\xbd",
+            b"\xf0\x9f",
+            b"\xed\xa0",
+            b"\xef\xbb\xbf",
+        ]
+    ),
+    max_size=40,
+).map(b"".join)
 
 
 @settings(max_examples=500, deadline=None)
@@ -353,17 +401,38 @@ def test_any_bytes_decode_as_their_utf8_replacement_decoding_however_split(data,
     assert _outcome(_split(data, cuts), 32) == _outcome([replaced], 32)
 
 
-_sse_pieces = st.sampled_from([
-    b"data: ", b"data:", b"event: ", b"id: ", b"retry: 12", b": comment", b"x", b"yz", b" ",
-    b"\n", b"\r", b"\r\n", b"\n\n", "é".encode(), "好".encode(), b"\xef\xbb\xbf", b"\xe5", b"\xff",
-    b"\x00", b"data: " + b"w" * 40,
-])
+_sse_pieces = st.sampled_from(
+    [
+        b"data: ",
+        b"data:",
+        b"event: ",
+        b"id: ",
+        b"retry: 12",
+        b": comment",
+        b"x",
+        b"yz",
+        b" ",
+        b"\n",
+        b"\r",
+        b"\r\n",
+        b"\n\n",
+        "é".encode(),
+        "好".encode(),
+        b"\xef\xbb\xbf",
+        b"\xe5",
+        b"\xff",
+        b"\x00",
+        b"data: " + b"w" * 40,
+    ]
+)
 
 
 @settings(max_examples=1000, deadline=None)
-@given(body=st.one_of(st.binary(max_size=200), st.lists(_sse_pieces, max_size=40).map(b"".join)),
-       cuts=st.lists(st.integers(min_value=0), max_size=12),
-       limit=st.sampled_from([16, 64, 1 << 20]))
+@given(
+    body=st.one_of(st.binary(max_size=200), st.lists(_sse_pieces, max_size=40).map(b"".join)),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+    limit=st.sampled_from([16, 64, 1 << 20]),
+)
 def test_any_split_of_any_bytes_gives_the_same_outcome(body, cuts, limit):
     """Valid or not, under any size limit: the same events and ``pending``, or
     the same ``ProtocolError``, whole or split anywhere."""
@@ -371,9 +440,15 @@ def test_any_split_of_any_bytes_gives_the_same_outcome(body, cuts, limit):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from([b"data: ", b"id", b":", b" ", b"x", b"\r", b"\n", b"retry: 9",
-                                 b"event: ", "é".encode(), b"\xef\xbb\xbf"]), max_size=40),
-       st.lists(st.integers(min_value=0), max_size=10))
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"data: ", b"id", b":", b" ", b"x", b"\r", b"\n", b"retry: 9", b"event: ", "é".encode(), b"\xef\xbb\xbf"]
+        ),
+        max_size=40,
+    ),
+    st.lists(st.integers(min_value=0), max_size=10),
+)
 def test_field_soup_decodes_the_same_however_it_is_split(pieces, cuts):
     body = b"".join(pieces)
     assert decode(_split(body, cuts))[0] == decode([body])[0]
@@ -453,13 +528,16 @@ def test_a_leading_blank_line_dispatches_nothing():
     assert decode([b"\xef\xbb\xbf\r\ndata: x\n\n"])[0] == [ServerSentEvent("message", "x")]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"id": "a\nb"}, "an event id must not contain CR, LF or NUL"),
-    ({"id": "a\rb"}, "an event id must not contain CR, LF or NUL"),
-    ({"id": "a\0b"}, "an event id must not contain CR, LF or NUL"),
-    ({"event": "a\rb"}, "an event name must not contain CR or LF"),
-    ({"event": "a\nb"}, "an event name must not contain CR or LF"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"id": "a\nb"}, "an event id must not contain CR, LF or NUL"),
+        ({"id": "a\rb"}, "an event id must not contain CR, LF or NUL"),
+        ({"id": "a\0b"}, "an event id must not contain CR, LF or NUL"),
+        ({"event": "a\rb"}, "an event name must not contain CR or LF"),
+        ({"event": "a\nb"}, "an event name must not contain CR or LF"),
+    ],
+)
 def test_encode_sse_says_what_an_id_or_name_must_not_contain(kwargs, message):
     with pytest.raises(ValueError) as info:
         encode_sse("x", **kwargs)

@@ -51,8 +51,15 @@ def test_the_tables():
     assert SETTINGS == ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
     assert ROLES == {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
     assert MAX_STOP == 4
-    assert set(REFUSED) == {"tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "audio",
-                            "prediction"}
+    assert set(REFUSED) == {
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+        "audio",
+        "prediction",
+    }
 
 
 # ----------------------------------------------------------------------
@@ -60,19 +67,33 @@ def test_the_tables():
 
 
 def test_a_minimal_request():
-    assert parse() == CompletionRequest(model="m", messages=[{"role": "user", "content": "Hi"}], stream=False,
-                                        settings={}, stop=(), include_usage=False, timeout=None)
+    assert parse() == CompletionRequest(
+        model="m",
+        messages=[{"role": "user", "content": "Hi"}],
+        stream=False,
+        settings={},
+        stop=(),
+        include_usage=False,
+        timeout=None,
+    )
 
 
 def test_a_full_request():
     request = parse(
-        stream=True, n=1, stop=["\n\n", "END"], stream_options={"include_usage": True}, timeout=7.5,
-        settings={"temperature": 0.7, "top_p": 1, "max_tokens": 64, "presence_penalty": -2,
-                  "frequency_penalty": 2},
+        stream=True,
+        n=1,
+        stop=["\n\n", "END"],
+        stream_options={"include_usage": True},
+        timeout=7.5,
+        settings={"temperature": 0.7, "top_p": 1, "max_tokens": 64, "presence_penalty": -2, "frequency_penalty": 2},
         messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
     )
     assert request == CompletionRequest(
-        model="m", stream=True, stop=("\n\n", "END"), include_usage=True, timeout=7.5,
+        model="m",
+        stream=True,
+        stop=("\n\n", "END"),
+        include_usage=True,
+        timeout=7.5,
         settings={"temperature": 0.7, "top_p": 1, "max_tokens": 64, "presence_penalty": -2, "frequency_penalty": 2},
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
     )
@@ -99,8 +120,11 @@ def test_a_refused_parameter_left_empty_is_accepted(fresh_log):
 
 
 def test_the_first_refused_parameter_is_named():
-    refused("tools", "tools: MyShell's chat APIs make no tool calls; leave tools out",
-            ignored={"audio": {"voice": "x"}, "tools": [1]})
+    refused(
+        "tools",
+        "tools: MyShell's chat APIs make no tool calls; leave tools out",
+        ignored={"audio": {"voice": "x"}, "tools": [1]},
+    )
 
 
 @pytest.mark.parametrize("n", [0, -1, True, 1.0, "1"])
@@ -117,9 +141,16 @@ def test_n_of_one_or_none_is_fine():
     assert parse(n=1) == parse(n=None)
 
 
-@pytest.mark.parametrize("options, usage", [({}, False), ({"include_usage": True}, True),
-                                            ({"include_usage": 0}, False), ({"include_usage": 1}, True),
-                                            (None, False)])
+@pytest.mark.parametrize(
+    "options, usage",
+    [
+        ({}, False),
+        ({"include_usage": True}, True),
+        ({"include_usage": 0}, False),
+        ({"include_usage": 1}, True),
+        (None, False),
+    ],
+)
 def test_stream_options_include_usage(options, usage):
     assert parse(stream_options=options).include_usage is usage
 
@@ -133,9 +164,15 @@ def test_stream_options_must_be_an_object(options):
 # Generation settings
 
 
-@pytest.mark.parametrize("name, low, high", [
-    ("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2),
-])
+@pytest.mark.parametrize(
+    "name, low, high",
+    [
+        ("temperature", 0, 2),
+        ("top_p", 0, 1),
+        ("presence_penalty", -2, 2),
+        ("frequency_penalty", -2, 2),
+    ],
+)
 def test_a_setting_takes_its_range_ends_included(name, low, high):
     for value in (low, high, (low + high) / 2):
         assert parse(settings={name: value}).settings == {name: value}
@@ -147,13 +184,15 @@ def test_max_tokens_is_an_integer_from_one():
     assert parse(settings={"max_tokens": 1}).settings == {"max_tokens": 1}
     assert parse(settings={"max_tokens": 2**31 - 1}).settings == {"max_tokens": 2**31 - 1}
     for value in (0, 2**31, 1.0, 10.5, True, "5"):
-        refused("max_tokens", f"max_tokens must be an integer from 1 to 2.14748e+09, not {value!r}",
-                settings={"max_tokens": value})
+        refused(
+            "max_tokens",
+            f"max_tokens must be an integer from 1 to 2.14748e+09, not {value!r}",
+            settings={"max_tokens": value},
+        )
 
 
 def test_settings_are_checked_in_order_and_unknown_ones_are_not_read():
-    refused("temperature", "temperature must be a number from 0 to 2, not 3",
-            settings={"temperature": 3, "top_p": 5})
+    refused("temperature", "temperature must be a number from 0 to 2, not 3", settings={"temperature": 3, "top_p": 5})
     assert parse(settings={"temperature": None, "seed": "anything"}).settings == {}
 
 
@@ -178,8 +217,10 @@ def test_settings_without_a_value_are_not_logged(fresh_log):
 
 def test_parameters_no_transport_has_are_ignored_and_logged_once(fresh_log):
     assert parse(ignored={"seed": 1, "user": "u", "logprobs": None}) == parse()
-    assert fresh_log.messages == ["openai_api: seed is accepted and ignored: no MyShell transport has it",
-                                  "openai_api: user is accepted and ignored: no MyShell transport has it"]
+    assert fresh_log.messages == [
+        "openai_api: seed is accepted and ignored: no MyShell transport has it",
+        "openai_api: user is accepted and ignored: no MyShell transport has it",
+    ]
     parse(ignored={"seed": 2})
     assert len(fresh_log.messages) == 2
 
@@ -194,20 +235,29 @@ def test_the_log_keeps_the_names_it_logged(fresh_log):
 
 
 def test_roles_are_mapped_and_extra_keys_dropped():
-    messages = [{"role": "system", "content": "a"}, {"role": "developer", "content": "b", "name": "x"},
-                {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]
+    messages = [
+        {"role": "system", "content": "a"},
+        {"role": "developer", "content": "b", "name": "x"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
     assert parse(messages=messages).messages == [
-        {"role": "system", "content": "a"}, {"role": "system", "content": "b"},
-        {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]
+        {"role": "system", "content": "a"},
+        {"role": "system", "content": "b"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
 
 
 def test_text_parts_are_joined():
     content = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
     assert parse(messages=[{"role": "user", "content": content}]).messages == [
-        {"role": "user", "content": "Hello, world"}]
+        {"role": "user", "content": "Hello, world"}
+    ]
     assert parse(messages=[{"role": "user", "content": []}]).messages == [{"role": "user", "content": ""}]
     assert parse(messages=[{"role": "user", "content": ({"type": "text", "text": "t"},)}]).messages == [
-        {"role": "user", "content": "t"}]
+        {"role": "user", "content": "t"}
+    ]
 
 
 @pytest.mark.parametrize("messages", [None, "Hi", b"Hi", [], (), {"role": "user", "content": "Hi"}, 5])
@@ -222,15 +272,20 @@ def test_each_message_must_be_an_object(message):
 
 @pytest.mark.parametrize("role", ["tool", "function"])
 def test_tool_results_are_refused(role):
-    refused("messages[0].role",
-            f"messages[0].role is {role!r}: tool results need tool calls, which MyShell's chat APIs do not make",
-            messages=[{"role": role, "content": "42"}])
+    refused(
+        "messages[0].role",
+        f"messages[0].role is {role!r}: tool results need tool calls, which MyShell's chat APIs do not make",
+        messages=[{"role": role, "content": "42"}],
+    )
 
 
 @pytest.mark.parametrize("role", ["bot", None, "User"])
 def test_an_unknown_role_lists_the_roles(role):
-    refused("messages[0].role", f"messages[0].role is {role!r}: use one of system, developer, user, assistant",
-            messages=[{"role": role, "content": "x"}])
+    refused(
+        "messages[0].role",
+        f"messages[0].role is {role!r}: use one of system, developer, user, assistant",
+        messages=[{"role": role, "content": "x"}],
+    )
 
 
 @pytest.mark.parametrize("key", ["tool_calls", "function_call"])
@@ -246,44 +301,61 @@ def test_empty_tool_calls_are_fine():
 
 def test_a_message_without_content_is_refused():
     refused("messages[0].content", "messages[0] has no content: give its text", messages=[{"role": "user"}])
-    refused("messages[1].content", "messages[1] has no content: give its text",
-            messages=[USER[0], {"role": "user", "content": None}])
+    refused(
+        "messages[1].content",
+        "messages[1] has no content: give its text",
+        messages=[USER[0], {"role": "user", "content": None}],
+    )
 
 
-@pytest.mark.parametrize("content, kind", [(5, "int"), ({"type": "text", "text": "x"}, "dict"),
-                                           (b"bytes", "bytes"), (bytearray(b"x"), "bytearray")])
+@pytest.mark.parametrize(
+    "content, kind",
+    [(5, "int"), ({"type": "text", "text": "x"}, "dict"), (b"bytes", "bytes"), (bytearray(b"x"), "bytearray")],
+)
 def test_content_must_be_a_string_or_parts(content, kind):
-    refused("messages[0].content",
-            f"messages[0].content must be a string or a list of text parts, not {kind}",
-            messages=[{"role": "user", "content": content}])
+    refused(
+        "messages[0].content",
+        f"messages[0].content must be a string or a list of text parts, not {kind}",
+        messages=[{"role": "user", "content": content}],
+    )
 
 
-@pytest.mark.parametrize("part, kind", [
-    ({"type": "image_url", "image_url": {"url": "http://x"}}, "image_url"),
-    ({"type": "input_audio"}, "input_audio"),
-    ({"type": "text", "text": 5}, "text"),
-    ({"type": "text"}, "text"),
-    ({"text": "no type"}, "dict"),
-    ("just a string", "str"),
-    (None, "NoneType"),
-])
+@pytest.mark.parametrize(
+    "part, kind",
+    [
+        ({"type": "image_url", "image_url": {"url": "http://x"}}, "image_url"),
+        ({"type": "input_audio"}, "input_audio"),
+        ({"type": "text", "text": 5}, "text"),
+        ({"type": "text"}, "text"),
+        ({"text": "no type"}, "dict"),
+        ("just a string", "str"),
+        (None, "NoneType"),
+    ],
+)
 def test_a_part_that_is_not_text_is_named(part, kind):
-    refused("messages[0].content[1]",
-            f"messages[0].content[1] is a {kind} part: MyShell's chat APIs take text only; send the text parts alone",
-            messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, part]}])
+    refused(
+        "messages[0].content[1]",
+        f"messages[0].content[1] is a {kind} part: MyShell's chat APIs take text only; send the text parts alone",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, part]}],
+    )
 
 
 @pytest.mark.parametrize("last", ["assistant", "system", "developer"])
 def test_the_last_message_must_be_the_users(last):
     mapped = ROLES[last]
-    refused("messages",
-            f"messages must end with a user message (the last is {mapped!r}): MyShell answers the user",
-            messages=[USER[0], {"role": last, "content": "x"}])
+    refused(
+        "messages",
+        f"messages must end with a user message (the last is {mapped!r}): MyShell answers the user",
+        messages=[USER[0], {"role": last, "content": "x"}],
+    )
 
 
 def test_the_role_named_is_the_last_ones():
-    refused("messages", "messages must end with a user message (the last is 'assistant'): MyShell answers the user",
-            messages=[USER[0], {"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}])
+    refused(
+        "messages",
+        "messages must end with a user message (the last is 'assistant'): MyShell answers the user",
+        messages=[USER[0], {"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}],
+    )
 
 
 def test_messages_are_checked_after_the_other_parameters():
@@ -294,10 +366,17 @@ def test_messages_are_checked_after_the_other_parameters():
 # stop
 
 
-@pytest.mark.parametrize("stop, expected", [
-    (None, ()), ("END", ("END",)), (["a"], ("a",)), (("a", "b"), ("a", "b")), ([], ()),
-    (["1", "2", "3", "4"], ("1", "2", "3", "4")),
-])
+@pytest.mark.parametrize(
+    "stop, expected",
+    [
+        (None, ()),
+        ("END", ("END",)),
+        (["a"], ("a",)),
+        (("a", "b"), ("a", "b")),
+        ([], ()),
+        (["1", "2", "3", "4"], ("1", "2", "3", "4")),
+    ],
+)
 def test_stop_strings(stop, expected):
     assert parse(stop=stop).stop == expected
 
@@ -406,8 +485,7 @@ def test_an_empty_chunk_changes_nothing():
 # Token estimates
 
 
-@pytest.mark.parametrize("text, tokens", [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("a" * 8, 2),
-                                          ("a" * 9, 3)])
+@pytest.mark.parametrize("text, tokens", [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("a" * 8, 2), ("a" * 9, 3)])
 def test_estimate_tokens_is_a_quarter_of_the_characters_rounded_up(text, tokens):
     assert estimate_tokens(text) == tokens
 
@@ -416,4 +494,5 @@ def test_estimate_prompt_tokens_adds_four_per_message():
     assert estimate_prompt_tokens([]) == 0
     assert estimate_prompt_tokens([{"role": "user", "content": ""}]) == 4
     assert estimate_prompt_tokens([{"role": "system", "content": "abcde"}, {"role": "user", "content": "a"}]) == (
-        2 + 4 + 1 + 4)
+        2 + 4 + 1 + 4
+    )

@@ -8,37 +8,38 @@ import contextlib
 import json
 import logging
 import os
-import socket
-import shutil
 import re
 import select
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable
 
 import pytest
 import requests
+from helpers import eventually, load_example, ws_pool
 
 from myshell_sync import (
     CaptchaRequiredError,
     ConnectionLostError,
     ConnectTimeoutError,
+    Myshell,
     MyshellConnectionError,
     MyshellError,
-    Myshell,
     ServerError,
     to_sse,
 )
-from myshell_sync._sse import SSEDecoder, ServerSentEvent
+from myshell_sync._sse import ServerSentEvent, SSEDecoder
 from myshell_sync._web import GENERIC_MESSAGE, SAFE_MESSAGES
 from myshell_sync.local import LocalMyshellServer, reply_chunks
-from helpers import eventually, load_example, ws_pool
 
 pytestmark = pytest.mark.extras  # not a core test (see conftest.py)
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,7 +49,7 @@ LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
 FAKE_TOKEN = "sk-live-7f3a9c0e1b2d4f6a8c0e"  # token-shaped; must never reach a browser
 
 
-def decode(text: str) -> List[ServerSentEvent]:
+def decode(text: str) -> list[ServerSentEvent]:
     decoder = SSEDecoder()
     events = decoder.feed(text.encode("utf-8"))
     decoder.flush()
@@ -90,8 +91,7 @@ def test_myshell_error_becomes_an_error_event_and_ends_the_stream():
 
 
 def test_the_error_event_hides_the_details_and_the_log_has_them(caplog):
-    detail = (f"upstream https://api.internal.example:8443/v1 via proxy squid.corp.example:3128 "
-              f"refused {FAKE_TOKEN}")
+    detail = f"upstream https://api.internal.example:8443/v1 via proxy squid.corp.example:3128 refused {FAKE_TOKEN}"
 
     def source() -> Iterator[str]:
         yield "partial "
@@ -103,8 +103,7 @@ def test_the_error_event_hides_the_details_and_the_log_has_them(caplog):
         assert secret not in body
     error = decode(body)[-1]
     assert error.event == "error"
-    assert error.json() == {"error": "ServerError",
-                            "message": "The bot could not answer. Please try again later."}
+    assert error.json() == {"error": "ServerError", "message": "The bot could not answer. Please try again later."}
     [record] = [r for r in caplog.records if r.name == "myshell_sync"]
     assert record.levelno == logging.WARNING
     assert "ServerError" in record.getMessage() and detail in record.getMessage()
@@ -164,11 +163,11 @@ def test_non_str_chunks_are_refused():
 class Source:
     """An iterator that records whether it was closed."""
 
-    def __init__(self, items: List[str]) -> None:
+    def __init__(self, items: list[str]) -> None:
         self.items = iter(items)
         self.closed = 0
 
-    def __iter__(self) -> "Source":
+    def __iter__(self) -> Source:
         return self
 
     def __next__(self) -> str:
@@ -232,18 +231,20 @@ def serve_wsgi(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def flask_site() -> Iterator[Callable[..., Tuple[str, LocalMyshellServer, Myshell]]]:
+def flask_site() -> Iterator[Callable[..., tuple[str, LocalMyshellServer, Myshell]]]:
     """``start(transport=..., path=..., proxy=..., **switches)`` -> (url, server, client); all
     stopped after. ``path`` is appended to the server's base URL."""
     pytest.importorskip("flask")
     flask_app = load_example("flask_app")
     with contextlib.ExitStack() as stack:
 
-        def start(transport: str = "websocket", path: str = "", proxy: Optional[str] = None,
-                  **switches: Any) -> Tuple[str, LocalMyshellServer, Myshell]:
+        def start(
+            transport: str = "websocket", path: str = "", proxy: str | None = None, **switches: Any
+        ) -> tuple[str, LocalMyshellServer, Myshell]:
             server = stack.enter_context(LocalMyshellServer(**switches))
-            client = stack.enter_context(Myshell(server.base_url + path, captcha_delay=0, timeout=10,
-                                                 transport=transport, proxy=proxy))
+            client = stack.enter_context(
+                Myshell(server.base_url + path, captcha_delay=0, timeout=10, transport=transport, proxy=proxy)
+            )
             url = stack.enter_context(serve_wsgi(flask_app.create_app(client)))
             return url, server, client
 
@@ -256,14 +257,14 @@ class EventReader:
     def __init__(self, response: requests.Response) -> None:
         self._pieces = response.iter_content(chunk_size=None)
         self._decoder = SSEDecoder()
-        self._ready: List[ServerSentEvent] = []
+        self._ready: list[ServerSentEvent] = []
 
     def next(self) -> ServerSentEvent:
         while not self._ready:
             self._ready.extend(self._decoder.feed(next(self._pieces)))
         return self._ready.pop(0)
 
-    def rest(self) -> List[ServerSentEvent]:
+    def rest(self) -> list[ServerSentEvent]:
         events = list(self._ready)
         for piece in self._pieces:
             events.extend(self._decoder.feed(piece))
@@ -309,7 +310,7 @@ def test_flask_first_chunk_arrives_before_the_bot_is_done(flask_site):
     assert server.wait_for(lambda s: len(s.completed) == 1, 10)
 
 
-def flask_events(url: str, prompt: str = "hi") -> List[ServerSentEvent]:
+def flask_events(url: str, prompt: str = "hi") -> list[ServerSentEvent]:
     with requests.get(url + "/stream", params={"prompt": prompt}, stream=True, timeout=10) as response:
         return EventReader(response).rest()
 
@@ -318,8 +319,7 @@ def test_flask_error_event(flask_site):
     url, _, _ = flask_site(captcha_window=60.0)
     events = flask_events(url)
     assert [e.event for e in events] == ["error"]
-    assert events[0].json() == {"error": "CaptchaRequiredError",
-                                "message": SAFE_MESSAGES[CaptchaRequiredError]}
+    assert events[0].json() == {"error": "CaptchaRequiredError", "message": SAFE_MESSAGES[CaptchaRequiredError]}
     assert "captcha_delay" not in events[0].data  # the library's advice is for the developer
 
 
@@ -329,12 +329,14 @@ def test_flask_error_event_hides_the_base_url_and_a_token_in_it(flask_site, capl
     port = str(server.port)
     events = flask_events(url)
     assert [e.event for e in events] == ["error"]
-    assert events[0].json() == {"error": "MyshellConnectionError",
-                                "message": SAFE_MESSAGES[MyshellConnectionError]}
+    assert events[0].json() == {"error": "MyshellConnectionError", "message": SAFE_MESSAGES[MyshellConnectionError]}
     for secret in (FAKE_TOKEN, port, "127.0.0.1", "ws://"):
         assert secret not in events[0].data
-    logged = [r.getMessage() for r in caplog.records if r.name == "myshell_sync"
-              and r.levelno == logging.WARNING and "MyshellConnectionError" in r.getMessage()]
+    logged = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "myshell_sync" and r.levelno == logging.WARNING and "MyshellConnectionError" in r.getMessage()
+    ]
     assert any(FAKE_TOKEN in text and port in text for text in logged), logged
 
 
@@ -385,15 +387,31 @@ def test_flask_closing_the_connection_cancels_the_websocket_request(flask_site):
 def test_flask_page_in_headless_chromium(flask_site, tmp_path):
     url, server, _ = flask_site(chunk_delay=0.05)
     command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-proxy-server", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom",
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
         url + "/?prompt=hello%20from%20chromium",
     ]
-    env: Dict[str, str] = dict(os.environ, HOME=str(tmp_path))
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    env: dict[str, str] = dict(os.environ, HOME=str(tmp_path))
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     try:
         dom, err = proc.communicate(timeout=60)
     finally:
@@ -432,12 +450,17 @@ console.log(JSON.stringify({status: elements.status.textContent, reply: elements
 """
 
 
-def page_after_error(event: Dict[str, Any]) -> Dict[str, Any]:
+def page_after_error(event: dict[str, Any]) -> dict[str, Any]:
     """What the page shows after a chunk and then ``event`` (an ``error`` event's fields)."""
     script = re.search(r"<script>(.*?)</script>", PAGE.read_text(encoding="utf-8"), re.S)
     assert script is not None
-    result = subprocess.run([str(NODE), "-e", PAGE_HARNESS, json.dumps(event)], input=script.group(1),
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [str(NODE), "-e", PAGE_HARNESS, json.dumps(event)],
+        input=script.group(1),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -453,6 +476,7 @@ def test_page_shows_the_safe_message_of_an_error_event():
 def test_page_reports_a_lost_connection():
     assert page_after_error({})["status"] == "error: connection lost"  # a network error has no data
 
+
 # ---------------------------------------------------------------------------
 # gunicorn, as docs/web.md says to run it
 
@@ -463,8 +487,11 @@ DOC_BIND = "--bind 127.0.0.1:8000"
 
 def documented_gunicorn_line() -> str:
     """The one offline gunicorn command of docs/web.md."""
-    lines = [line.strip() for line in WEB_DOC.read_text(encoding="utf-8").splitlines()
-             if line.strip().startswith("MYSHELL_LOCAL=1 gunicorn ")]
+    lines = [
+        line.strip()
+        for line in WEB_DOC.read_text(encoding="utf-8").splitlines()
+        if line.strip().startswith("MYSHELL_LOCAL=1 gunicorn ")
+    ]
     assert len(lines) == 1, lines
     assert DOC_BIND in lines[0]
     return lines[0]
@@ -492,8 +519,11 @@ def test_gunicorn_serves_the_flask_example_as_documented(tmp_path):
     pytest.importorskip("flask")
     pytest.importorskip("gunicorn")
     argv = shlex.split(documented_gunicorn_line().replace(DOC_BIND, "--bind 127.0.0.1:0"))
-    env = {name: value for name, value in os.environ.items()
-           if not name.upper().startswith("MYSHELL_") and not name.lower().endswith("_proxy")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.upper().startswith("MYSHELL_") and not name.lower().endswith("_proxy")
+    }
     while "=" in argv[0]:  # the VAR=value prefix
         name, value = argv.pop(0).split("=", 1)
         env[name] = value
@@ -501,8 +531,14 @@ def test_gunicorn_serves_the_flask_example_as_documented(tmp_path):
     root = WEB_DOC.parent.parent
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env["HOME"] = str(tmp_path)  # gunicorn >= 27 puts its control socket under ~/.gunicorn
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *argv[1:]], cwd=root, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", *argv[1:]],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         listening = read_until(proc.stderr.fileno(), re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)"), 30)
@@ -524,13 +560,12 @@ def test_gunicorn_serves_the_flask_example_as_documented(tmp_path):
         proc.wait(10)
 
 
-
 # ---------------------------------------------------------------------------
 # Django, through its test client
 
 
 @pytest.fixture
-def django_site() -> Iterator[Callable[..., Tuple[Any, LocalMyshellServer]]]:
+def django_site() -> Iterator[Callable[..., tuple[Any, LocalMyshellServer]]]:
     """``start(transport=..., **switches)`` -> (django test Client, server)."""
     pytest.importorskip("django")
     import django
@@ -538,16 +573,22 @@ def django_site() -> Iterator[Callable[..., Tuple[Any, LocalMyshellServer]]]:
     from django.test import Client, override_settings
 
     if not settings.configured:
-        settings.configure(DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["testserver"],
-                           INSTALLED_APPS=[], MIDDLEWARE=[], DATABASES={}, ROOT_URLCONF=None)
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="test",
+            ALLOWED_HOSTS=["testserver"],
+            INSTALLED_APPS=[],
+            MIDDLEWARE=[],
+            DATABASES={},
+            ROOT_URLCONF=None,
+        )
         django.setup()
     django_view = load_example("django_view")
     with contextlib.ExitStack() as stack:
 
-        def start(transport: str = "websocket", **switches: Any) -> Tuple[Any, LocalMyshellServer]:
+        def start(transport: str = "websocket", **switches: Any) -> tuple[Any, LocalMyshellServer]:
             server = stack.enter_context(LocalMyshellServer(**switches))
-            client = stack.enter_context(
-                Myshell(server.base_url, captcha_delay=0, timeout=10, transport=transport))
+            client = stack.enter_context(Myshell(server.base_url, captcha_delay=0, timeout=10, transport=transport))
             urls = ModuleType("myshell_test_urls")
             urls.urlpatterns = django_view.urlpatterns_for(client)  # type: ignore[attr-defined]
             stack.enter_context(override_settings(ROOT_URLCONF=urls, ALLOWED_HOSTS=["testserver"]))

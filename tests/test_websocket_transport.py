@@ -18,7 +18,6 @@ import struct
 import threading
 import time
 import uuid
-from typing import List
 
 import pytest
 from helpers import (
@@ -401,7 +400,9 @@ def test_interleaved_frames_on_one_socket_are_routed_by_req_id():
         texts = {r["reqId"]: r["text"] for r in requests}
         for index in range(20):  # alternate frames between the two replies
             for req_id in ids:
-                peer.emit("text_stream", {"reqId": req_id, "data": {"text": f"{texts[req_id]}-{index} ", "isFinal": False}})
+                peer.emit(
+                    "text_stream", {"reqId": req_id, "data": {"text": f"{texts[req_id]}-{index} ", "isFinal": False}}
+                )
         for req_id in ids:
             peer.emit("message_replied", {"reqId": req_id, "data": {"text": None}})
         peer.wait_closed()
@@ -413,8 +414,13 @@ def test_interleaved_frames_on_one_socket_are_routed_by_req_id():
 
     with ScriptedServer(play) as server:
         with Myshell(server.base_url, captcha_delay=0, max_connections=1, timeout=5) as client:
-            run_threads([threading.Thread(target=ask, args=("gpt-4", "A")),
-                         threading.Thread(target=ask, args=("samantha", "B"))], 10)
+            run_threads(
+                [
+                    threading.Thread(target=ask, args=("gpt-4", "A")),
+                    threading.Thread(target=ask, args=("samantha", "B")),
+                ],
+                10,
+            )
     assert not server.errors
     assert len(server.peers) == 1  # different bots shared the connection
     for prompt in "AB":
@@ -557,8 +563,7 @@ def test_binary_frame_instead_of_the_open_packet_is_a_protocol_error():
 def test_fragmented_message_with_a_ping_between_fragments_is_reassembled():
     def play(conn):
         rid = reply_to_request(conn)
-        frame = ('42/chat,["text_stream",{"reqId":"%s","data":{"text":"whole ☃ chunk","isFinal":true}}]'
-                 % rid).encode()
+        frame = ('42/chat,["text_stream",{"reqId":"%s","data":{"text":"whole ☃ chunk","isFinal":true}}]' % rid).encode()
         conn.send_frame(frame[:10], OP_TEXT, fin=False)
         conn.send_frame(b"are you there", OP_PING)
         assert conn.recv_frame() == (0xA, b"are you there")  # the WebSocket pong
@@ -645,7 +650,9 @@ def _garbage(rid: str) -> dict:
         "empty text frame": "",
         "text frame not UTF-8": b"\xff\xfe42",
         "text frame ending inside a UTF-8 character": (
-            '42/chat,["text_stream",{"reqId":"%s","data":{"text":"' % rid).encode() + "好".encode()[:2],
+            '42/chat,["text_stream",{"reqId":"%s","data":{"text":"' % rid
+        ).encode()
+        + "好".encode()[:2],
     }
 
 
@@ -695,10 +702,20 @@ def test_frames_for_unknown_req_ids_are_dropped_and_the_connection_stays_usable(
         for round_ in range(2):
             _, request = conn.recv_event()
             rid = request["reqId"]
-            for name in ("text_stream", "message_replied", "message_error", "need_verify_captcha",
-                         "no_enough_energy", "auth_fail", "chat_login_popup", "exception"):
-                conn.emit(name, {"reqId": "not-" + rid, "message": "for someone else",
-                                 "data": {"text": "WRONG", "isFinal": True}})
+            for name in (
+                "text_stream",
+                "message_replied",
+                "message_error",
+                "need_verify_captcha",
+                "no_enough_energy",
+                "auth_fail",
+                "chat_login_popup",
+                "exception",
+            ):
+                conn.emit(
+                    name,
+                    {"reqId": "not-" + rid, "message": "for someone else", "data": {"text": "WRONG", "isFinal": True}},
+                )
             conn.emit("text_stream", {"reqId": None, "data": {"text": "WRONG"}})
             conn.emit("energy_info", "not an object")
             conn.send_frame('42/chat,["text_stream"]')  # an event with no payload
@@ -719,8 +736,7 @@ def test_frames_for_unknown_req_ids_are_dropped_and_the_connection_stays_usable(
 # ---------------------------------------------------------------------------
 # A raw server: the server goes away, or stops playing its part
 
-VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
-                     3000, 4000, 4999]
+VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999]
 
 
 INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
@@ -732,8 +748,10 @@ INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
     + [(b"", ConnectionLostError), (struct.pack("!H", 1000) + b"\xff", ConnectionLostError)]
     + [(struct.pack("!H", code), ProtocolError) for code in INVALID_CLOSE_CODES]
     + [(b"\x03", ProtocolError)],
-    ids=[str(c) for c in VALID_CLOSE_CODES] + ["no code", "reason not UTF-8 (not checked)"]
-    + [str(c) for c in INVALID_CLOSE_CODES] + ["one byte"],
+    ids=[str(c) for c in VALID_CLOSE_CODES]
+    + ["no code", "reason not UTF-8 (not checked)"]
+    + [str(c) for c in INVALID_CLOSE_CODES]
+    + ["one byte"],
 )
 def test_close_frame_mid_reply(payload, error):
     def play(conn):
@@ -818,8 +836,9 @@ def test_server_that_stops_reading_a_large_request_times_out():
         conn.stall()
 
     prompt = [{"role": "user", "content": "x" * 8_000_000}]
-    outcome = call(play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30), messages=prompt,
-                   server_options={"rcvbuf": 4096})
+    outcome = call(
+        play, timeout=Timeout(connect=30, first_chunk=0.5, idle=30), messages=prompt, server_options={"rcvbuf": 4096}
+    )
     assert type(outcome.error) is MyshellTimeoutError and "stopped reading" in str(outcome.error)
     # Timeout.first_chunk, not pingInterval + pingTimeout (45 s) nor the 30 s limits
     assert 0.5 <= outcome.elapsed < 10
@@ -832,8 +851,9 @@ def test_close_ends_the_reader_even_if_the_server_never_answers_the_close_frame(
         conn.stall()  # never reads again, never closes
 
     with RawServer(play) as server:
-        client = Myshell(server.base_url, captcha_delay=0, close_timeout=0.5,
-                         timeout=Timeout(connect=30, first_chunk=0.3, idle=30))
+        client = Myshell(
+            server.base_url, captcha_delay=0, close_timeout=0.5, timeout=Timeout(connect=30, first_chunk=0.3, idle=30)
+        )
         with pytest.raises(MyshellTimeoutError):
             list(client.generate("gpt-4", USER))
         started = time.monotonic()
@@ -874,14 +894,15 @@ def test_server_trickling_the_handshake_hits_the_connect_timeout(phase):
         (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n", ConnectTimeoutError),
         (b"", ConnectTimeoutError),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", MyshellConnectionError),
-        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         b"Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n", MyshellConnectionError),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n",
+            MyshellConnectionError,
+        ),
         (b"hello\r\n\r\n", MyshellConnectionError),
-        (b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:9/ws/\r\nContent-Length: 0\r\n\r\n",
-         MyshellConnectionError),
+        (b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:9/ws/\r\nContent-Length: 0\r\n\r\n", MyshellConnectionError),
     ],
-    ids=["headers then stall", "nothing at all", "200 instead of 101", "wrong accept key",
-         "not HTTP", "redirect"],
+    ids=["headers then stall", "nothing at all", "200 instead of 101", "wrong accept key", "not HTTP", "redirect"],
 )
 def test_upgrade_never_completed(answer, error):
     def play(conn):
@@ -900,8 +921,6 @@ def test_upgrade_never_completed(answer, error):
 
 # python-engineio's default max_http_buffer_size, announced as maxPayload.
 LOCAL_MAX_PAYLOAD = 1_000_000
-
-
 
 
 # -- bug 3: Ctrl-C during a large send ---------------------------------------------
@@ -933,7 +952,7 @@ def test_ctrl_c_during_a_large_send_ends_the_reader_and_closes_the_socket():
             return
         closed_by_client.set()
 
-    readers: List[threading.Thread] = []
+    readers: list[threading.Thread] = []
 
     def interrupt() -> None:
         if sending.wait(20):  # the main thread is blocked sending the rest
@@ -944,8 +963,13 @@ def test_ctrl_c_during_a_large_send_ends_the_reader_and_closes_the_socket():
     interrupter = threading.Thread(target=interrupt, name="test-interrupter")
     try:
         with RawServer(play, rcvbuf=4096) as server:
-            with Myshell(server.base_url, captcha_delay=0, max_retries=0, close_timeout=1,
-                         timeout=Timeout(connect=5, first_chunk=30, idle=30)) as client:
+            with Myshell(
+                server.base_url,
+                captcha_delay=0,
+                max_retries=0,
+                close_timeout=1,
+                timeout=Timeout(connect=5, first_chunk=30, idle=30),
+            ) as client:
                 interrupter.start()
                 with pytest.raises(KeyboardInterrupt):
                     list(client.generate("gpt-4", user("x" * 8_000_000)))
@@ -990,7 +1014,7 @@ def test_prompt_over_max_payload_is_refused_before_anything_is_sent(local_server
 def test_prompt_over_max_payload_on_a_fresh_client_sends_nothing():
     # Bug 13, on the first call of a client (the limit is known once the
     # open packet arrived): nothing but the handshake goes out.
-    got: List[str] = []
+    got: list[str] = []
 
     def play(conn: RawConn) -> None:
         conn.handshake(max_payload=5000)
@@ -998,8 +1022,9 @@ def test_prompt_over_max_payload_on_a_fresh_client_sends_nothing():
             got.append(conn.recv_event(timeout=30)[0])
 
     with RawServer(play) as server:
-        with Myshell(server.base_url, captcha_delay=0, max_retries=0,
-                     timeout=Timeout(connect=5, first_chunk=2, idle=2)) as client:
+        with Myshell(
+            server.base_url, captcha_delay=0, max_retries=0, timeout=Timeout(connect=5, first_chunk=2, idle=2)
+        ) as client:
             with pytest.raises(MyshellError) as caught:
                 client.chat("gpt-4", user("x" * 6000))
             error = caught.value

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from .. import Myshell, Stream, http_models, models, openapi_models
 from .._environment import BASE_URL_ENV, CAPTCHA_DELAY_ENV, OPENAPI_URL_ENV, captcha_delay_from_env
@@ -36,18 +37,18 @@ log = logging.getLogger("myshell_sync")
 
 
 #: The generation settings, which only the key-based API sends.
-SETTINGS: Tuple[str, ...] = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
+SETTINGS: tuple[str, ...] = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
 #: The transports an adapter offers, in the order of ``PREFIXES``.
-TRANSPORTS: Tuple[str, ...] = tuple(PREFIXES)
+TRANSPORTS: tuple[str, ...] = tuple(PREFIXES)
 
 
-def model_names(transport: str) -> Tuple[str, ...]:
+def model_names(transport: str) -> tuple[str, ...]:
     """The model names ``transport`` knows (``Myshell.model_names`` without a client)."""
     table: Mapping[str, str] = {"websocket": models, "http": http_models, "openapi": openapi_models}[transport]
     return tuple(table)
 
 
-def base_url_from_env(transport: str) -> Optional[str]:
+def base_url_from_env(transport: str) -> str | None:
     """``$MYSHELL_OPENAPI_URL`` for the key-based API, else ``$MYSHELL_BASE_URL`` (None if unset)."""
     name = OPENAPI_URL_ENV if transport == "openapi" else BASE_URL_ENV
     return os.environ.get(name) or None
@@ -56,15 +57,15 @@ def base_url_from_env(transport: str) -> Optional[str]:
 def client_options(
     transport: str,
     *,
-    credential: Optional[str] = None,
-    base_url: Optional[str] = None,
-    captcha_delay: Optional[float] = None,
+    credential: str | None = None,
+    base_url: str | None = None,
+    captcha_delay: float | None = None,
     **options: Any,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """``Myshell`` arguments for ``transport``: the credential becomes the API
     key on the key-based API and the account token elsewhere; a base URL or
     captcha delay not given comes from the environment (else the client's default)."""
-    result: Dict[str, Any] = {"transport": transport}
+    result: dict[str, Any] = {"transport": transport}
     if credential:
         result["api_key" if transport == "openapi" else "token"] = credential
     base_url = base_url or base_url_from_env(transport)
@@ -83,7 +84,7 @@ class ClientCache:
     thread; ``close()`` closes them all (a later ``get`` makes new ones)."""
 
     def __init__(self) -> None:
-        self._clients: Dict[Tuple[Tuple[str, Any], ...], Myshell] = {}
+        self._clients: dict[tuple[tuple[str, Any], ...], Myshell] = {}
         self._lock = threading.Lock()
 
     def get(self, **options: Any) -> Myshell:
@@ -117,7 +118,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def stop_list(stop: Union[str, Sequence[str], None]) -> List[str]:
+def stop_list(stop: str | Sequence[str] | None) -> list[str]:
     """``stop`` (a string, a list of them or None) as a list of non-empty strings."""
     if stop is None:
         return []

@@ -21,7 +21,8 @@ rest is cancelled upstream.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -31,8 +32,9 @@ try:
     from langchain_core.utils.utils import secret_from_env
     from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 except ImportError as _missing:  # pragma: no cover - depends on the environment
-    raise ImportError('ChatMyShell needs langchain-core 1.0 or later (Python 3.10+): '
-                      'pip install "myshell_sync[langchain]"') from _missing
+    raise ImportError(
+        'ChatMyShell needs langchain-core 1.0 or later (Python 3.10+): pip install "myshell_sync[langchain]"'
+    ) from _missing
 
 from .. import Myshell, Stream
 from ._common import SETTINGS, client_options, stop_list, stopped_text
@@ -60,25 +62,25 @@ class ChatMyShell(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    model: Optional[str] = Field(default=None, alias="model_name")
-    transport: Optional[Literal["websocket", "http", "openapi", "auto"]] = None
-    token: Optional[SecretStr] = Field(default_factory=secret_from_env("MYSHELL_TOKEN", default=None))
-    api_key: Optional[SecretStr] = Field(default_factory=secret_from_env("MYSHELL_API_KEY", default=None))
-    base_url: Optional[str] = None
-    captcha_delay: Optional[float] = None
-    timeout: Optional[float] = None
-    max_retries: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    max_tokens: Optional[int] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
+    model: str | None = Field(default=None, alias="model_name")
+    transport: Literal["websocket", "http", "openapi", "auto"] | None = None
+    token: SecretStr | None = Field(default_factory=secret_from_env("MYSHELL_TOKEN", default=None))
+    api_key: SecretStr | None = Field(default_factory=secret_from_env("MYSHELL_API_KEY", default=None))
+    base_url: str | None = None
+    captcha_delay: float | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     streaming: bool = False
     """Whether ``invoke`` streams (so callbacks see each token)."""
-    client: Optional[Myshell] = Field(default=None, exclude=True)
+    client: Myshell | None = Field(default=None, exclude=True)
     """A client to use (left open by ``close()``); None: one is made on first use."""
 
-    _own_client: Optional[Myshell] = PrivateAttr(default=None)
+    _own_client: Myshell | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     # -- LangChain's contract ----------------------------------------------------
@@ -88,20 +90,20 @@ class ChatMyShell(BaseChatModel):
         return "myshell"
 
     @property
-    def _identifying_params(self) -> Dict[str, Any]:
-        params: Dict[str, Any] = {"model": self.model, "transport": self.resolved_transport}
+    def _identifying_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": self.model, "transport": self.resolved_transport}
         params.update({name: getattr(self, name) for name in SETTINGS if getattr(self, name) is not None})
         return params
 
     @property
-    def lc_secrets(self) -> Dict[str, str]:
+    def lc_secrets(self) -> dict[str, str]:
         return {"token": "MYSHELL_TOKEN", "api_key": "MYSHELL_API_KEY"}
 
     def _generate(
         self,
-        messages: List[BaseMessage],
-        stop: Optional[List[str]] = None,
-        run_manager: Optional[CallbackManagerForLLMRun] = None,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
@@ -117,9 +119,9 @@ class ChatMyShell(BaseChatModel):
 
     def _stream(
         self,
-        messages: List[BaseMessage],
-        stop: Optional[List[str]] = None,
-        run_manager: Optional[CallbackManagerForLLMRun] = None,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         stream = self._start(messages, kwargs)
@@ -133,7 +135,8 @@ class ChatMyShell(BaseChatModel):
         finally:
             pieces.close()  # also when the caller stops early: the reply is cancelled upstream
         yield ChatGenerationChunk(
-            message=AIMessageChunk(content="", response_metadata=self._metadata(stream), chunk_position="last"))
+            message=AIMessageChunk(content="", response_metadata=self._metadata(stream), chunk_position="last")
+        )
 
     # -- the client ----------------------------------------------------------------
 
@@ -153,14 +156,16 @@ class ChatMyShell(BaseChatModel):
             if self._own_client is None or self._own_client.closed:
                 transport = self.resolved_transport
                 secret = self.api_key if transport == "openapi" else self.token
-                self._own_client = Myshell(**client_options(
-                    transport,
-                    credential=secret.get_secret_value() if secret is not None else None,
-                    base_url=self.base_url,
-                    captcha_delay=self.captcha_delay,
-                    timeout=self.timeout,
-                    max_retries=self.max_retries,
-                ))
+                self._own_client = Myshell(
+                    **client_options(
+                        transport,
+                        credential=secret.get_secret_value() if secret is not None else None,
+                        base_url=self.base_url,
+                        captcha_delay=self.captcha_delay,
+                        timeout=self.timeout,
+                        max_retries=self.max_retries,
+                    )
+                )
             return self._own_client
 
     def close(self) -> None:
@@ -170,7 +175,7 @@ class ChatMyShell(BaseChatModel):
         if client is not None:
             client.close()
 
-    def __enter__(self) -> "ChatMyShell":
+    def __enter__(self) -> ChatMyShell:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -178,7 +183,7 @@ class ChatMyShell(BaseChatModel):
 
     # -- one call ------------------------------------------------------------------
 
-    def _start(self, messages: List[BaseMessage], kwargs: Mapping[str, Any]) -> Stream:
+    def _start(self, messages: list[BaseMessage], kwargs: Mapping[str, Any]) -> Stream:
         unknown = sorted(set(kwargs) - set(SETTINGS) - {"model"} - _IGNORED)
         if unknown:
             raise TypeError(f"ChatMyShell does not take {', '.join(unknown)}; it takes {', '.join(SETTINGS)}")
@@ -188,7 +193,7 @@ class ChatMyShell(BaseChatModel):
         model = kwargs.get("model", self.model)
         return self.get_client().stream(model, [_message(m) for m in messages], **settings)
 
-    def _metadata(self, stream: Stream) -> Dict[str, Any]:
+    def _metadata(self, stream: Stream) -> dict[str, Any]:
         return {
             "model_name": self.model,
             "model_provider": "myshell",
@@ -198,7 +203,7 @@ class ChatMyShell(BaseChatModel):
         }
 
 
-def _message(message: BaseMessage) -> Dict[str, str]:
+def _message(message: BaseMessage) -> dict[str, str]:
     """A LangChain message as MyShell's ``{"role", "content"}``."""
     kind = message.role if isinstance(message, ChatMessage) else message.type
     role = _ROLES.get(kind)

@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
 
 try:
     import litellm
     from litellm import CustomLLM
     from litellm.llms.custom_llm import CustomLLMError
 except ImportError as _missing:  # pragma: no cover - depends on the environment
-    raise ImportError('MyshellLLM needs litellm 1.60 or later (Python 3.10+): pip install "myshell_sync[litellm]"') \
-        from _missing
+    raise ImportError(
+        'MyshellLLM needs litellm 1.60 or later (Python 3.10+): pip install "myshell_sync[litellm]"'
+    ) from _missing
 
 from .. import (
     AuthenticationError,
@@ -103,10 +105,10 @@ def _litellm_error(error: BaseException) -> CustomLLMError:
     return CustomLLMError(status_code=status_code_for(error), message=str(error))
 
 
-def myshell_error(error: BaseException) -> Optional[MyshellError]:
+def myshell_error(error: BaseException) -> MyshellError | None:
     """The ``myshell_sync`` error behind an exception litellm raised (or None)."""
     seen = set()
-    todo: List[Optional[BaseException]] = [error]
+    todo: list[BaseException | None] = [error]
     while todo:
         current = todo.pop(0)
         if current is None or id(current) in seen:
@@ -131,14 +133,20 @@ class MyshellLLM(CustomLLM):
         self.options = dict(myshell_options)
         self._clients = ClientCache()
 
-    def client(self, api_base: Optional[str] = None, api_key: Optional[str] = None) -> Myshell:
+    def client(self, api_base: str | None = None, api_key: str | None = None) -> Myshell:
         """The shared client for this server and credential."""
         options = dict(self.options)
         base_url = options.pop("base_url", None)
         base_url = api_base or base_url
-        return self._clients.get(**client_options(
-            self.transport, credential=api_key, base_url=base_url,
-            captcha_delay=options.pop("captcha_delay", None), **options))
+        return self._clients.get(
+            **client_options(
+                self.transport,
+                credential=api_key,
+                base_url=base_url,
+                captcha_delay=options.pop("captcha_delay", None),
+                **options,
+            )
+        )
 
     def close(self) -> None:
         """Close the clients (new ones are made on next use)."""
@@ -146,10 +154,25 @@ class MyshellLLM(CustomLLM):
 
     # -- litellm's contract ----------------------------------------------------------
 
-    def completion(self, model: str, messages: list, api_base: Optional[str], custom_prompt_dict: dict,
-                   model_response: Any, print_verbose: Any, encoding: Any, api_key: Optional[str],
-                   logging_obj: Any, optional_params: dict, acompletion: Any = None, litellm_params: Any = None,
-                   logger_fn: Any = None, headers: Any = None, timeout: Any = None, client: Any = None) -> Any:
+    def completion(
+        self,
+        model: str,
+        messages: list,
+        api_base: str | None,
+        custom_prompt_dict: dict,
+        model_response: Any,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: Any = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> Any:
         try:
             stream, stops = self._start(model, messages, api_base, api_key, optional_params, timeout)
             pieces = stopped_text(stream, stops)
@@ -164,23 +187,52 @@ class MyshellLLM(CustomLLM):
         model_response.model = model
         return model_response
 
-    def streaming(self, model: str, messages: list, api_base: Optional[str], custom_prompt_dict: dict,
-                  model_response: Any, print_verbose: Any, encoding: Any, api_key: Optional[str],
-                  logging_obj: Any, optional_params: dict, acompletion: Any = None, litellm_params: Any = None,
-                  logger_fn: Any = None, headers: Any = None, timeout: Any = None,
-                  client: Any = None) -> Iterator[Dict[str, Any]]:
+    def streaming(
+        self,
+        model: str,
+        messages: list,
+        api_base: str | None,
+        custom_prompt_dict: dict,
+        model_response: Any,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: Any = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> Iterator[dict[str, Any]]:
         return self._stream_chunks(model, messages, api_base, api_key, optional_params, timeout)[1]
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.completion, *args, **kwargs)
 
-    async def astreaming(self, model: str, messages: list, api_base: Optional[str], custom_prompt_dict: dict,
-                         model_response: Any, print_verbose: Any, encoding: Any, api_key: Optional[str],
-                         logging_obj: Any, optional_params: dict, acompletion: Any = None,
-                         litellm_params: Any = None, logger_fn: Any = None, headers: Any = None,
-                         timeout: Any = None, client: Any = None) -> AsyncIterator[Dict[str, Any]]:
+    async def astreaming(
+        self,
+        model: str,
+        messages: list,
+        api_base: str | None,
+        custom_prompt_dict: dict,
+        model_response: Any,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: str | None,
+        logging_obj: Any,
+        optional_params: dict,
+        acompletion: Any = None,
+        litellm_params: Any = None,
+        logger_fn: Any = None,
+        headers: Any = None,
+        timeout: Any = None,
+        client: Any = None,
+    ) -> AsyncIterator[dict[str, Any]]:
         stream, chunks = await asyncio.to_thread(
-            self._stream_chunks, model, messages, api_base, api_key, optional_params, timeout)
+            self._stream_chunks, model, messages, api_base, api_key, optional_params, timeout
+        )
         done: Any = object()
         try:
             while True:
@@ -193,8 +245,15 @@ class MyshellLLM(CustomLLM):
 
     # -- one call ----------------------------------------------------------------------
 
-    def _stream_chunks(self, model: str, messages: Sequence[Any], api_base: Optional[str], api_key: Optional[str],
-                       optional_params: Mapping[str, Any], timeout: Any) -> Tuple[Stream, Iterator[Dict[str, Any]]]:
+    def _stream_chunks(
+        self,
+        model: str,
+        messages: Sequence[Any],
+        api_base: str | None,
+        api_key: str | None,
+        optional_params: Mapping[str, Any],
+        timeout: Any,
+    ) -> tuple[Stream, Iterator[dict[str, Any]]]:
         """Start the reply and wait for its first piece, so that an error
         before any text raises here (inside ``litellm.completion``)."""
         try:
@@ -205,8 +264,15 @@ class MyshellLLM(CustomLLM):
             raise _litellm_error(exc) from exc
         return stream, _chunks(first, pieces)
 
-    def _start(self, model: str, messages: Sequence[Any], api_base: Optional[str], api_key: Optional[str],
-               optional_params: Mapping[str, Any], timeout: Any) -> Tuple[Stream, List[str]]:
+    def _start(
+        self,
+        model: str,
+        messages: Sequence[Any],
+        api_base: str | None,
+        api_key: str | None,
+        optional_params: Mapping[str, Any],
+        timeout: Any,
+    ) -> tuple[Stream, list[str]]:
         params = dict(optional_params or {})
         for name in _REFUSED:
             if params.get(name):
@@ -219,17 +285,21 @@ class MyshellLLM(CustomLLM):
         client = self.client(api_base, api_key)
         settings = {name: params[name] for name in SETTINGS if params.get(name) is not None}
         if settings and not client.supports_settings:
-            log.debug("litellm: %s ignored: transport=%s has no generation settings",
-                      ", ".join(sorted(settings)), self.transport)
+            log.debug(
+                "litellm: %s ignored: transport=%s has no generation settings",
+                ", ".join(sorted(settings)),
+                self.transport,
+            )
             settings = {}
         ignored = sorted(set(params) - set(SETTINGS) - _PLUMBING - set(_REFUSED))
         if ignored:
             log.debug("litellm: %s ignored: MyShell has no such parameter", ", ".join(ignored))
-        options: Dict[str, Any] = dict(settings)
+        options: dict[str, Any] = dict(settings)
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
             current = client.timeout
-            options["timeout"] = Timeout(connect=current.connect, first_chunk=current.first_chunk,
-                                         idle=current.idle, total=float(timeout))
+            options["timeout"] = Timeout(
+                connect=current.connect, first_chunk=current.first_chunk, idle=current.idle, total=float(timeout)
+            )
         try:
             stops = stop_list(params.get("stop"))
             stream = client.stream(model or None, [_message(m) for m in messages], **options)
@@ -240,13 +310,19 @@ class MyshellLLM(CustomLLM):
         return stream, stops
 
 
-def _chunk(text: str, finished: bool = False) -> Dict[str, Any]:
+def _chunk(text: str, finished: bool = False) -> dict[str, Any]:
     """A ``GenericStreamingChunk``."""
-    return {"text": text, "is_finished": finished, "finish_reason": "stop" if finished else "",
-            "usage": None, "index": 0, "tool_use": None}
+    return {
+        "text": text,
+        "is_finished": finished,
+        "finish_reason": "stop" if finished else "",
+        "usage": None,
+        "index": 0,
+        "tool_use": None,
+    }
 
 
-def _chunks(first: Optional[str], pieces: Iterator[str]) -> Iterator[Dict[str, Any]]:
+def _chunks(first: str | None, pieces: Iterator[str]) -> Iterator[dict[str, Any]]:
     try:
         if first is not None:
             yield _chunk(first)
@@ -259,7 +335,7 @@ def _chunks(first: Optional[str], pieces: Iterator[str]) -> Iterator[Dict[str, A
     yield _chunk("", finished=True)
 
 
-def _message(message: Any) -> Dict[str, str]:
+def _message(message: Any) -> dict[str, str]:
     """An OpenAI-style message (a dict, or litellm's Message) as ``{"role", "content"}``."""
     get = message.get if isinstance(message, Mapping) else lambda name, default=None: getattr(message, name, default)
     role = get("role")
@@ -283,7 +359,7 @@ def _message(message: Any) -> Dict[str, str]:
     return {"role": role, "content": "".join(texts)}
 
 
-def register(transports: Sequence[str] = TRANSPORTS, **myshell_options: Any) -> Dict[str, MyshellLLM]:
+def register(transports: Sequence[str] = TRANSPORTS, **myshell_options: Any) -> dict[str, MyshellLLM]:
     """Add a handler per transport to ``litellm.custom_provider_map`` under
     its prefix (``myshell``, ``myshell-http``, ``myshell-openapi``), replacing
     (and closing) one registered before under that name; other custom
@@ -298,5 +374,6 @@ def register(transports: Sequence[str] = TRANSPORTS, **myshell_options: Any) -> 
         else:
             kept.append(item)
     litellm.custom_provider_map = kept + [
-        {"provider": provider, "custom_handler": handler} for provider, handler in handlers.items()]
+        {"provider": provider, "custom_handler": handler} for provider, handler in handlers.items()
+    ]
     return handlers

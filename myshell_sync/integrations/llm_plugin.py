@@ -29,15 +29,17 @@ prompt (the system prompt, then the user and assistant turns), as
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 
 try:
     import llm
     from llm.parts import TextPart
     from pydantic import Field
 except ImportError as _missing:  # pragma: no cover - depends on the environment
-    raise ImportError('the llm plugin needs llm 0.33 or later (Python 3.10+): pip install "myshell_sync[llm]"') \
-        from _missing
+    raise ImportError(
+        'the llm plugin needs llm 0.33 or later (Python 3.10+): pip install "myshell_sync[llm]"'
+    ) from _missing
 
 from .. import Myshell
 from . import PREFIXES
@@ -70,13 +72,13 @@ class MyshellModel(llm.KeyModel):
         self.name = name
         self.model_id = f"{PREFIXES[transport]}/{name}"
 
-    def get_key(self, explicit_key: Optional[str] = None) -> Optional[str]:
+    def get_key(self, explicit_key: str | None = None) -> str | None:
         try:
             return super().get_key(explicit_key)
         except llm.NeedsKeyException:
             return None  # no token: the web app's APIs answer visitors too
 
-    def client(self, key: Optional[str]) -> Myshell:
+    def client(self, key: str | None) -> Myshell:
         """The shared client for this model's transport, key and environment."""
         return _clients.get(**client_options(self.transport, credential=key))
 
@@ -85,8 +87,8 @@ class MyshellModel(llm.KeyModel):
         prompt: llm.Prompt,
         stream: bool,
         response: llm.Response,
-        conversation: Optional[llm.Conversation],
-        key: Optional[str] = None,
+        conversation: llm.Conversation | None,
+        key: str | None = None,
     ) -> Iterator[str]:
         client = self.client(key)
         messages = _messages(prompt)
@@ -105,13 +107,15 @@ class MyshellModel(llm.KeyModel):
 
 
 class _SettingsOptions(llm.Options):
-    temperature: Optional[float] = Field(default=None, ge=0, le=2, description="Sampling temperature, 0 to 2")
-    top_p: Optional[float] = Field(default=None, ge=0, le=1, description="Nucleus sampling: the top_p mass of tokens")
-    max_tokens: Optional[int] = Field(default=None, ge=1, description="The most tokens the reply may have")
-    presence_penalty: Optional[float] = Field(
-        default=None, ge=-2, le=2, description="Penalty for tokens already present, -2 to 2")
-    frequency_penalty: Optional[float] = Field(
-        default=None, ge=-2, le=2, description="Penalty by how often a token was used, -2 to 2")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature, 0 to 2")
+    top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling: the top_p mass of tokens")
+    max_tokens: int | None = Field(default=None, ge=1, description="The most tokens the reply may have")
+    presence_penalty: float | None = Field(
+        default=None, ge=-2, le=2, description="Penalty for tokens already present, -2 to 2"
+    )
+    frequency_penalty: float | None = Field(
+        default=None, ge=-2, le=2, description="Penalty by how often a token was used, -2 to 2"
+    )
 
 
 class MyshellKeyApiModel(MyshellModel):
@@ -121,18 +125,18 @@ class MyshellKeyApiModel(MyshellModel):
     key_env_var = "MYSHELL_API_KEY"
     Options = _SettingsOptions  # type: ignore[assignment]
 
-    def get_key(self, explicit_key: Optional[str] = None) -> Optional[str]:
+    def get_key(self, explicit_key: str | None = None) -> str | None:
         return llm.KeyModel.get_key(self, explicit_key)  # required: NeedsKeyException says how to set it
 
     def __repr__(self) -> str:
         return f"<MyshellKeyApiModel {self.model_id}>"
 
 
-def _settings(options: Any) -> Dict[str, Any]:
+def _settings(options: Any) -> dict[str, Any]:
     return {name: getattr(options, name) for name in SETTINGS if getattr(options, name, None) is not None}
 
 
-def _messages(prompt: llm.Prompt) -> List[Dict[str, str]]:
+def _messages(prompt: llm.Prompt) -> list[dict[str, str]]:
     """The whole chain ``llm`` built for this turn (``prompt.messages``:
     system, earlier turns, this one) as ``{"role", "content"}`` dicts."""
     messages = []
@@ -148,7 +152,7 @@ def _messages(prompt: llm.Prompt) -> List[Dict[str, str]]:
     return messages
 
 
-def _aliases(transport: str, name: str) -> List[str]:
+def _aliases(transport: str, name: str) -> list[str]:
     """``myshell/<name>`` for a model of another transport when only that transport has ``name``."""
     if transport == "websocket":
         return []

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C or SIGTERM; return the exit status."""
     from .._cli import main as cli_main
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, Dict, Iterator, Set
+from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 
-__all__ = ["POLL_INTERVAL", "Handlers", "client_gone", "lower_headers", "pause",
-           "read_json"]
+__all__ = ["POLL_INTERVAL", "Handlers", "client_gone", "lower_headers", "pause", "read_json"]
 
 POLL_INTERVAL = 0.02  # seconds between client-gone checks during a delay
 
@@ -47,7 +47,7 @@ async def read_json(request: web.Request) -> Any:
         return None
 
 
-def lower_headers(request: web.Request) -> Dict[str, str]:
+def lower_headers(request: web.Request) -> dict[str, str]:
     """The request's headers as a dict with lower-cased names."""
     return {k.lower(): v for k, v in request.headers.items()}
 
@@ -60,7 +60,7 @@ class Handlers:
     """
 
     def __init__(self) -> None:
-        self._tasks: Set["asyncio.Task[Any]"] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
 
     def reset(self) -> None:

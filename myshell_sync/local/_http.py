@@ -61,15 +61,24 @@ import itertools
 import json
 import time
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any
 
 from aiohttp import web
 
 from .._sse import encode_sse
-from ._rules import (DROP, ERROR, ERROR_EVENTS, ERROR_REASONS, STATUS_ERRORS, Plan,
-                     reply_chunks, send_message_problem, valid_timestamp)
-from ._state import Recorder, ServerState
 from ._aiohttp import Handlers, client_gone, lower_headers, pause, read_json
+from ._rules import (
+    DROP,
+    ERROR,
+    ERROR_EVENTS,
+    ERROR_REASONS,
+    STATUS_ERRORS,
+    Plan,
+    reply_chunks,
+    send_message_problem,
+    valid_timestamp,
+)
+from ._state import Recorder, ServerState
 
 __all__ = ["ENERGY_PATH", "HttpApi", "SEND_MESSAGE_PATH"]
 
@@ -80,7 +89,7 @@ EVENT_PREFIX = "MESSAGE_REPLY_SSE_ELEMENT_EVENT_NAME_"
 DAILY_ENERGY = 200  # reported as dailyEnergy (and as energy when unlimited)
 FLUSH_TIMEOUT = 1.0  # seconds drop_after waits for the TCP buffer to drain
 CHALLENGE_HTML = (
-    "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
+    '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title></head>'
     "<body><noscript>Enable JavaScript and cookies to continue</noscript>"
     "<!-- simulated Cloudflare challenge --></body></html>"
 )
@@ -93,9 +102,9 @@ class _Dropped(Exception):
     """drop_after aborted the connection; the body must not be ended."""
 
 
-def _envelope(**fields: Any) -> Dict[str, Any]:
+def _envelope(**fields: Any) -> dict[str, Any]:
     """The data object every SSE event carries (PROTOCOL.md 2.2)."""
-    data: Dict[str, Any] = {
+    data: dict[str, Any] = {
         "content": "",
         "voiceBytes": "",
         "voiceBytesIndex": 0,
@@ -117,13 +126,12 @@ def _sse_bytes(name: str, **fields: Any) -> bytes:
     return encode_sse(data, event=EVENT_PREFIX + name, id=str(uuid.uuid4())).encode()
 
 
-def _error_response(status: int, reason: str, message: str,
-                    headers: Dict[str, str]) -> web.Response:
+def _error_response(status: int, reason: str, message: str, headers: dict[str, str]) -> web.Response:
     body = {"reason": reason, "message": message, "code": status}
     return web.json_response(body, status=status, headers=headers)
 
 
-def _bearer(request: web.Request) -> Optional[str]:
+def _bearer(request: web.Request) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, or None."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
@@ -182,14 +190,13 @@ class HttpApi:
         token = _bearer(request)
         tokens = self._state.tokens
         if token is None or (tokens is not None and token not in tokens):
-            return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
-                                   self._headers())
+            return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required", self._headers())
         return web.json_response(self._energy_info(), headers=self._headers())
 
     # ------------------------------------------------------------------
     # Checks
 
-    def _refusal(self, request: web.Request, body: Any) -> Optional[web.Response]:
+    def _refusal(self, request: web.Request, body: Any) -> web.Response | None:
         """Return the response refusing this request, or None to stream."""
         state = self._state
         headers = self._headers()
@@ -197,48 +204,41 @@ class HttpApi:
         if status is not None:
             return self._status_response(status, headers)
         if request.headers.get("myshell-service-name") != SERVICE_NAME:
-            return _error_response(400, "ERROR_REASON_INVALID_SERVICE_NAME",
-                                   f"myshell-service-name must be {SERVICE_NAME}", headers)
+            return _error_response(
+                400, "ERROR_REASON_INVALID_SERVICE_NAME", f"myshell-service-name must be {SERVICE_NAME}", headers
+            )
         stamp = request.headers.get("timestamp")
         if stamp is not None and not valid_timestamp(stamp):
-            return _error_response(400, "ERROR_REASON_INVALID_TIMESTAMP",
-                                   "invalid timestamp", headers)
+            return _error_response(400, "ERROR_REASON_INVALID_TIMESTAMP", "invalid timestamp", headers)
         tokens = state.tokens
         if tokens is not None and _bearer(request) not in tokens:
-            return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required",
-                                   headers)
+            return _error_response(401, "ERROR_REASON_UNAUTHORIZED", "login required", headers)
         problem = send_message_problem(body)
         if problem is not None:
             return _error_response(400, "ERROR_REASON_INVALID_REQUEST", problem, headers)
         if body["botId"] not in state.http_bots:
-            return _error_response(400, "ERROR_REASON_BOT_NOT_FOUND", "bot not found",
-                                   headers)
+            return _error_response(400, "ERROR_REASON_BOT_NOT_FOUND", "bot not found", headers)
         if time.monotonic() - self._started_at < state.captcha_window:
-            return _error_response(400, "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA",
-                                   "need verify captcha", headers)
+            return _error_response(400, "ERROR_REASON_CHAT_NEED_VERIFY_CAPTCHA", "need verify captcha", headers)
         if state.error_event is None and not self._recorder.take_energy():
-            return _error_response(400, "ERROR_REASON_USER_NOT_ENOUGH_ENERGY",
-                                   "no enough energy", headers)
+            return _error_response(400, "ERROR_REASON_USER_NOT_ENOUGH_ENERGY", "no enough energy", headers)
         return None
 
-    def _status_response(self, status: int, headers: Dict[str, str]) -> web.Response:
+    def _status_response(self, status: int, headers: dict[str, str]) -> web.Response:
         """The answer ``http_status`` forces on every send_message."""
         if status == 403:
             headers["cf-mitigated"] = "challenge"
-            return web.Response(status=403, text=CHALLENGE_HTML, content_type="text/html",
-                                headers=headers)
+            return web.Response(status=403, text=CHALLENGE_HTML, content_type="text/html", headers=headers)
         retry_after = self._state.http_retry_after
         if status == 429 and retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        reason, message = STATUS_ERRORS.get(
-            status, ("ERROR_REASON_UNSPECIFIED", f"HTTP {status} (simulated)"))
+        reason, message = STATUS_ERRORS.get(status, ("ERROR_REASON_UNSPECIFIED", f"HTTP {status} (simulated)"))
         return _error_response(status, reason, message, headers)
 
     # ------------------------------------------------------------------
     # The stream
 
-    async def _stream(self, request: web.Request, body: Dict[str, Any],
-                      plan: Plan) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, body: dict[str, Any], plan: Plan) -> web.StreamResponse:
         """Stream the reply; keep the open/cancelled counters right."""
         response = web.StreamResponse(headers=self._headers())
         response.content_type = "text/event-stream"
@@ -263,15 +263,15 @@ class HttpApi:
             self._recorder.count_http_stream(opened=-1, cancelled=int(client_left))
         return response
 
-    async def _reply(self, request: web.Request, response: web.StreamResponse,
-                     body: Dict[str, Any], plan: Plan) -> None:
+    async def _reply(
+        self, request: web.Request, response: web.StreamResponse, body: dict[str, Any], plan: Plan
+    ) -> None:
         """Write the events of one reply, or stop where a switch says."""
         bot_id, text = body["botId"], body["message"]
         user = self._message("TEXT", bot_id, text, "DONE")
         await self._send(request, response, "USER_SENT_MESSAGE_CREATED", message=user)
         placeholder = self._message("REPLY", bot_id, "", "PROCESSING", reply_to=user)
-        await self._send(request, response, "USER_SENT_MESSAGE_REPLYING",
-                         message=placeholder)
+        await self._send(request, response, "USER_SENT_MESSAGE_REPLYING", message=placeholder)
         chunks = reply_chunks(self._state.http_bots.get(bot_id, bot_id), text)
         await pause(request, plan.reply_delay)
         for index, chunk in enumerate(chunks):
@@ -293,11 +293,11 @@ class HttpApi:
         final = dict(placeholder, text="".join(chunks), status="DONE")
         await self._send(request, response, "USER_SENT_MESSAGE_REPLIED", message=final)
         if plan.report_energy:
-            await self._send(request, response, "USER_CONSUMED_ENERGY",
-                             userEnergyInfo=self._energy_info())
+            await self._send(request, response, "USER_CONSUMED_ENERGY", userEnergyInfo=self._energy_info())
 
-    async def _interrupted(self, request: web.Request, response: web.StreamResponse,
-                           plan: Plan, sent: int, last: bool = False) -> bool:
+    async def _interrupted(
+        self, request: web.Request, response: web.StreamResponse, plan: Plan, sent: int, last: bool = False
+    ) -> bool:
         """Drop the connection or send the ERROR event once ``sent`` chunks are out."""
         cut = plan.cut_at(sent, last)
         if cut == DROP:
@@ -308,13 +308,16 @@ class HttpApi:
             raise _Dropped
         if cut == ERROR:
             assert plan.error_event is not None
-            await self._send(request, response, "ERROR",
-                             errorReason=ERROR_REASONS[plan.error_event],
-                             status={"message": ERROR_EVENTS[plan.error_event]})
+            await self._send(
+                request,
+                response,
+                "ERROR",
+                errorReason=ERROR_REASONS[plan.error_event],
+                status={"message": ERROR_EVENTS[plan.error_event]},
+            )
         return cut is not None
 
-    async def _send(self, request: web.Request, response: web.StreamResponse,
-                    name: str, **fields: Any) -> None:
+    async def _send(self, request: web.Request, response: web.StreamResponse, name: str, **fields: Any) -> None:
         if client_gone(request):
             raise ConnectionResetError("the client went away")
         await response.write(_sse_bytes(name, **fields))
@@ -322,7 +325,7 @@ class HttpApi:
     # ------------------------------------------------------------------
     # Helpers
 
-    def _headers(self) -> Dict[str, str]:
+    def _headers(self) -> dict[str, str]:
         """Headers every response of the HTTP API carries."""
         headers = {"X-Request-Id": uuid.uuid4().hex}
         token = self._state.refreshed_token
@@ -330,13 +333,13 @@ class HttpApi:
             headers["refreshed-auth-token"] = token
         return headers
 
-    def _energy_info(self) -> Dict[str, int]:
+    def _energy_info(self) -> dict[str, int]:
         energy = self._state.energy
-        return {"energy": DAILY_ENERGY if energy is None else energy,
-                "dailyEnergy": DAILY_ENERGY}
+        return {"energy": DAILY_ENERGY if energy is None else energy, "dailyEnergy": DAILY_ENERGY}
 
-    def _message(self, kind: str, bot_id: str, text: Optional[str], status: str,
-                 reply_to: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def _message(
+        self, kind: str, bot_id: str, text: str | None, status: str, reply_to: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A Go-API-era MessageDto (string ids, unix-ms dates)."""
         now = str(time.time_ns() // 1_000_000)
         return {

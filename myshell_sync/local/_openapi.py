@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Dict, Optional
+from typing import Any
 
 from aiohttp import web
 
+from ._aiohttp import Handlers, lower_headers, pause, read_json
 from ._rules import openapi_reply, status_message, widget_run_check
 from ._state import Recorder, ServerState
-from ._aiohttp import Handlers, lower_headers, pause, read_json
 
 __all__ = ["API_KEY_HEADER", "OpenApi", "WIDGET_RUN_PATH"]
 
@@ -50,11 +50,9 @@ API_KEY_HEADER = "x-myshell-openapi-key"
 NOT_JSON_HTML = "<html><body><h1>502 Bad Gateway</h1> (simulated)</body></html>"
 
 
-def _failure(status: int, message: str,
-             headers: Optional[Dict[str, str]] = None) -> web.Response:
+def _failure(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     """A ``{"success": false, "message"}`` answer."""
-    return web.json_response({"success": False, "message": message}, status=status,
-                             headers=headers)
+    return web.json_response({"success": False, "message": message}, status=status, headers=headers)
 
 
 class OpenApi:
@@ -89,15 +87,13 @@ class OpenApi:
             await self._wait(request, delay)
         return response
 
-    def _answer(self, request: web.Request, body: Any, data: Any,
-                problem: Optional[str]) -> web.Response:
+    def _answer(self, request: web.Request, body: Any, data: Any, problem: str | None) -> web.Response:
         """The response the switches and the request call for."""
         state = self._state
         status = self._recorder.take_openapi_status()
         if status is not None:
             retry_after = state.openapi_retry_after
-            headers = ({"Retry-After": retry_after}
-                       if status == 429 and retry_after is not None else None)
+            headers = {"Retry-After": retry_after} if status == 429 and retry_after is not None else None
             return _failure(status, status_message(status), headers)
         if request.headers.get(API_KEY_HEADER) not in state.api_keys:
             return _failure(401, "invalid API key")
@@ -106,8 +102,9 @@ class OpenApi:
         if state.openapi_failure is not None:
             return _failure(200, state.openapi_failure)
         memory = data.get("memory", [])
-        reply = openapi_reply(state.widgets[body["widget_id"]], data["user_prompt"],
-                              len(memory), bool(data.get("system_prompt")))
+        reply = openapi_reply(
+            state.widgets[body["widget_id"]], data["user_prompt"], len(memory), bool(data.get("system_prompt"))
+        )
         malformed = state.openapi_malformed
         if malformed == "not-json":
             return web.Response(text=NOT_JSON_HTML, content_type="text/html")

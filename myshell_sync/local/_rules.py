@@ -23,16 +23,33 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any
 
 from .._signing import generate_header_timestamp
 
 __all__ = [
-    "DEFAULT_BOTS", "DEFAULT_HTTP_BOTS", "DEFAULT_WIDGETS", "DROP", "ERROR", "ERROR_EVENTS",
-    "ERROR_REASONS", "INPUT_FIELDS", "LOCAL_API_KEY", "MALFORMED_KINDS", "Plan",
-    "REQUIRED_FIELDS", "SOURCE_FROM", "STATUS_ERRORS", "openapi_reply", "reply_chunks",
-    "send_message_problem", "status_message", "text_chat_problem", "valid_timestamp",
+    "DEFAULT_BOTS",
+    "DEFAULT_HTTP_BOTS",
+    "DEFAULT_WIDGETS",
+    "DROP",
+    "ERROR",
+    "ERROR_EVENTS",
+    "ERROR_REASONS",
+    "INPUT_FIELDS",
+    "LOCAL_API_KEY",
+    "MALFORMED_KINDS",
+    "Plan",
+    "REQUIRED_FIELDS",
+    "SOURCE_FROM",
+    "STATUS_ERRORS",
+    "openapi_reply",
+    "reply_chunks",
+    "send_message_problem",
+    "status_message",
+    "text_chat_problem",
+    "valid_timestamp",
     "widget_run_check",
 ]
 
@@ -60,13 +77,10 @@ DEFAULT_WIDGETS: Mapping[str, str] = {
 # The key the local server accepts unless given ``api_keys``.
 LOCAL_API_KEY = "local-api-key"
 # The fields a widget run's ``input`` may hold (PROTOCOL.md 8.1, no functions).
-_SETTINGS: Tuple[str, ...] = ("temperature", "top_p", "presence_penalty",
-                              "frequency_penalty")
-INPUT_FIELDS: Tuple[str, ...] = ("system_prompt", "user_prompt", "memory",
-                                 "max_tokens") + _SETTINGS
+_SETTINGS: tuple[str, ...] = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+INPUT_FIELDS: tuple[str, ...] = ("system_prompt", "user_prompt", "memory", "max_tokens") + _SETTINGS
 # What ``openapi_malformed`` may select: a 200 body that is not the documented shape.
-MALFORMED_KINDS: Tuple[str, ...] = ("no-result", "not-json", "result-not-json",
-                                    "result-not-string")
+MALFORMED_KINDS: tuple[str, ...] = ("no-result", "not-json", "result-not-json", "result-not-string")
 # Events that ``error_event`` may name, each with the message it carries.
 ERROR_EVENTS: Mapping[str, str] = {
     "exception": "internal server error (simulated)",
@@ -86,15 +100,21 @@ ERROR_REASONS: Mapping[str, str] = {
     "auth_fail": "ERROR_REASON_UNAUTHORIZED",
 }
 # reason and message of the JSON body ``http_status`` answers with.
-STATUS_ERRORS: Mapping[int, Tuple[str, str]] = {
+STATUS_ERRORS: Mapping[int, tuple[str, str]] = {
     401: ("ERROR_REASON_UNAUTHORIZED", "login required (simulated)"),
     429: ("ERROR_REASON_TOO_MANY_REQUESTS", "too many requests (simulated)"),
     500: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "internal server error (simulated)"),
     502: ("ERROR_REASON_INTERNAL_SERVER_ERROR", "bad gateway (simulated)"),
 }
 # Fields every text_chat must carry, all strings (PROTOCOL.md 1.3).
-REQUIRED_FIELDS: Tuple[str, ...] = (
-    "reqId", "botUid", "sourceFrom", "text", "signature", "timestamp", "version",
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "reqId",
+    "botUid",
+    "sourceFrom",
+    "text",
+    "signature",
+    "timestamp",
+    "version",
 )
 SOURCE_FROM = "myshellWebsite"
 # What ``Plan.cut_at`` answers: abort the connection, or send the error.
@@ -103,7 +123,7 @@ ERROR = "error"
 _CHUNK_RE = re.compile(r"\S+\s*|\s+")
 
 
-def reply_chunks(bot_name: str, prompt: str) -> List[str]:
+def reply_chunks(bot_name: str, prompt: str) -> list[str]:
     """Return the chunks the server streams for ``prompt`` sent to ``bot_name``.
 
     ``"".join(reply_chunks(name, prompt)) == f"{name}: {prompt}"`` always holds.
@@ -111,8 +131,7 @@ def reply_chunks(bot_name: str, prompt: str) -> List[str]:
     return _CHUNK_RE.findall(f"{bot_name}: {prompt}")
 
 
-def openapi_reply(model: str, user_prompt: str, memory_turns: int,
-                  has_system: bool) -> str:
+def openapi_reply(model: str, user_prompt: str, memory_turns: int, has_system: bool) -> str:
     """Return the key-based API's reply to ``user_prompt`` sent to ``model``."""
     system = ", system" if has_system else ""
     return f"{model} ({memory_turns} earlier turns{system}): {user_prompt}"
@@ -132,16 +151,16 @@ def _reached(threshold: int, sent: int, last: bool) -> bool:
 class Plan:
     """The fault switches as they were when one request arrived."""
 
-    error_event: Optional[str]
+    error_event: str | None
     error_after: int
     chunk_delay: float
     reply_delay: float
-    drop_after: Optional[int]
+    drop_after: int | None
     report_energy: bool
     missing_replied: bool  # HTTP only
     truncate_utf8: bool  # HTTP only
 
-    def cut_at(self, sent: int, last: bool = False) -> Optional[str]:
+    def cut_at(self, sent: int, last: bool = False) -> str | None:
         """``DROP``, ``ERROR`` or None: how the reply ends once ``sent`` chunks are out.
 
         ``last`` means every chunk is out, so any larger threshold is reached.
@@ -153,7 +172,7 @@ class Plan:
         return None
 
 
-def text_chat_problem(payload: Any) -> Optional[str]:
+def text_chat_problem(payload: Any) -> str | None:
     """Return why a text_chat payload is malformed, or None if it is fine."""
     if not isinstance(payload, dict):
         return "text_chat payload must be an object"
@@ -167,7 +186,7 @@ def text_chat_problem(payload: Any) -> Optional[str]:
     return None
 
 
-def send_message_problem(body: Any) -> Optional[str]:
+def send_message_problem(body: Any) -> str | None:
     """Return why a send_message body is malformed, or None if it is fine."""
     if not isinstance(body, dict):
         return "the body must be a JSON object"
@@ -185,16 +204,14 @@ def send_message_problem(body: Any) -> Optional[str]:
 
 def valid_timestamp(value: str) -> bool:
     """Whether a ``timestamp`` header ends with its own check digit, variant B."""
-    return (value.isascii() and value.isdigit() and len(value) <= 20
-            and generate_header_timestamp(int(value)) == value)
+    return value.isascii() and value.isdigit() and len(value) <= 20 and generate_header_timestamp(int(value)) == value
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _decoded_input(body: Any) -> Tuple[Any, Optional[str]]:
+def _decoded_input(body: Any) -> tuple[Any, str | None]:
     """``(input decoded, None)``, or ``(None, why the body is not a widget run)``."""
     if not isinstance(body, dict):
         return None, "the body must be a JSON object"
@@ -209,7 +226,7 @@ def _decoded_input(body: Any) -> Tuple[Any, Optional[str]]:
         return None, "field 'input' is not JSON text"
 
 
-def _input_problem(data: Any) -> Optional[str]:
+def _input_problem(data: Any) -> str | None:
     """Why a decoded ``input`` is not a chat-model input, or None."""
     if not isinstance(data, dict):
         return "field 'input' must hold a JSON object"
@@ -224,11 +241,13 @@ def _input_problem(data: Any) -> Optional[str]:
     if not isinstance(memory, list):
         return "input field 'memory' must be a list"
     for index, turn in enumerate(memory):
-        if (not isinstance(turn, dict) or set(turn) != {"role", "content"}
-                or turn["role"] not in ("user", "assistant")
-                or not isinstance(turn["content"], str)):
-            return (f"input field 'memory' item {index} must be "
-                    '{"role": "user" or "assistant", "content": <string>}')
+        if (
+            not isinstance(turn, dict)
+            or set(turn) != {"role", "content"}
+            or turn["role"] not in ("user", "assistant")
+            or not isinstance(turn["content"], str)
+        ):
+            return f'input field \'memory\' item {index} must be {{"role": "user" or "assistant", "content": <string>}}'
     for field in _SETTINGS:
         if field in data and not _is_number(data[field]):
             return f"input field {field!r} must be a number"
@@ -238,7 +257,7 @@ def _input_problem(data: Any) -> Optional[str]:
     return None
 
 
-def widget_run_check(body: Any, widgets: Mapping[str, str]) -> Tuple[Any, Optional[str]]:
+def widget_run_check(body: Any, widgets: Mapping[str, str]) -> tuple[Any, str | None]:
     """Check a widget run's body: ``(input, problem)``.
 
     ``input`` is the decoded ``input`` field whenever it is JSON text (even if

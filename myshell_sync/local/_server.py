@@ -23,7 +23,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional, Set
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -48,8 +49,7 @@ def _url_host(host: str) -> str:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Create a listening-ready TCP socket bound to ``(host, port)``."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,33 +110,33 @@ class LocalMyshellServer(ServerState):
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        bots: Optional[Mapping[str, str]] = None,
-        tokens: Optional[Set[str]] = None,
+        bots: Mapping[str, str] | None = None,
+        tokens: set[str] | None = None,
         captcha_window: float = 0.0,
-        energy: Optional[int] = None,
-        error_event: Optional[str] = None,
+        energy: int | None = None,
+        error_event: str | None = None,
         error_after: int = 0,
         chunk_delay: float = 0.0,
         reply_delay: float = 0.0,
-        drop_after: Optional[int] = None,
+        drop_after: int | None = None,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
-        http_bots: Optional[Mapping[str, str]] = None,
-        http_status: Optional[int] = None,
-        http_retry_after: Optional[str] = "2",
-        refreshed_token: Optional[str] = None,
+        http_bots: Mapping[str, str] | None = None,
+        http_status: int | None = None,
+        http_retry_after: str | None = "2",
+        refreshed_token: str | None = None,
         missing_replied: bool = False,
         truncate_utf8: bool = False,
-        ws_refuse_status: Optional[int] = None,
-        api_keys: Optional[Iterable[str]] = None,
-        widgets: Optional[Mapping[str, str]] = None,
-        openapi_status: Optional[int] = None,
-        openapi_status_times: Optional[int] = None,
-        openapi_retry_after: Optional[str] = "1",
-        openapi_failure: Optional[str] = None,
-        openapi_malformed: Optional[str] = None,
+        ws_refuse_status: int | None = None,
+        api_keys: Iterable[str] | None = None,
+        widgets: Mapping[str, str] | None = None,
+        openapi_status: int | None = None,
+        openapi_status_times: int | None = None,
+        openapi_retry_after: str | None = "1",
+        openapi_failure: str | None = None,
+        openapi_malformed: str | None = None,
         openapi_delay: float = 0.0,
-        ssl_context: Optional[ssl.SSLContext] = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
         self.host = host
@@ -168,16 +168,16 @@ class LocalMyshellServer(ServerState):
         self.openapi_delay = openapi_delay
         self.ssl_context = ssl_context
         self._port = port
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
-        self._startup_error: Optional[BaseException] = None
+        self._startup_error: BaseException | None = None
         self._chat = SocketIoChat(self)
         self._http = HttpApi(self)
         self._openapi = OpenApi(self)
         # The fields below are touched only on the server's loop thread.
-        self._stopping: Optional[asyncio.Event] = None
-        self._transports: Set[asyncio.Transport] = set()
+        self._stopping: asyncio.Event | None = None
+        self._transports: set[asyncio.Transport] = set()
 
     # ------------------------------------------------------------------
     # Addresses
@@ -197,13 +197,12 @@ class LocalMyshellServer(ServerState):
     def ws_url(self) -> str:
         """The Engine.IO websocket URL clients connect to."""
         scheme = "ws" if self.ssl_context is None else "wss"
-        return (f"{scheme}://{_url_host(self.host)}:{self._port}"
-                f"/{ENGINEIO_PATH}/?EIO=4&transport=websocket")
+        return f"{scheme}://{_url_host(self.host)}:{self._port}/{ENGINEIO_PATH}/?EIO=4&transport=websocket"
 
     # ------------------------------------------------------------------
     # Lifecycle
 
-    def start(self) -> "LocalMyshellServer":
+    def start(self) -> LocalMyshellServer:
         """Bind, start the server thread, and return once it is serving.
 
         After ``stop()``, ``start()`` serves again on the same port.
@@ -213,14 +212,11 @@ class LocalMyshellServer(ServerState):
         try:
             sock = _bind(self.host, self._port)
         except OSError as exc:
-            raise RuntimeError(
-                f"the local server cannot bind {self.host}:{self._port}: {exc}"
-            ) from exc
+            raise RuntimeError(f"the local server cannot bind {self.host}:{self._port}: {exc}") from exc
         self._port = sock.getsockname()[1]
         self._ready.clear()
         self._startup_error = None
-        thread = threading.Thread(
-            target=self._run, args=(sock,), name=THREAD_NAME, daemon=True)
+        thread = threading.Thread(target=self._run, args=(sock,), name=THREAD_NAME, daemon=True)
         self._thread = thread
         thread.start()
         if not self._ready.wait(STARTUP_TIMEOUT):
@@ -229,9 +225,7 @@ class LocalMyshellServer(ServerState):
         if self._startup_error is not None:
             thread.join(STARTUP_TIMEOUT)
             self._thread = None
-            raise RuntimeError(
-                f"the local server failed to start: {self._startup_error!r}"
-            ) from self._startup_error
+            raise RuntimeError(f"the local server failed to start: {self._startup_error!r}") from self._startup_error
         logger.info("local MyShell server serving at %s", self.base_url)
         return self
 
@@ -261,7 +255,7 @@ class LocalMyshellServer(ServerState):
         future = asyncio.run_coroutine_threadsafe(self._chat.disconnect_all(), loop)
         future.result(timeout)
 
-    def __enter__(self) -> "LocalMyshellServer":
+    def __enter__(self) -> LocalMyshellServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -322,16 +316,14 @@ class LocalMyshellServer(ServerState):
 
     def _build_app(self) -> web.Application:
         """Create the aiohttp app serving both protocol sides."""
-        app = web.Application(
-            middlewares=[self._track_transport, self._chat.refuse_upgrade])
+        app = web.Application(middlewares=[self._track_transport, self._chat.refuse_upgrade])
         self._chat.attach(app, self.ping_interval, self.ping_timeout)
         self._http.attach(app)
         self._openapi.attach(app)
         return app
 
     @web.middleware
-    async def _track_transport(self, request: web.Request,
-                               handler: Callable[..., Any]) -> Any:
+    async def _track_transport(self, request: web.Request, handler: Callable[..., Any]) -> Any:
         """Remember each open connection so shutdown can close it."""
         transport = request.transport
         if transport is not None:

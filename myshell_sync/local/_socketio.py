@@ -31,7 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable
 
 import socketio
 from aiohttp import web
@@ -50,7 +50,7 @@ CLOSE_GRACE = 0.5  # seconds clients get to close after the Engine.IO close
 FLUSH_TIMEOUT = 1.0  # seconds drop_after waits for the frames to leave
 
 
-def _ping_interval_arg(seconds: float) -> Tuple[float, float]:
+def _ping_interval_arg(seconds: float) -> tuple[float, float]:
     """Return engineio's ``(interval, grace)`` so it advertises ceil(seconds).
 
     engineio only adds the grace period to the advertised value.
@@ -82,7 +82,7 @@ class _Session:
     """What the server keeps per connected /chat sid."""
 
     connected_at: float
-    transport: Optional[asyncio.Transport]
+    transport: asyncio.Transport | None
 
 
 class SocketIoChat:
@@ -95,12 +95,11 @@ class SocketIoChat:
         self._state = state
         self._recorder = Recorder(state)
         self._ids = itertools.count(1)
-        self._sio: Optional[socketio.AsyncServer] = None
-        self._sessions: Dict[str, _Session] = {}
-        self._tasks: Dict[str, Set["asyncio.Task[Any]"]] = {}
+        self._sio: socketio.AsyncServer | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
 
-    def attach(self, app: web.Application, ping_interval: float,
-               ping_timeout: float) -> None:
+    def attach(self, app: web.Application, ping_interval: float, ping_timeout: float) -> None:
         """Serve Socket.IO on a new app (called on every server start)."""
         sio = socketio.AsyncServer(
             async_mode="aiohttp",
@@ -119,8 +118,7 @@ class SocketIoChat:
         self._sessions, self._tasks = {}, {}
 
     @web.middleware
-    async def refuse_upgrade(self, request: web.Request,
-                             handler: Callable[..., Any]) -> Any:
+    async def refuse_upgrade(self, request: web.Request, handler: Callable[..., Any]) -> Any:
         """Answer ``/ws/`` with ``ws_refuse_status`` instead of upgrading, if set."""
         status = self._state.ws_refuse_status
         if status is not None and request.path.startswith(f"/{ENGINEIO_PATH}/"):
@@ -140,13 +138,11 @@ class SocketIoChat:
         assert self._sio is not None
         await self._sio.shutdown()
         # Not eio.disconnect(): it raises ValueError when no socket is left.
-        sockets = [s for s in self._sio.eio.sockets.values()
-                   if not (s.closed or s.closing)]
+        sockets = [s for s in self._sio.eio.sockets.values() if not (s.closed or s.closing)]
         if not sockets:
             return
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(s.close() for s in sockets)), CLOSE_GRACE)
+            await asyncio.wait_for(asyncio.gather(*(s.close() for s in sockets)), CLOSE_GRACE)
         except asyncio.TimeoutError:
             logger.warning("clients did not take the close packet in time")
 
@@ -159,8 +155,7 @@ class SocketIoChat:
     # ------------------------------------------------------------------
     # Handlers
 
-    async def _on_connect(self, sid: str, environ: Dict[str, Any],
-                          auth: Any = None) -> None:
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         """Accept or refuse a /chat connect, by token."""
         token = auth.get("token") if isinstance(auth, dict) else None
         self._recorder.record_auth(auth)
@@ -183,8 +178,7 @@ class SocketIoChat:
         self._recorder.count_disconnect(sid)
         logger.info("disconnected %s (%s)", sid, reason)
 
-    async def _on_text_chat(self, sid: str, payload: Any = None,
-                            *_ignored: Any) -> None:
+    async def _on_text_chat(self, sid: str, payload: Any = None, *_ignored: Any) -> None:
         """Answer one text_chat: an error event now, or a reply task."""
         received_at = time.monotonic()
         self._recorder.record_request(payload)
@@ -200,8 +194,7 @@ class SocketIoChat:
             return
         self._spawn(sid, req_id, self._reply(sid, payload, self._recorder.plan()))
 
-    def _rejection(self, sid: str, payload: Dict[str, Any],
-                   received_at: float) -> Optional[Tuple[str, str]]:
+    def _rejection(self, sid: str, payload: dict[str, Any], received_at: float) -> tuple[str, str] | None:
         """Return ``(event, message)`` if the request gets no reply at all."""
         state = self._state
         session = self._sessions.get(sid)
@@ -219,14 +212,13 @@ class SocketIoChat:
     # ------------------------------------------------------------------
     # Replies
 
-    async def _reply(self, sid: str, payload: Dict[str, Any], plan: Plan) -> None:
+    async def _reply(self, sid: str, payload: dict[str, Any], plan: Plan) -> None:
         """Stream one reply, or stop it where the plan says."""
         req_id, bot_uid = payload["reqId"], payload["botUid"]
         user = self._message("TEXT", bot_uid, payload["text"], "DONE", None)
         await self._emit(sid, "message_sent", {"reqId": req_id, "data": user})
         placeholder = self._message("REPLY", bot_uid, None, "PROCESSING", user["uid"])
-        await self._emit(sid, "reply_message_created",
-                         {"reqId": req_id, "data": placeholder})
+        await self._emit(sid, "reply_message_created", {"reqId": req_id, "data": placeholder})
         chunks = reply_chunks(self._state.bots.get(bot_uid, bot_uid), payload["text"])
         if plan.reply_delay > 0:
             await asyncio.sleep(plan.reply_delay)
@@ -236,10 +228,8 @@ class SocketIoChat:
                 return
             if index and plan.chunk_delay > 0:
                 await asyncio.sleep(plan.chunk_delay)
-            data = {"replyMessage": placeholder, "index": index, "text": chunk,
-                    "isFinal": index == len(chunks) - 1}
-            await self._emit(sid, "text_stream",
-                             {"reqId": req_id, "traceId": trace_id, "data": data})
+            data = {"replyMessage": placeholder, "index": index, "text": chunk, "isFinal": index == len(chunks) - 1}
+            await self._emit(sid, "text_stream", {"reqId": req_id, "traceId": trace_id, "data": data})
         if await self._interrupted(sid, req_id, plan, len(chunks), last=True):
             return
         final = dict(placeholder, text="".join(chunks), status="DONE")
@@ -247,16 +237,14 @@ class SocketIoChat:
         if plan.report_energy:
             await self._emit(sid, "energy_info", {"data": self._state.energy})
 
-    async def _interrupted(self, sid: str, req_id: str, plan: Plan,
-                           sent: int, last: bool = False) -> bool:
+    async def _interrupted(self, sid: str, req_id: str, plan: Plan, sent: int, last: bool = False) -> bool:
         """Drop or fail the reply once ``sent`` chunks are out, if planned."""
         cut = plan.cut_at(sent, last)
         if cut == DROP:
             await self._drop(sid)
         elif cut == ERROR:
             assert plan.error_event is not None
-            await self._emit_error(sid, req_id, plan.error_event,
-                                   ERROR_EVENTS[plan.error_event])
+            await self._emit_error(sid, req_id, plan.error_event, ERROR_EVENTS[plan.error_event])
         return cut is not None
 
     async def _drop(self, sid: str) -> None:
@@ -284,8 +272,7 @@ class SocketIoChat:
             if not queued and not transport.get_write_buffer_size():
                 return
 
-    def _message(self, kind: str, bot_uid: str, text: Optional[str],
-                 status: str, reply_uid: Optional[str]) -> Dict[str, Any]:
+    def _message(self, kind: str, bot_uid: str, text: str | None, status: str, reply_uid: str | None) -> dict[str, Any]:
         """Build a small, plausible MessageDto."""
         return {
             "id": next(self._ids),
@@ -298,14 +285,13 @@ class SocketIoChat:
             "createdDate": _now_iso(),
         }
 
-    async def _emit(self, sid: str, event: str, payload: Dict[str, Any]) -> None:
+    async def _emit(self, sid: str, event: str, payload: dict[str, Any]) -> None:
         assert self._sio is not None
         await self._sio.emit(event, payload, to=sid, namespace=NAMESPACE)
 
-    async def _emit_error(self, sid: str, req_id: Any, event: str,
-                          message: str) -> None:
+    async def _emit_error(self, sid: str, req_id: Any, event: str, message: str) -> None:
         """Emit a terminal error event and count the request as completed."""
-        payload: Dict[str, Any] = {"reqId": req_id} if isinstance(req_id, str) else {}
+        payload: dict[str, Any] = {"reqId": req_id} if isinstance(req_id, str) else {}
         if event == "chat_login_popup":
             payload["data"] = {}
         else:
@@ -319,7 +305,7 @@ class SocketIoChat:
         self._tasks.setdefault(sid, set()).add(task)
         task.add_done_callback(lambda t: self._reply_done(sid, req_id, t))
 
-    def _reply_done(self, sid: str, req_id: str, task: "asyncio.Task[Any]") -> None:
+    def _reply_done(self, sid: str, req_id: str, task: asyncio.Task[Any]) -> None:
         self._tasks.get(sid, set()).discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("reply %s failed", req_id, exc_info=task.exception())

@@ -12,7 +12,8 @@ import contextlib
 import math
 import threading
 import weakref
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, TypeVar
 
 from ._rules import ERROR_EVENTS, MALFORMED_KINDS, Plan
 
@@ -21,25 +22,23 @@ __all__ = ["Recorder", "ServerState"]
 _State = TypeVar("_State", bound="ServerState")
 
 
-def _checked_status(name: str, value: Optional[int], lowest: int) -> Optional[int]:
+def _checked_status(name: str, value: int | None, lowest: int) -> int | None:
     """Validate a status-code switch: None or an int in ``lowest``..599."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or not lowest <= value <= 599):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= 599):
         raise ValueError(f"{name} must be None or an HTTP status {lowest}-599")
     return value
 
 
-def _checked_str(name: str, value: Optional[str]) -> Optional[str]:
+def _checked_str(name: str, value: str | None) -> str | None:
     """Validate a text switch: None or a str."""
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{name} must be None or a string")
     return value
 
 
-def _checked_count(name: str, value: Optional[int]) -> Optional[int]:
+def _checked_count(name: str, value: int | None) -> int | None:
     """Validate a count switch: None or an int >= 0."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < 0):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"{name} must be None or an integer >= 0")
     return value
 
@@ -52,83 +51,82 @@ class ServerState:
     ``Recorder`` changes them.
     """
 
-    bots: Dict[str, str]
-    http_bots: Dict[str, str]
-    tokens: Optional[Set[str]]
+    bots: dict[str, str]
+    http_bots: dict[str, str]
+    tokens: set[str] | None
     captcha_window: float
-    energy: Optional[int]
+    energy: int | None
     error_after: int
     chunk_delay: float
     reply_delay: float
-    drop_after: Optional[int]
-    http_retry_after: Optional[str]
-    refreshed_token: Optional[str]
+    drop_after: int | None
+    http_retry_after: str | None
+    refreshed_token: str | None
     missing_replied: bool
     truncate_utf8: bool
-    widgets: Dict[str, str]
+    widgets: dict[str, str]
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._error_event: Optional[str] = None
-        self._http_status: Optional[int] = None
-        self._ws_refuse_status: Optional[int] = None
+        self._error_event: str | None = None
+        self._http_status: int | None = None
+        self._ws_refuse_status: int | None = None
         self._connects = 0
         self._refused = 0
         self._disconnects = 0
-        self._requests: List[Any] = []
-        self._auths: List[Any] = []
-        self._completed: List[Optional[str]] = []
-        self._active: Set[str] = set()
-        self._http_requests: List[Dict[str, Any]] = []
+        self._requests: list[Any] = []
+        self._auths: list[Any] = []
+        self._completed: list[str | None] = []
+        self._active: set[str] = set()
+        self._http_requests: list[dict[str, Any]] = []
         self._open_http_streams = 0
         self._http_cancelled = 0
-        self._api_keys: Set[str] = set()
-        self._openapi_status: Optional[int] = None
-        self._openapi_status_times: Optional[int] = None
-        self._openapi_retry_after: Optional[str] = "1"
-        self._openapi_failure: Optional[str] = None
-        self._openapi_malformed: Optional[str] = None
+        self._api_keys: set[str] = set()
+        self._openapi_status: int | None = None
+        self._openapi_status_times: int | None = None
+        self._openapi_retry_after: str | None = "1"
+        self._openapi_failure: str | None = None
+        self._openapi_malformed: str | None = None
         self._openapi_delay = 0.0
-        self._openapi_requests: List[Dict[str, Any]] = []
+        self._openapi_requests: list[dict[str, Any]] = []
         self._openapi_cancelled = 0
         self._http_connections = 0
-        self._seen_transports: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._seen_transports: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # ------------------------------------------------------------------
     # Switches with validation
 
     @property
-    def error_event(self) -> Optional[str]:
+    def error_event(self) -> str | None:
         """The event every text_chat is answered with, or None."""
         return self._error_event
 
     @error_event.setter
-    def error_event(self, value: Optional[str]) -> None:
+    def error_event(self, value: str | None) -> None:
         if value is not None and value not in ERROR_EVENTS:
-            raise ValueError(
-                f"error_event must be one of {sorted(ERROR_EVENTS)} or None")
+            raise ValueError(f"error_event must be one of {sorted(ERROR_EVENTS)} or None")
         self._error_event = value
 
     @property
-    def http_status(self) -> Optional[int]:
+    def http_status(self) -> int | None:
         """The status every send_message is answered with, or None."""
         return self._http_status
 
     @http_status.setter
-    def http_status(self, value: Optional[int]) -> None:
+    def http_status(self, value: int | None) -> None:
         self._http_status = _checked_status("http_status", value, 400)
 
     @property
-    def ws_refuse_status(self) -> Optional[int]:
+    def ws_refuse_status(self) -> int | None:
         """The status ``/ws/`` answers instead of upgrading, or None."""
         return self._ws_refuse_status
 
     @ws_refuse_status.setter
-    def ws_refuse_status(self, value: Optional[int]) -> None:
+    def ws_refuse_status(self, value: int | None) -> None:
         self._ws_refuse_status = _checked_status("ws_refuse_status", value, 300)
 
     @property
-    def api_keys(self) -> Set[str]:
+    def api_keys(self) -> set[str]:
         """The keys the widget-run route accepts in ``x-myshell-openapi-key``."""
         return self._api_keys
 
@@ -140,53 +138,52 @@ class ServerState:
         self._api_keys = keys
 
     @property
-    def openapi_status(self) -> Optional[int]:
+    def openapi_status(self) -> int | None:
         """The status a widget run is answered with (see ``openapi_status_times``)."""
         return self._openapi_status
 
     @openapi_status.setter
-    def openapi_status(self, value: Optional[int]) -> None:
+    def openapi_status(self, value: int | None) -> None:
         self._openapi_status = _checked_status("openapi_status", value, 400)
 
     @property
-    def openapi_status_times(self) -> Optional[int]:
+    def openapi_status_times(self) -> int | None:
         """How many more widget runs get ``openapi_status`` (counts down); None: all."""
         with self._cond:
             return self._openapi_status_times
 
     @openapi_status_times.setter
-    def openapi_status_times(self, value: Optional[int]) -> None:
+    def openapi_status_times(self, value: int | None) -> None:
         with self._cond:
             self._openapi_status_times = _checked_count("openapi_status_times", value)
 
     @property
-    def openapi_retry_after(self) -> Optional[str]:
+    def openapi_retry_after(self) -> str | None:
         """The ``Retry-After`` of an ``openapi_status`` 429; None omits it."""
         return self._openapi_retry_after
 
     @openapi_retry_after.setter
-    def openapi_retry_after(self, value: Optional[str]) -> None:
+    def openapi_retry_after(self, value: str | None) -> None:
         self._openapi_retry_after = _checked_str("openapi_retry_after", value)
 
     @property
-    def openapi_failure(self) -> Optional[str]:
+    def openapi_failure(self) -> str | None:
         """The message of a 200 ``{"success": false}`` answer to every widget run."""
         return self._openapi_failure
 
     @openapi_failure.setter
-    def openapi_failure(self, value: Optional[str]) -> None:
+    def openapi_failure(self, value: str | None) -> None:
         self._openapi_failure = _checked_str("openapi_failure", value)
 
     @property
-    def openapi_malformed(self) -> Optional[str]:
+    def openapi_malformed(self) -> str | None:
         """The kind (``MALFORMED_KINDS``) of undocumented 200 body to answer, or None."""
         return self._openapi_malformed
 
     @openapi_malformed.setter
-    def openapi_malformed(self, value: Optional[str]) -> None:
+    def openapi_malformed(self, value: str | None) -> None:
         if value is not None and value not in MALFORMED_KINDS:
-            raise ValueError(f"openapi_malformed must be one of {list(MALFORMED_KINDS)} "
-                             "or None")
+            raise ValueError(f"openapi_malformed must be one of {list(MALFORMED_KINDS)} or None")
         self._openapi_malformed = value
 
     @property
@@ -196,8 +193,7 @@ class ServerState:
 
     @openapi_delay.setter
     def openapi_delay(self, value: float) -> None:
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or value < 0):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError("openapi_delay must be a number of seconds >= 0")
         self._openapi_delay = float(value)
 
@@ -223,31 +219,31 @@ class ServerState:
             return self._disconnects
 
     @property
-    def auths(self) -> List[Any]:
+    def auths(self) -> list[Any]:
         """A copy of the auth payload of every /chat connect, refused ones too."""
         with self._cond:
             return list(self._auths)
 
     @property
-    def requests(self) -> List[Any]:
+    def requests(self) -> list[Any]:
         """A copy of every text_chat payload received, in arrival order."""
         with self._cond:
             return list(self._requests)
 
     @property
-    def completed(self) -> List[Optional[str]]:
+    def completed(self) -> list[str | None]:
         """reqIds whose handling ended (reply, error, drop or cancel), in order."""
         with self._cond:
             return list(self._completed)
 
     @property
-    def active_sids(self) -> Set[str]:
+    def active_sids(self) -> set[str]:
         """A copy of the /chat sids connected now."""
         with self._cond:
             return set(self._active)
 
     @property
-    def http_requests(self) -> List[Dict[str, Any]]:
+    def http_requests(self) -> list[dict[str, Any]]:
         """Every send_message received: ``{"headers": {lower-cased}, "json"}``.
 
         ``json`` is None when the body was not JSON. Refused requests count.
@@ -268,7 +264,7 @@ class ServerState:
             return self._http_cancelled
 
     @property
-    def openapi_requests(self) -> List[Dict[str, Any]]:
+    def openapi_requests(self) -> list[dict[str, Any]]:
         """Every widget run received: ``{"headers": {lower-cased}, "json", "input"}``.
 
         ``json`` is the body parsed (None if not JSON), ``input`` its ``input``
@@ -293,8 +289,7 @@ class ServerState:
         with self._cond:
             return self._http_connections
 
-    def wait_for(self: _State, predicate: Callable[[_State], bool],
-                 timeout: float) -> bool:
+    def wait_for(self: _State, predicate: Callable[[_State], bool], timeout: float) -> bool:
         """Block until ``predicate(self)`` is true; False if ``timeout`` passes."""
         with self._cond:
             return bool(self._cond.wait_for(lambda: predicate(self), timeout))
@@ -356,15 +351,14 @@ class Recorder:
     def record_request(self, payload: Any) -> None:
         """Keep a copy of a text_chat payload."""
         with self._changing():
-            self._state._requests.append(
-                dict(payload) if isinstance(payload, dict) else payload)
+            self._state._requests.append(dict(payload) if isinstance(payload, dict) else payload)
 
-    def mark_done(self, req_id: Optional[str]) -> None:
+    def mark_done(self, req_id: str | None) -> None:
         """Note that the handling of a text_chat ended."""
         with self._changing():
             self._state._completed.append(req_id)
 
-    def record_http_request(self, headers: Dict[str, str], body: Any) -> None:
+    def record_http_request(self, headers: dict[str, str], body: Any) -> None:
         """Keep a send_message's (lower-cased) headers and JSON body."""
         with self._changing():
             self._state._http_requests.append({"headers": headers, "json": body})
@@ -384,14 +378,12 @@ class Recorder:
                 self._state._seen_transports.add(transport)
                 self._state._http_connections += 1
 
-    def record_openapi_request(self, headers: Dict[str, str], body: Any,
-                               data: Any) -> None:
+    def record_openapi_request(self, headers: dict[str, str], body: Any, data: Any) -> None:
         """Keep a widget run's (lower-cased) headers, JSON body and decoded input."""
         with self._changing():
-            self._state._openapi_requests.append(
-                {"headers": headers, "json": body, "input": data})
+            self._state._openapi_requests.append({"headers": headers, "json": body, "input": data})
 
-    def take_openapi_status(self) -> Optional[int]:
+    def take_openapi_status(self) -> int | None:
         """The ``openapi_status`` this widget run gets, spending one of its times."""
         state = self._state
         with self._changing():

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator, List, Optional, Union
+from collections.abc import Iterator
+from typing import Any
 
 from .. import Myshell, Stream, UnsupportedModelError
 from .._stop import StopScanner
@@ -46,7 +47,7 @@ class OpenAI:
     ``OpenAI(**options)`` creates one from ``Myshell``'s options and closes it.
     """
 
-    def __init__(self, client: Optional[Myshell] = None, **myshell_options: Any) -> None:
+    def __init__(self, client: Myshell | None = None, **myshell_options: Any) -> None:
         if client is not None and myshell_options:
             raise TypeError("pass a Myshell client or Myshell's options, not both")
         if client is not None and not isinstance(client, Myshell):
@@ -62,7 +63,7 @@ class OpenAI:
         if self._owns_client:
             self.client.close()
 
-    def __enter__(self) -> "OpenAI":
+    def __enter__(self) -> OpenAI:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -85,20 +86,20 @@ class _Completions:
         self,
         *,
         model: str,
-        messages: List[Any],
+        messages: list[Any],
         stream: bool = False,
-        temperature: Optional[float] = None,
-        top_p: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        presence_penalty: Optional[float] = None,
-        frequency_penalty: Optional[float] = None,
-        stop: Union[str, List[str], None] = None,
-        n: Optional[int] = None,
-        user: Optional[str] = None,
-        stream_options: Optional[Any] = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
+        stop: str | list[str] | None = None,
+        n: int | None = None,
+        user: str | None = None,
+        stream_options: Any | None = None,
         timeout: Any = None,
         **ignored: Any,
-    ) -> Union[ChatCompletion, "ChunkStream"]:
+    ) -> ChatCompletion | ChunkStream:
         """A chat completion; with ``stream=True`` a :class:`ChunkStream`.
 
         Errors before the reply starts (a bad request, an unknown model, a
@@ -155,8 +156,8 @@ class ChunkStream:
         self._stream: Stream = client.stream(request.model, request.messages, **options)
         self.id = f"chatcmpl-{self._stream.req_id.replace('-', '')}"
         self._scanner = StopScanner(request.stop)
-        self._first: Optional[str] = None
-        self._sent: List[str] = []  # with stop strings: the text passed on, in pieces
+        self._first: str | None = None
+        self._sent: list[str] = []  # with stop strings: the text passed on, in pieces
         self._started = False
         self._lock = threading.Lock()
         self._iterator = self._chunks()
@@ -178,7 +179,7 @@ class ChunkStream:
         completion = estimate_tokens(self.response_text)
         return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
-    def _chunk(self, delta: ChoiceDelta, finish_reason: Optional[str] = None) -> ChatCompletionChunk:
+    def _chunk(self, delta: ChoiceDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
             id=self.id,
             created=self.created,
@@ -234,8 +235,9 @@ class ChunkStream:
                 yield content_chunk(rest)
         yield self._chunk(ChoiceDelta(), FINISH_REASON)
         if self.request.include_usage:
-            yield ChatCompletionChunk(id=self.id, created=self.created, model=self.request.model, choices=[],
-                                      usage=self.usage())
+            yield ChatCompletionChunk(
+                id=self.id, created=self.created, model=self.request.model, choices=[], usage=self.usage()
+            )
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         # The generator itself (as the openai SDK's Stream gives one): a for
@@ -260,7 +262,7 @@ class ChunkStream:
             return self._stream.text
         return "".join(self._sent)
 
-    def __enter__(self) -> "ChunkStream":
+    def __enter__(self) -> ChunkStream:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Any, Dict, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "ChatCompletion",
@@ -41,12 +42,12 @@ _dataclass = dataclasses.dataclass(slots=True) if sys.version_info >= (3, 10) el
 class _Dumpable:
     __slots__ = ()
 
-    def model_dump(self, *, exclude_none: bool = False) -> Dict[str, Any]:
+    def model_dump(self, *, exclude_none: bool = False) -> dict[str, Any]:
         """This object as plain dicts and lists (a new copy each call)."""
         data = dataclasses.asdict(self)  # type: ignore[call-overload]
         return _drop_none(data) if exclude_none else data
 
-    def to_dict(self, *, exclude_none: bool = False) -> Dict[str, Any]:
+    def to_dict(self, *, exclude_none: bool = False) -> dict[str, Any]:
         """The same as :meth:`model_dump`."""
         return self.model_dump(exclude_none=exclude_none)
 
@@ -66,9 +67,9 @@ class CompletionUsage(_Dumpable):
 
 @_dataclass
 class ChatCompletionMessage(_Dumpable):
-    content: Optional[str]
+    content: str | None
     role: str = "assistant"
-    refusal: Optional[str] = None
+    refusal: str | None = None
 
 
 @_dataclass
@@ -84,24 +85,24 @@ class ChatCompletion(_Dumpable):
     id: str
     created: int
     model: str
-    choices: List[Choice]
-    usage: Optional[CompletionUsage] = None
+    choices: list[Choice]
+    usage: CompletionUsage | None = None
     object: str = "chat.completion"
-    system_fingerprint: Optional[str] = None
+    system_fingerprint: str | None = None
 
 
 @_dataclass
 class ChoiceDelta(_Dumpable):
-    content: Optional[str] = None
-    role: Optional[str] = None
-    refusal: Optional[str] = None
+    content: str | None = None
+    role: str | None = None
+    refusal: str | None = None
 
 
 @_dataclass
 class ChunkChoice(_Dumpable):
     index: int
     delta: ChoiceDelta
-    finish_reason: Optional[str] = None
+    finish_reason: str | None = None
     logprobs: None = None
 
 
@@ -110,10 +111,10 @@ class ChatCompletionChunk(_Dumpable):
     id: str
     created: int
     model: str
-    choices: List[ChunkChoice]
-    usage: Optional[CompletionUsage] = None
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
     object: str = "chat.completion.chunk"
-    system_fingerprint: Optional[str] = None
+    system_fingerprint: str | None = None
 
 
 @_dataclass
@@ -128,7 +129,7 @@ class Model(_Dumpable):
 class ModelList(_Dumpable):
     """What ``models.list()`` returns: iterate it, or read ``data``."""
 
-    data: List[Model]
+    data: list[Model]
     object: str = "list"
 
     def __iter__(self) -> Iterator[Model]:  # type: ignore[override]

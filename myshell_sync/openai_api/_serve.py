@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from typing import Any, Callable, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 from ._wsgi import API_KEYS_ENV, create_app
 
@@ -34,14 +35,27 @@ def load_waitress() -> Any:
 class Server:
     """One waitress server on ``host:port`` (0 picks a free port); ``url`` is known once created."""
 
-    def __init__(self, app: Callable[..., Any], *, host: str = "127.0.0.1", port: int = 0, threads: int = 16,
-                 channel_timeout: int = 300) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 16,
+        channel_timeout: int = 300,
+    ) -> None:
         server_module = load_waitress()
         #: waitress's socket map: its loop runs while the map holds a dispatcher
-        self._map: Dict[int, Any] = {}
+        self._map: dict[int, Any] = {}
         self._server = server_module.create_server(
-            app, map=self._map, host=host, port=port, threads=threads, ident="myshell-sync",
-            channel_timeout=channel_timeout, clear_untrusted_proxy_headers=True,
+            app,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="myshell-sync",
+            channel_timeout=channel_timeout,
+            clear_untrusted_proxy_headers=True,
         )
         self.host = host
         self.port: int = self._server.effective_port
@@ -69,7 +83,7 @@ class Server:
             dispatcher.close()
 
 
-def stop_on_signals(server: Server, on_stop: Optional[Callable[[], None]] = None) -> None:
+def stop_on_signals(server: Server, on_stop: Callable[[], None] | None = None) -> None:
     """SIGINT and SIGTERM stop ``server`` (also when SIGINT was inherited as ignored)."""
 
     def handler(signum: int, frame: Any) -> None:
@@ -82,13 +96,16 @@ def stop_on_signals(server: Server, on_stop: Optional[Callable[[], None]] = None
     signal.signal(signal.SIGTERM, handler)
 
 
-def serve(client: Any, *, host: str, port: int, threads: int, api_keys: Optional[Sequence[str]],
-          announce: Callable[[str], None]) -> int:
+def serve(
+    client: Any, *, host: str, port: int, threads: int, api_keys: Sequence[str] | None, announce: Callable[[str], None]
+) -> int:
     """``myshell-sync serve``: ``create_app(client)`` under waitress until SIGINT/SIGTERM; returns 0."""
     server = Server(create_app(client, api_keys=api_keys), host=host, port=port, threads=threads)
     stop_on_signals(server)
     keys = "a bearer key" if api_keys or os.environ.get(API_KEYS_ENV) else "no key"
-    announce(f"OpenAI-compatible API at {server.url}/v1 (needs {keys}; "
-             f"OpenAI(base_url={server.url + '/v1'!r}, api_key=...)); Ctrl-C to stop")
+    announce(
+        f"OpenAI-compatible API at {server.url}/v1 (needs {keys}; "
+        f"OpenAI(base_url={server.url + '/v1'!r}, api_key=...)); Ctrl-C to stop"
+    )
     server.serve_forever()
     return 0

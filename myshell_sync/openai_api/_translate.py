@@ -11,7 +11,8 @@ import dataclasses
 import logging
 import math
 import threading
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .._exceptions import InvalidRequestError
 
@@ -39,7 +40,7 @@ REFUSED = {
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 4
 
-_logged: Set[str] = set()
+_logged: set[str] = set()
 _logged_lock = threading.Lock()
 
 
@@ -48,10 +49,10 @@ class CompletionRequest:
     """What the client is asked to do, checked."""
 
     model: str
-    messages: List[Dict[str, str]]
+    messages: list[dict[str, str]]
     stream: bool
-    settings: Dict[str, Any]
-    stop: Tuple[str, ...]
+    settings: dict[str, Any]
+    stop: tuple[str, ...]
     include_usage: bool
     timeout: Any = None
 
@@ -91,7 +92,7 @@ def _text_content(index: int, content: Any) -> str:
     )
 
 
-def _messages(messages: Any) -> List[Dict[str, str]]:
+def _messages(messages: Any) -> list[dict[str, str]]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
         raise _param_error("messages", "messages must be a non-empty list of {'role', 'content'} objects")
     mapped = []
@@ -107,11 +108,14 @@ def _messages(messages: Any) -> List[Dict[str, str]]:
             )
             raise _param_error(f"messages[{index}].role", f"messages[{index}].role is {role!r}: {hint}")
         if message.get("tool_calls") or message.get("function_call"):
-            raise _param_error(f"messages[{index}]", f"messages[{index}] carries tool calls: MyShell's chat APIs make none")
+            raise _param_error(
+                f"messages[{index}]", f"messages[{index}] carries tool calls: MyShell's chat APIs make none"
+            )
         mapped.append({"role": ROLES[role], "content": _text_content(index, message.get("content"))})
     if mapped[-1]["role"] != "user":
         raise _param_error(
-            "messages", f"messages must end with a user message (the last is {mapped[-1]['role']!r}): MyShell answers the user"
+            "messages",
+            f"messages must end with a user message (the last is {mapped[-1]['role']!r}): MyShell answers the user",
         )
     return mapped
 
@@ -120,13 +124,18 @@ def _number(name: str, value: Any, *, integer: bool = False, low: float, high: f
     if value is None:
         return None
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not low <= value <= high or (isinstance(value, float) and math.isnan(value)):
+    if (
+        isinstance(value, bool)
+        or not ok
+        or not low <= value <= high
+        or (isinstance(value, float) and math.isnan(value))
+    ):
         kind = "an integer" if integer else "a number"
         raise _param_error(name, f"{name} must be {kind} from {low:g} to {high:g}, not {value!r}")
     return value
 
 
-def _stop(stop: Any) -> Tuple[str, ...]:
+def _stop(stop: Any) -> tuple[str, ...]:
     if stop is None:
         return ()
     stops = [stop] if isinstance(stop, str) else stop

@@ -14,10 +14,11 @@ import json
 import json.encoder
 import logging
 import os
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable
 
-from .. import _exceptions as errors
 from .. import Myshell
+from .. import _exceptions as errors
 from .._web import safe_message
 from ._client import ChunkStream, OpenAI
 
@@ -30,15 +31,23 @@ API_KEYS_ENV = "MYSHELL_SYNC_API_KEYS"
 DEFAULT_MAX_BODY = 1024 * 1024
 
 StartResponse = Callable[..., Any]
-Headers = List[Tuple[str, str]]
+Headers = list[tuple[str, str]]
 
 #: Body fields passed to ``create()`` as named parameters; the rest go as ``**ignored``.
 _NOT_FROM_BODY = ("timeout",)
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, kind: str, *, param: Optional[str] = None,
-                 code: Optional[str] = None, headers: Optional[Headers] = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -46,8 +55,15 @@ class _HTTPError(Exception):
 
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
     504: "Gateway Timeout",
 }
 
@@ -76,12 +92,13 @@ def http_error(error: BaseException) -> _HTTPError:
     if isinstance(error, errors.MyshellTimeoutError):
         return _HTTPError(504, safe_message(error), "timeout", code="upstream_timeout")
     if isinstance(error, errors.MyshellError):
-        return _HTTPError(502, f"{safe_message(error)} ({type(error).__name__})", "upstream_error",
-                          code="upstream_error")
+        return _HTTPError(
+            502, f"{safe_message(error)} ({type(error).__name__})", "upstream_error", code="upstream_error"
+        )
     return _HTTPError(500, "internal server error", "server_error")
 
 
-def _keys(api_keys: Optional[Sequence[str]]) -> Tuple[bytes, ...]:
+def _keys(api_keys: Sequence[str] | None) -> tuple[bytes, ...]:
     if api_keys is None:
         api_keys = [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split(",") if key.strip()]
     if isinstance(api_keys, str):
@@ -90,12 +107,12 @@ def _keys(api_keys: Optional[Sequence[str]]) -> Tuple[bytes, ...]:
 
 
 class _App:
-    def __init__(self, client: Union[Myshell, OpenAI], api_keys: Optional[Sequence[str]], max_body: int) -> None:
+    def __init__(self, client: Myshell | OpenAI, api_keys: Sequence[str] | None, max_body: int) -> None:
         self.openai = client if isinstance(client, OpenAI) else OpenAI(client)
         self.keys = _keys(api_keys)
         self.max_body = max_body
 
-    def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             return self.route(environ, start_response)
         except Exception as exc:  # every failure becomes an OpenAI-shaped response
@@ -106,15 +123,16 @@ class _App:
                 log.info("openai_api: %s on %s: %s", error.status, environ.get("PATH_INFO"), type(exc).__name__)
             return _json(start_response, error.status, error.body, error.headers)
 
-    def route(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/health":
             _allow(method, "GET")
             return _json(start_response, 200, {"status": "ok"})
         if not path.startswith("/v1/"):
-            raise _HTTPError(404, f"no route {path}: the API is under /v1/", "invalid_request_error",
-                             code="unknown_url")
+            raise _HTTPError(
+                404, f"no route {path}: the API is under /v1/", "invalid_request_error", code="unknown_url"
+            )
         self.authenticate(environ)
         if path == "/v1/chat/completions":
             _allow(method, "POST")
@@ -124,7 +142,7 @@ class _App:
             return _json(start_response, 200, self.openai.models.list().model_dump())
         if path.startswith("/v1/models/"):
             _allow(method, "GET")
-            return _json(start_response, 200, self.openai.models.retrieve(path[len("/v1/models/"):]).model_dump())
+            return _json(start_response, 200, self.openai.models.retrieve(path[len("/v1/models/") :]).model_dump())
         raise _HTTPError(404, f"no route {path}", "invalid_request_error", code="unknown_url")
 
     def authenticate(self, environ: Mapping[str, Any]) -> None:
@@ -138,23 +156,35 @@ class _App:
         for key in self.keys:
             matched |= hmac.compare_digest(token, key)
         if not matched:
-            raise _HTTPError(401, "invalid or missing API key: send Authorization: Bearer <key>",
-                             "invalid_request_error", code="invalid_api_key")
+            raise _HTTPError(
+                401,
+                "invalid or missing API key: send Authorization: Bearer <key>",
+                "invalid_request_error",
+                code="invalid_api_key",
+            )
 
-    def body(self, environ: Mapping[str, Any]) -> Dict[str, Any]:
+    def body(self, environ: Mapping[str, Any]) -> dict[str, Any]:
         length_header = environ.get("CONTENT_LENGTH") or ""
         try:
             length = int(length_header) if length_header else None
         except ValueError:
             raise _HTTPError(400, "bad Content-Length", "invalid_request_error") from None
         if length is not None and length > self.max_body:
-            raise _HTTPError(413, f"the body is {length} bytes; the limit is {self.max_body}",
-                             "invalid_request_error", code="request_too_large")
+            raise _HTTPError(
+                413,
+                f"the body is {length} bytes; the limit is {self.max_body}",
+                "invalid_request_error",
+                code="request_too_large",
+            )
         stream = environ["wsgi.input"]
         raw = stream.read(length) if length is not None else stream.read(self.max_body + 1)
         if len(raw) > self.max_body:
-            raise _HTTPError(413, f"the body is over the limit of {self.max_body} bytes",
-                             "invalid_request_error", code="request_too_large")
+            raise _HTTPError(
+                413,
+                f"the body is over the limit of {self.max_body} bytes",
+                "invalid_request_error",
+                code="request_too_large",
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -163,7 +193,7 @@ class _App:
             raise _HTTPError(400, "the body must be a JSON object", "invalid_request_error")
         return body
 
-    def completions(self, body: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def completions(self, body: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         arguments = {str(key): value for key, value in body.items() if key not in _NOT_FROM_BODY}
         if "model" not in arguments or "messages" not in arguments:
             missing = "model" if "model" not in arguments else "messages"
@@ -171,11 +201,14 @@ class _App:
         result = self.openai.chat.completions.create(**arguments)
         if not isinstance(result, ChunkStream):
             return _json(start_response, 200, result.model_dump())
-        start_response(_status(200), [
-            ("Content-Type", "text/event-stream; charset=utf-8"),
-            ("Cache-Control", "no-cache"),
-            ("X-Accel-Buffering", "no"),
-        ])
+        start_response(
+            _status(200),
+            [
+                ("Content-Type", "text/event-stream; charset=utf-8"),
+                ("Cache-Control", "no-cache"),
+                ("X-Accel-Buffering", "no"),
+            ],
+        )
         return _EventStream(result)
 
 
@@ -215,20 +248,33 @@ class _ContentEncoder:
 
     def __init__(self, chunks: ChunkStream) -> None:
         request = chunks.request
-        self._head = ('data: {"id":%s,"created":%s,"model":%s,"choices":[{"index":0,"delta":{"content":' % (
-            _json_str(chunks.id), json.dumps(chunks.created), _json_str(request.model)))
+        self._head = 'data: {"id":%s,"created":%s,"model":%s,"choices":[{"index":0,"delta":{"content":' % (
+            _json_str(chunks.id),
+            json.dumps(chunks.created),
+            _json_str(request.model),
+        )
         self._tail = '}}],"object":"chat.completion.chunk"}\n\n'
-        self._checked: Optional[bool] = None
+        self._checked: bool | None = None
 
     def __call__(self, chunk: Any) -> bytes:
         choices = chunk.choices
-        if self._checked is not False and len(choices) == 1 and chunk.usage is None \
-                and chunk.system_fingerprint is None:
+        if (
+            self._checked is not False
+            and len(choices) == 1
+            and chunk.usage is None
+            and chunk.system_fingerprint is None
+        ):
             choice = choices[0]
             delta = choice.delta
             content = delta.content
-            if (content.__class__ is str and delta.role is None and delta.refusal is None and choice.index == 0
-                    and choice.finish_reason is None and choice.logprobs is None):
+            if (
+                content.__class__ is str
+                and delta.role is None
+                and delta.refusal is None
+                and choice.index == 0
+                and choice.finish_reason is None
+                and choice.logprobs is None
+            ):
                 fast = self._head + _json_str(content) + self._tail
                 if self._checked is None:
                     self._checked = fast == f"data: {chunk.to_json()}\n\n"
@@ -245,22 +291,25 @@ def _allow(method: str, allowed: str) -> None:
         raise _HTTPError(405, f"use {allowed}", "invalid_request_error", code="method_not_allowed")
 
 
-def _json(start_response: StartResponse, status: int, body: Any, headers: Optional[Headers] = None) -> List[bytes]:
+def _json(start_response: StartResponse, status: int, body: Any, headers: Headers | None = None) -> list[bytes]:
     data = json.dumps(body, ensure_ascii=False).encode()
-    start_response(_status(status), [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(data))),
-        *(headers or []),
-    ])
+    start_response(
+        _status(status),
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *(headers or []),
+        ],
+    )
     return [data]
 
 
 def create_app(
-    client: Union[Myshell, OpenAI],
+    client: Myshell | OpenAI,
     *,
-    api_keys: Optional[Sequence[str]] = None,
+    api_keys: Sequence[str] | None = None,
     max_body: int = DEFAULT_MAX_BODY,
-) -> Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]:
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """The WSGI application serving OpenAI's API from ``client`` (not closed by it).
 
     ``api_keys``: the bearer keys accepted on ``/v1/*`` (default: the

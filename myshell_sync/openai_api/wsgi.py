@@ -12,7 +12,8 @@ are ``MYSHELL_SYNC_API_KEYS`` (comma-separated; unset: no check).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from .. import Myshell
 from .._environment import BASE_URL_ENV, TRANSPORT_ENV, captcha_delay_from_env
@@ -21,10 +22,10 @@ from ._wsgi import create_app
 __all__ = ["app", "client_options_from_env"]
 
 
-def client_options_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+def client_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``Myshell`` options from ``MYSHELL_BASE_URL``, ``MYSHELL_TRANSPORT`` and ``MYSHELL_CAPTCHA_DELAY``."""
     environ = os.environ if environ is None else environ
-    options: Dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if environ.get(BASE_URL_ENV):
         options["base_url"] = environ[BASE_URL_ENV]
     if environ.get(TRANSPORT_ENV):

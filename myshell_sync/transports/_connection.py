@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 import websocket
 
@@ -66,13 +66,13 @@ class _Inbox:
     __slots__ = ("queue", "batch", "streaming", "ended", "on_end")
 
     def __init__(self) -> None:
-        self.queue: "queue.SimpleQueue[Batch]" = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Batch] = queue.SimpleQueue()
         self.batch: Batch = []
         self.streaming = False  # a text_stream was routed already
         self.ended = False  # the server sent the reply's last event
         # Set when the consumer abandoned the reply: called once the server
         # ends it (or the connection dies); its frames are discarded.
-        self.on_end: Optional[Callable[[], None]] = None
+        self.on_end: Callable[[], None] | None = None
 
 
 class Connection:
@@ -82,11 +82,11 @@ class Connection:
         self,
         url: str,
         *,
-        auth: Callable[[], Dict[str, Any]],
+        auth: Callable[[], dict[str, Any]],
         user_agent: str,
-        options: Optional[Dict[str, Any]] = None,
-        on_account_event: Optional[Callable[[str, Any], None]] = None,
-        max_frame_size: Optional[int] = None,
+        options: dict[str, Any] | None = None,
+        on_account_event: Callable[[str, Any], None] | None = None,
+        max_frame_size: int | None = None,
     ) -> None:
         """``auth()`` gives the CONNECT payload; ``options`` are extra
         ``websocket.create_connection`` arguments (proxy, TLS)."""
@@ -96,24 +96,24 @@ class Connection:
         self._options = options or {}
         self._max_frame_size = max_frame_size
         self._on_account_event = on_account_event
-        self._ws: Optional[websocket.WebSocket] = None
-        self._reader: Optional[threading.Thread] = None
-        self._inboxes: Dict[str, _Inbox] = {}
-        self._filled: List[_Inbox] = []  # inboxes with a pending batch (reader only)
+        self._ws: websocket.WebSocket | None = None
+        self._reader: threading.Thread | None = None
+        self._inboxes: dict[str, _Inbox] = {}
+        self._filled: list[_Inbox] = []  # inboxes with a pending batch (reader only)
         self._lock = threading.Lock()  # guards _inboxes, _dead, _closing
         self._write_lock = threading.Lock()  # one writer at a time
-        self._dead: Optional[MyshellError] = None
+        self._dead: MyshellError | None = None
         self._closing = False
         # How open() ended, as its watchdog (the reader thread) sees it:
         # None while connecting, then "go", "abort" or "fired".
-        self._open_state: Optional[str] = None
-        self.sid: Optional[str] = None
+        self._open_state: str | None = None
+        self.sid: str | None = None
         self.ping_interval = 0.0
         self.ping_timeout = 0.0
         #: The server's ``maxPayload`` (bytes per packet), if it announced one.
-        self.max_payload: Optional[int] = None
+        self.max_payload: int | None = None
         #: ``time.monotonic()`` when the namespace connect was acknowledged.
-        self.connected_at: Optional[float] = None
+        self.connected_at: float | None = None
         #: ``time.monotonic()`` when the last request on it ended.
         self.last_used = time.monotonic()
 
@@ -140,7 +140,7 @@ class Connection:
 
     # -- opening -------------------------------------------------------------
 
-    def open(self, limit: Limit, on_reader_start: Optional[Callable[[], None]] = None) -> None:
+    def open(self, limit: Limit, on_reader_start: Callable[[], None] | None = None) -> None:
         """Connect, read the open packet, join ``/chat``, start the reader.
 
         Runs on the calling thread, within ``limit``. Raises
@@ -211,7 +211,7 @@ class Connection:
             self._open_state = state
             return True
 
-    def _reader_main(self, gate: Any, timeout: Optional[float], on_start: Optional[Callable[[], None]]) -> None:
+    def _reader_main(self, gate: Any, timeout: float | None, on_start: Callable[[], None] | None) -> None:
         """The reader thread: the watchdog of ``open()``, then the reader."""
         if on_start is not None:
             try:
@@ -251,7 +251,7 @@ class Connection:
         self._ws = ws
         return ws
 
-    def _handshake(self, deadline: Optional[float], limit: Limit) -> None:
+    def _handshake(self, deadline: float | None, limit: Limit) -> None:
         opened = _codec.decode_open(self._recv_before(deadline, limit, "the open packet"))
         self.sid = opened.sid
         self.ping_interval = opened.ping_interval
@@ -282,18 +282,22 @@ class Connection:
                 return
             if packet.type == _codec.SIO_CONNECT_ERROR:
                 reason = _message_of(packet.data)
-                raise AuthenticationError(Wording(
-                    "the server refused the {namespace} namespace ({reason}); check {s.the_token} (or MYSHELL_TOKEN)",
-                    {"namespace": NAMESPACE, "reason": reason},
-                ))
+                raise AuthenticationError(
+                    Wording(
+                        "the server refused the {namespace} namespace ({reason}); check {s.the_token} (or MYSHELL_TOKEN)",
+                        {"namespace": NAMESPACE, "reason": reason},
+                    )
+                )
             if packet.type == _codec.SIO_DISCONNECT:
-                raise AuthenticationError(Wording(
-                    "the server closed the {namespace} namespace during the handshake; "
-                    "check {s.the_token} (or MYSHELL_TOKEN)",
-                    {"namespace": NAMESPACE},
-                ))
+                raise AuthenticationError(
+                    Wording(
+                        "the server closed the {namespace} namespace during the handshake; "
+                        "check {s.the_token} (or MYSHELL_TOKEN)",
+                        {"namespace": NAMESPACE},
+                    )
+                )
 
-    def _recv_before(self, deadline: Optional[float], limit: Limit, what: str) -> str:
+    def _recv_before(self, deadline: float | None, limit: Limit, what: str) -> str:
         ws = self._ws
         assert ws is not None
         if deadline is not None:
@@ -306,10 +310,12 @@ class Connection:
         except websocket.WebSocketTimeoutException:
             raise limit.error(f"waiting for {what} from {self.url}", ConnectTimeoutError) from None
         if frame == "" and not ws.connected:  # websocket-client's value for a close frame
-            raise MyshellConnectionError(Wording(
-                "the server closed the connection while we waited for {what}; check {s.base_url} and try again",
-                {"what": what},
-            ))
+            raise MyshellConnectionError(
+                Wording(
+                    "the server closed the connection while we waited for {what}; check {s.base_url} and try again",
+                    {"what": what},
+                )
+            )
         if not isinstance(frame, str):
             raise ProtocolError(f"expected a text frame with {what}, got binary data")
         if log.isEnabledFor(logging.DEBUG):
@@ -318,7 +324,7 @@ class Connection:
 
     # -- requests ------------------------------------------------------------
 
-    def register(self, req_id: str) -> "queue.SimpleQueue[Batch]":
+    def register(self, req_id: str) -> queue.SimpleQueue[Batch]:
         """A mailbox that receives every event carrying ``req_id``, in batches."""
         inbox = _Inbox()
         with self._lock:
@@ -405,7 +411,7 @@ class Connection:
                 limit=limit,
             )
 
-    def _send(self, frame: str, *, log_as: Optional[str] = None) -> None:
+    def _send(self, frame: str, *, log_as: str | None = None) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("> %s", frame if log_as is None else log_as)
         ws = self._ws
@@ -466,9 +472,7 @@ class Connection:
         except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
             error = ProtocolError(f"the server broke the WebSocket protocol: {exc}")
         except (websocket.WebSocketException, OSError, ValueError) as exc:
-            error = ConnectionLostError(
-                f"the connection dropped: {exc.__class__.__name__}: {exc}"
-            )
+            error = ConnectionLostError(f"the connection dropped: {exc.__class__.__name__}: {exc}")
         except BaseException as exc:  # never die silently
             log.exception("reader thread failed")
             error = MyshellError(f"the reader thread failed: {exc!r}")
@@ -510,9 +514,7 @@ class Connection:
         elif ptype == _codec.SIO_DISCONNECT:
             raise ConnectionLostError(f"the server left the {NAMESPACE} namespace")
         elif ptype == _codec.SIO_CONNECT_ERROR:
-            raise AuthenticationError(
-                f"the server refused the {NAMESPACE} namespace ({_message_of(packet.data)})"
-            )
+            raise AuthenticationError(f"the server refused the {NAMESPACE} namespace ({_message_of(packet.data)})")
 
     def _route(self, name: str, payload: Any) -> None:
         req_id = payload.get("reqId") if payload.__class__ is dict else None
@@ -565,7 +567,7 @@ class Connection:
         return abandoned
 
     @staticmethod
-    def _end_abandoned(inboxes: List[_Inbox]) -> None:
+    def _end_abandoned(inboxes: list[_Inbox]) -> None:
         for inbox in inboxes:
             on_end, inbox.on_end = inbox.on_end, None
             if on_end is not None:
@@ -574,7 +576,7 @@ class Connection:
                 except Exception:  # the reader must go on
                     log.exception("ending an abandoned reply failed")
 
-    def _fail_all(self, item: Tuple[str, Any]) -> None:
+    def _fail_all(self, item: tuple[str, Any]) -> None:
         self._flush()
         with self._lock:
             inboxes = [inbox for inbox in self._inboxes.values() if inbox.on_end is None]
@@ -662,7 +664,7 @@ def _message_of(data: Any) -> str:
     return "no reason given"
 
 
-def _redacted(auth: Dict[str, Any]) -> Dict[str, Any]:
+def _redacted(auth: dict[str, Any]) -> dict[str, Any]:
     """The auth payload with its token hidden, for DEBUG logs."""
     if auth.get("token") is None:
         return auth

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any
 
 import requests
 import urllib3.exceptions
 
-from .._deadline import Limit
 from .. import _exceptions as errors
+from .._deadline import Limit
 from .._wording import Wording
 
 __all__ = ["status_error", "translate_error", "never_sent", "retry_after", "BODY_EXCERPT"]
@@ -25,7 +26,7 @@ BODY_EXCERPT = 2048
 
 
 def status_error(
-    response: requests.Response, req_id: Optional[str] = None, secrets: Iterable[Optional[str]] = ()
+    response: requests.Response, req_id: str | None = None, secrets: Iterable[str | None] = ()
 ) -> errors.MyshellError:
     """The typed error for an HTTP error status.
 
@@ -49,14 +50,15 @@ def status_error(
             body = body.replace(secret, "***")
     reason, message = _json_reason(body)
     detail = f"HTTP {status}" + (f" {reason}" if reason else "") + (f": {message}" if message else "")
-    info: Dict[str, Any] = {"req_id": req_id, "status_code": status, "body": body[:BODY_EXCERPT]}
+    info: dict[str, Any] = {"req_id": req_id, "status_code": status, "body": body[:BODY_EXCERPT]}
     if status == 407:
         return errors.MyshellConnectionError(
             Wording("HTTP 407: the proxy demands credentials; use {s.proxy_with_credentials}"), **info
         )
     if status == 401:
         return errors.AuthenticationError(
-            Wording("{detail}; pass {s.token} or set MYSHELL_TOKEN", {"detail": detail}), **info)
+            Wording("{detail}; pass {s.token} or set MYSHELL_TOKEN", {"detail": detail}), **info
+        )
     if status == 429:
         return errors.RateLimitError(
             f"{detail}; slow down and retry later",
@@ -65,7 +67,8 @@ def status_error(
         )
     if "NEED_VERIFY_CAPTCHA" in reason:
         return errors.CaptchaRequiredError(
-            Wording("{detail}; wait a while, or log in with {s.token}", {"detail": detail}), **info)
+            Wording("{detail}; wait a while, or log in with {s.token}", {"detail": detail}), **info
+        )
     if reason == "ERROR_REASON_USER_NOT_ENOUGH_ENERGY":
         return errors.InsufficientEnergyError(f"{detail}; wait for the daily refill or use another account", **info)
     if status == 403 and response.headers.get("cf-mitigated"):
@@ -94,7 +97,7 @@ def _bounded_body(response: requests.Response) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else ""
 
 
-def _json_reason(body: str) -> Tuple[str, str]:
+def _json_reason(body: str) -> tuple[str, str]:
     try:
         data = json.loads(body)
     except ValueError:
@@ -106,7 +109,7 @@ def _json_reason(body: str) -> Tuple[str, str]:
     return (reason if isinstance(reason, str) else "", message if isinstance(message, str) else "")
 
 
-def retry_after(value: Optional[str]) -> Optional[float]:
+def retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     try:
@@ -136,11 +139,16 @@ def translate_error(exc: BaseException, url: str, limit: Limit) -> errors.Myshel
     if isinstance(exc, requests.exceptions.ProxyError):
         return errors.MyshellConnectionError(f"the proxy refused the connection to {url}: {exc}")
     if isinstance(exc, requests.exceptions.SSLError):
-        return errors.MyshellConnectionError(Wording("TLS failed for {url}: {exc}; {s.check_verify}", {"url": url, "exc": str(exc)}))
+        return errors.MyshellConnectionError(
+            Wording("TLS failed for {url}: {exc}; {s.check_verify}", {"url": url, "exc": str(exc)})
+        )
     if isinstance(exc, requests.ConnectionError) and never_sent(exc):
-        return errors.MyshellConnectionError(Wording(
-            "cannot connect to {url}: {exc}; check {s.base_url}, the network and the proxy", {"url": url, "exc": str(exc)}
-        ))
+        return errors.MyshellConnectionError(
+            Wording(
+                "cannot connect to {url}: {exc}; check {s.base_url}, the network and the proxy",
+                {"url": url, "exc": str(exc)},
+            )
+        )
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
         return errors.MyshellTimeoutError(f"the server sent nothing for too long on {url}; retry later")
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)):
@@ -148,5 +156,3 @@ def translate_error(exc: BaseException, url: str, limit: Limit) -> errors.Myshel
     if isinstance(exc, UnicodeDecodeError):
         return errors.ProtocolError(f"the server sent an SSE stream that is not UTF-8: {exc}")
     return errors.MyshellError(f"the HTTP reply failed: {exc!r}")
-
-

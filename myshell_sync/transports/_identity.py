@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 log = logging.getLogger("myshell_sync")
 
@@ -22,14 +23,14 @@ class Identity:
 
     def __init__(
         self,
-        token: Optional[str],
+        token: str | None,
         visitor_id: str,
         user_agent: str,
         *,
-        api_key: Optional[str] = None,
-        http_visitor_id: Optional[str] = None,
-        security_token: Optional[str] = None,
-        headers: Optional[Mapping[str, str]] = None,
+        api_key: str | None = None,
+        http_visitor_id: str | None = None,
+        security_token: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.token = token
         self.visitor_id = visitor_id
@@ -39,7 +40,7 @@ class Identity:
         #: sends, unless the caller chose one.
         self.http_visitor_id = http_visitor_id or str(uuid.uuid4())
         self.security_token = security_token
-        self.headers: Dict[str, str] = dict(headers or {})
+        self.headers: dict[str, str] = dict(headers or {})
 
     def refresh(self, token: str) -> None:
         log.info("the server refreshed the account token")
@@ -55,7 +56,7 @@ class AccountEvents:
     """Account-level events (no ``reqId``), such as ``energy_info``."""
 
     def __init__(self) -> None:
-        self.energy_info: Optional[Any] = None
+        self.energy_info: Any | None = None
 
     def __call__(self, event: str, payload: Any) -> None:
         if event == "energy_info":

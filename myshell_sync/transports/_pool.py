@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable
 
 from .._deadline import Deadline, Limit
 from .._exceptions import ClientClosedError, MyshellConnectionError
@@ -33,7 +33,7 @@ BACKOFF_CAP = 8.0
 def backoff_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based): the capped
     exponential delay times a jitter factor in [0.5, 1)."""
-    return min(BACKOFF_BASE * 2 ** attempt, BACKOFF_CAP) * (0.5 + 0.5 * rand())
+    return min(BACKOFF_BASE * 2**attempt, BACKOFF_CAP) * (0.5 + 0.5 * rand())
 
 
 class Pool:
@@ -46,7 +46,7 @@ class Pool:
         closed: threading.Event,
         max_connections: int,
         max_retries: int,
-        idle_close: Optional[float],
+        idle_close: float | None,
     ) -> None:
         """``closed`` is the client's: set, it ends every wait of the pool.
         ``open_connection(limit, on_reader_start)`` opens one connection and
@@ -62,15 +62,15 @@ class Pool:
         """Fresh state; also what a forked child starts from (the parent's
         connections are forgotten, never touched)."""
         self._cond = threading.Condition()
-        self._busy: Dict[Connection, Set[str]] = {}
+        self._busy: dict[Connection, set[str]] = {}
         self._opening = 0
         self._waiters = 0  # callers waiting in acquire()
         self._sweeper_parked = False  # the janitor waits for a release
-        self._janitor: Optional[threading.Thread] = None
+        self._janitor: threading.Thread | None = None
         #: How many connections this pool has opened (in this process).
         self.opened = 0
 
-    def connections(self) -> List[Connection]:
+    def connections(self) -> list[Connection]:
         with self._cond:
             return list(self._busy)
 
@@ -82,8 +82,8 @@ class Pool:
         Opens one when none is free and the pool has room; otherwise waits,
         within ``deadline.connect()``, for one to be released.
         """
-        limit: Optional[Limit] = None  # the wait, known once one is needed
-        until: Optional[float] = None
+        limit: Limit | None = None  # the wait, known once one is needed
+        until: float | None = None
         with self._cond:
             while True:
                 self._check_usable()
@@ -99,10 +99,12 @@ class Pool:
                     until = None if limit.seconds is None else time.monotonic() + limit.seconds
                 remaining = None if until is None else until - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise limit.error(Wording(
-                        "waiting for one of the {n} connections, all busy with this bot ({s.max_connections}),",
-                        {"n": self.max_connections},
-                    ))
+                    raise limit.error(
+                        Wording(
+                            "waiting for one of the {n} connections, all busy with this bot ({s.max_connections}),",
+                            {"n": self.max_connections},
+                        )
+                    )
                 self._waiters += 1
                 try:
                     self._cond.wait(remaining)
@@ -141,7 +143,7 @@ class Pool:
             if self._waiters or (self._sweeper_parked and not bots):
                 self._cond.notify_all()
 
-    def _pick(self, bot_uid: str) -> Optional[Connection]:
+    def _pick(self, bot_uid: str) -> Connection | None:
         """The least busy live connection free for ``bot_uid``; drops the dead."""
         busy = self._busy
         if len(busy) == 1:  # the usual case, without the copy and the comparisons

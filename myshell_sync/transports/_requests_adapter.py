@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any
 
 import requests
 import urllib3.connection
@@ -30,7 +30,7 @@ log = logging.getLogger("myshell_sync")
 _current = threading.local()
 
 
-def watch(reply: Optional[Any]) -> None:
+def watch(reply: Any | None) -> None:
     """Tell connections on this thread which reply they serve: its
     ``waiting_on(conn)`` is called before each response's headers are read."""
     _current.reply = reply
@@ -80,7 +80,7 @@ class CancellableAdapter(HTTPAdapter):
     """requests' adapter whose connections a reply can cut before any
     header arrived (for SOCKS proxies the read timeout remains the bound)."""
 
-    def __init__(self, *args: Any, ssl_context: Optional[ssl.SSLContext] = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
         """``ssl_context``: the caller's context for every TLS connection
         (``verify=<SSLContext>``), used as given."""
         self._ssl_context = ssl_context
@@ -115,7 +115,7 @@ class CancellableAdapter(HTTPAdapter):
 # Which reply holds each tracked connection, from its request until the
 # connection goes back to the pool (urllib3 does that from inside a read once
 # the body is complete, so the reply cannot tell by itself).
-_holders: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_holders: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _holders_lock = threading.Lock()
 
 

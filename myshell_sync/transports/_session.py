@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .._config import ProxyConfig, VerifyTypes
 from .._exceptions import ClientClosedError
@@ -23,16 +23,16 @@ if TYPE_CHECKING:
 class SessionHolder:
     """Makes the session on first use; closes it if it was made."""
 
-    def __init__(self, *, verify: VerifyTypes, proxy: Optional[ProxyConfig], max_connections: int) -> None:
+    def __init__(self, *, verify: VerifyTypes, proxy: ProxyConfig | None, max_connections: int) -> None:
         self._verify = verify
         self._proxy = proxy
         self._max_connections = max_connections
-        self._session: Optional["requests.Session"] = None
+        self._session: requests.Session | None = None
         self._lock = threading.Lock()
         self._closed = False
         reset_after_fork_too(self)
 
-    def get(self) -> "requests.Session":
+    def get(self) -> requests.Session:
         with self._lock:
             if self._closed:
                 raise ClientClosedError()
@@ -58,7 +58,7 @@ class SessionHolder:
         return f"<SessionHolder {state}>"
 
 
-def _make_session(verify: VerifyTypes, proxy: Optional[ProxyConfig], max_connections: int) -> "requests.Session":
+def _make_session(verify: VerifyTypes, proxy: ProxyConfig | None, max_connections: int) -> requests.Session:
     import requests
 
     from ._requests_adapter import CancellableAdapter

@@ -17,7 +17,7 @@ import socket
 import ssl
 import struct
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import websocket
 
@@ -45,12 +45,10 @@ class BufferedWebSocket(websocket.WebSocket):
         super().__init__(*args, **kwargs)
         self._block = b""
         self._pos = 0
-        self.before_block: Optional[Callable[[], None]] = None
+        self.before_block: Callable[[], None] | None = None
         self._frames = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
         self.frame_buffer = self._frames
-        self._messages = _BoundedContinuousFrame(
-            self.cont_frame.fire_cont_frame, self.cont_frame.skip_utf8_validation
-        )
+        self._messages = _BoundedContinuousFrame(self.cont_frame.fire_cont_frame, self.cont_frame.skip_utf8_validation)
         self.cont_frame = self._messages
 
     def recv(self) -> Any:
@@ -62,8 +60,13 @@ class BufferedWebSocket(websocket.WebSocket):
         block = self._block
         pos = self._pos
         frames = self._frames
-        if (pos + 2 <= len(block) and block[pos] == 0x81 and frames.header is None
-                and not frames.recv_buffer and self._messages.cont_data is None):
+        if (
+            pos + 2 <= len(block)
+            and block[pos] == 0x81
+            and frames.header is None
+            and not frames.recv_buffer
+            and self._messages.cont_data is None
+        ):
             size = block[pos + 1]
             start = pos + 2
             if size == 126 and start + 2 <= len(block):
@@ -132,7 +135,7 @@ class BufferedWebSocket(websocket.WebSocket):
             block = self._block = super()._recv(READ_SIZE)
             pos = 0
         self._pos = pos + bufsize
-        return block[pos:pos + bufsize]
+        return block[pos : pos + bufsize]
 
 
 def _masked(key: bytes, data: bytes) -> bytes:
@@ -148,15 +151,14 @@ class _BoundedFrameBuffer(websocket._abnf.frame_buffer):
     """websocket-client's frame parser, refusing frames over a size limit
     before reading their payload (so a huge frame cannot exhaust memory)."""
 
-    max_size: Optional[int] = None
+    max_size: int | None = None
 
     def recv_length(self) -> None:
         super().recv_length()
         length = self.length
         if self.max_size is not None and length is not None and length > self.max_size:
             raise ProtocolError(
-                f"the server sent a {length}-byte frame, over the {self.max_size}-byte "
-                "limit (max_event_size)"
+                f"the server sent a {length}-byte frame, over the {self.max_size}-byte limit (max_event_size)"
             )
 
 
@@ -165,7 +167,7 @@ class _BoundedContinuousFrame(websocket._abnf.continuous_frame):
     that grows past a size limit, and joining fragments once (not copying
     the message so far for every fragment)."""
 
-    max_size: Optional[int] = None
+    max_size: int | None = None
 
     def add(self, frame: websocket.ABNF) -> None:
         data = self.cont_data
@@ -204,14 +206,14 @@ class Watchdog:
     with an error; ``fired`` tells the caller why it failed.
     """
 
-    def __init__(self, ws_of: Callable[[], Optional[websocket.WebSocket]], timeout: float) -> None:
+    def __init__(self, ws_of: Callable[[], websocket.WebSocket | None], timeout: float) -> None:
         self.fired = False
         self._ws_of = ws_of
         self._timeout = max(timeout, 0.0)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="myshell-watchdog", daemon=True)
 
-    def __enter__(self) -> "Watchdog":
+    def __enter__(self) -> Watchdog:
         self._thread.start()
         return self
 
@@ -248,7 +250,7 @@ def kill(ws: websocket.WebSocket) -> None:
     ws.shutdown()
 
 
-def refuse_redirect(ws: Optional[websocket.WebSocket]) -> None:
+def refuse_redirect(ws: websocket.WebSocket | None) -> None:
     """Fail if the upgrade was answered with a redirect (never followed).
 
     With ``redirect_limit=0``, websocket-client before 1.9.1 returns the
@@ -260,9 +262,7 @@ def refuse_redirect(ws: Optional[websocket.WebSocket]) -> None:
         raise websocket.WebSocketException("the upgrade was redirected")
 
 
-def connect_error(
-    exc: BaseException, url: str, limit: Limit, ws: Optional[websocket.WebSocket] = None
-) -> MyshellError:
+def connect_error(exc: BaseException, url: str, limit: Limit, ws: websocket.WebSocket | None = None) -> MyshellError:
     """Translate a websocket-client/socket exception raised while connecting."""
     response = getattr(ws, "handshake_response", None)
     if isinstance(exc, (websocket.WebSocketTimeoutException, socket.timeout)):
@@ -300,8 +300,10 @@ def connect_error(
     if isinstance(exc, (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException)):
         return ProtocolError(f"the server broke the WebSocket protocol during the handshake: {exc}")
     if isinstance(exc, (OSError, websocket.WebSocketException, ValueError)):
-        return MyshellConnectionError(Wording(
-            "cannot connect to {url}: {kind}: {exc}; check {s.base_url}, the network and the proxy",
-            {"url": url, "kind": exc.__class__.__name__, "exc": str(exc)},
-        ))
+        return MyshellConnectionError(
+            Wording(
+                "cannot connect to {url}: {kind}: {exc}; check {s.base_url}, the network and the proxy",
+                {"url": url, "kind": exc.__class__.__name__, "exc": str(exc)},
+            )
+        )
     return MyshellConnectionError(f"cannot connect to {url}: {exc!r}")

@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable
 
 import requests
 
@@ -47,9 +47,9 @@ class _Worker:
 
     __slots__ = ("transport", "reply", "wake", "thread")
 
-    def __init__(self, transport: "ThreadedTransport", reply: "ThreadedReply") -> None:
+    def __init__(self, transport: ThreadedTransport, reply: ThreadedReply) -> None:
         self.transport = transport
-        self.reply: Optional[ThreadedReply] = reply
+        self.reply: ThreadedReply | None = reply
         self.wake = threading.Lock()  # released to hand over the next reply (or None: end)
         self.wake.acquire()
         self.thread = threading.Thread(
@@ -73,7 +73,7 @@ class _Worker:
             # (made under the transport's lock) has released ``wake`` already.
             self.wake.acquire()
 
-    def hand(self, reply: "Optional[ThreadedReply]") -> None:
+    def hand(self, reply: ThreadedReply | None) -> None:
         """Give a parked worker its next reply, or None to end it (under the
         transport's lock, after taking it off the idle list)."""
         self.reply = reply
@@ -98,16 +98,16 @@ class ThreadedTransport(Transport):
         self.closed_event = closed
         self.max_retries = max_retries
         self.backoff = backoff
-        self._active: Set["ThreadedReply"] = set()
-        self._workers: Set[_Worker] = set()  # every reply thread alive
-        self._idle: List[_Worker] = []  # those waiting for a reply
+        self._active: set[ThreadedReply] = set()
+        self._workers: set[_Worker] = set()  # every reply thread alive
+        self._idle: list[_Worker] = []  # those waiting for a reply
         self._lock = threading.Lock()
 
     @abc.abstractmethod
-    def make_reply(self, request: Request, deadline: Deadline) -> "ThreadedReply":
+    def make_reply(self, request: Request, deadline: Deadline) -> ThreadedReply:
         """The reply for ``request`` (its model resolved); not started."""
 
-    def start(self, request: Request, deadline: Deadline) -> "ThreadedReply":
+    def start(self, request: Request, deadline: Deadline) -> ThreadedReply:
         """Post ``request`` on a thread of its own (an idle reply thread, or a
         new one); its events arrive in ``reply.mailbox``."""
         reply = self.make_reply(request, deadline)
@@ -125,7 +125,7 @@ class ThreadedTransport(Transport):
                 worker.thread.start()
         return reply
 
-    def _park(self, worker: _Worker, reply: "ThreadedReply") -> bool:
+    def _park(self, worker: _Worker, reply: ThreadedReply) -> bool:
         """``worker`` finished ``reply``: idle until handed another. False
         (and forgotten) if the transport is closed or the reply was stopped
         (cancelled, abandoned, failed): only a thread of a reply that ended
@@ -147,7 +147,7 @@ class ThreadedTransport(Transport):
             self._workers.discard(worker)
             return True
 
-    def forget(self, reply: "ThreadedReply") -> None:
+    def forget(self, reply: ThreadedReply) -> None:
         with self._lock:
             self._active.discard(reply)
 
@@ -190,15 +190,15 @@ class ThreadedReply(ReplyHandle):
         self._request = request
         self._deadline = deadline
         self._connect: Limit = deadline.connect()
-        self.mailbox: "queue.SimpleQueue[Batch]" = queue.SimpleQueue()
-        self._response: Optional[requests.Response] = None
+        self.mailbox: queue.SimpleQueue[Batch] = queue.SimpleQueue()
+        self._response: requests.Response | None = None
         # The connection awaiting (or reading) the response (for cancel()).
-        self._conn: Optional[Any] = None
+        self._conn: Any | None = None
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         #: Handed to a reply thread (by ``ThreadedTransport.start``).
         self.started = False
-        self._running: Optional[threading.Thread] = None
+        self._running: threading.Thread | None = None
         self._done = threading.Lock()  # held until the reply's run has ended
         self._done.acquire()
 
@@ -285,12 +285,12 @@ class ThreadedReply(ReplyHandle):
 
     def post(
         self,
-        body: Dict[str, Any],
-        headers: Callable[[], Dict[str, str]],
+        body: dict[str, Any],
+        headers: Callable[[], dict[str, str]],
         *,
         stream: bool,
-        retry_after: Callable[[requests.Response], Optional[float]] = lambda response: None,
-    ) -> Optional[requests.Response]:
+        retry_after: Callable[[requests.Response], float | None] = lambda response: None,
+    ) -> requests.Response | None:
         """Post ``body``; None if the reply was cancelled meanwhile.
 
         Retried (with backoff, within ``max_retries`` and ``Timeout.total``):
@@ -334,7 +334,7 @@ class ThreadedReply(ReplyHandle):
         raise AssertionError("unreachable")
 
 
-def read_timeout(deadline: Deadline) -> Optional[float]:
+def read_timeout(deadline: Deadline) -> float | None:
     """requests' read timeout: only a backstop, the consumer enforces the real waits."""
     timeout = deadline.timeout
     total = deadline.total().seconds
@@ -343,4 +343,3 @@ def read_timeout(deadline: Deadline) -> Optional[float]:
         return None if total is None else total + 1.0
     longest = max(w for w in waits if w is not None)
     return (longest if total is None else min(longest, total)) + 1.0
-

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Callable, Optional, Tuple
+from typing import Callable
 
 from .._deadline import Deadline
 from .._exceptions import MyshellConnectionError, UnsupportedModelError
@@ -38,7 +38,7 @@ class AutoTransport(Transport):
         super().__init__()
         self.websocket = websocket
         self._make_http = make_http
-        self._http: Optional[Transport] = None
+        self._http: Transport | None = None
         self._lock = threading.Lock()
         self.fell_back = False
 
@@ -49,7 +49,7 @@ class AutoTransport(Transport):
                 self._http = self._make_http()
             return self._http
 
-    def check_model(self, model: Optional[str]) -> str:
+    def check_model(self, model: str | None) -> str:
         if self.fell_back:
             return self.http.check_model(model or DEFAULT_MODEL)
         try:
@@ -57,7 +57,7 @@ class AutoTransport(Transport):
         except UnsupportedModelError:
             return self.http.check_model(model)  # a numeric id: an HTTP-only bot
 
-    def model_names(self) -> Tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         return self.websocket.model_names()  # the names fall back to HTTP as they are
 
     def start(self, request: Request, deadline: Deadline) -> ReplyHandle:
@@ -84,7 +84,7 @@ class AutoTransport(Transport):
         if first:
             log.warning("the WebSocket was refused (%s); this client uses HTTP from now on", exc)
 
-    def warm(self, model: Optional[str], deadline: Deadline) -> None:
+    def warm(self, model: str | None, deadline: Deadline) -> None:
         if not self.fell_back:
             self.websocket.warm(model, deadline)
 

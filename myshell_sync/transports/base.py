@@ -21,8 +21,9 @@ import logging
 import os
 import queue
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from .._deadline import Deadline
 
@@ -46,7 +47,7 @@ log = logging.getLogger("myshell_sync")
 #: What a transport puts into a reply's mailbox: events in arrival order, each
 #: an ``(event, payload)`` pair or (a ``text_stream`` chunk that is not final)
 #: its text as a bare ``str``.
-Batch = List[Any]
+Batch = list[Any]
 
 #: "The transport failed"; the payload is the ``MyshellError`` to raise.
 DEAD = "\0dead"
@@ -63,7 +64,7 @@ ERROR_EVENT_NAMES = frozenset(
 TERMINAL_EVENTS = ERROR_EVENT_NAMES | {"message_replied"}
 
 
-def text_item(data: Any) -> Tuple[Any, bool]:
+def text_item(data: Any) -> tuple[Any, bool]:
     """The mailbox payload of a ``text_stream`` event: ``(text, is_final)``.
 
     ``text`` is whatever ``data.text`` held (checked by the consumer), or
@@ -74,7 +75,7 @@ def text_item(data: Any) -> Tuple[Any, bool]:
     return data.get("text"), data.get("isFinal") is True
 
 
-def text_entry(data: Any) -> Tuple[Any, bool]:
+def text_entry(data: Any) -> tuple[Any, bool]:
     """The mailbox item of a ``text_stream`` event, and whether it is final:
     its text as a bare ``str`` for the usual chunk, else
     ``("text_stream", text_item(data))``."""
@@ -97,12 +98,12 @@ class Request:
 
     req_id: str
     #: The model as the caller named it (each transport resolves it).
-    model: Optional[str]
+    model: str | None
     messages: Sequence[Mapping[str, str]]
     #: The messages flattened into one prompt (``format_prompt``).
     text: str
     #: Generation settings the caller gave (only some transports take them).
-    settings: Dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class Cancelled(Exception):
@@ -113,9 +114,9 @@ class Cancelled(Exception):
 class ReplyHandle(abc.ABC):
     """One reply in flight: its mailbox and how to stop it."""
 
-    mailbox: "queue.SimpleQueue[Batch]"
+    mailbox: queue.SimpleQueue[Batch]
     #: ``time.monotonic()`` when the transport was connected for this reply.
-    connected_at: Optional[float] = None
+    connected_at: float | None = None
 
     @abc.abstractmethod
     def finish(self, completed: bool) -> None:
@@ -140,19 +141,19 @@ class Transport(abc.ABC):
         reset_after_fork_too(self)
 
     @abc.abstractmethod
-    def check_model(self, model: Optional[str]) -> str:
+    def check_model(self, model: str | None) -> str:
         """The id this transport sends for ``model``; raises
         ``UnsupportedModelError`` before anything is sent."""
 
     @abc.abstractmethod
-    def model_names(self) -> Tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         """The model names this transport knows (``check_model`` may take more: bot ids)."""
 
     @abc.abstractmethod
     def start(self, request: Request, deadline: Deadline) -> ReplyHandle:
         """Send ``request`` (or start sending it) within ``deadline``."""
 
-    def warm(self, model: Optional[str], deadline: Deadline) -> None:  # noqa: B027 (an optional hook)
+    def warm(self, model: str | None, deadline: Deadline) -> None:  # noqa: B027 (an optional hook)
         """Open what a first request would need now (``Myshell.connect``)."""
 
     @abc.abstractmethod
@@ -170,7 +171,7 @@ class Transport(abc.ABC):
         return self.name
 
 
-_live: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def reset_after_fork_too(resource: Any) -> None:

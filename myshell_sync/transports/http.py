@@ -19,16 +19,25 @@ import json.scanner
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, Callable
 
 import requests
 
-from .._constants import CHAT_SEND_PATH, CLIENT_VERSION, CONVERSATION_SCENARIO, ENERGY_PATH, FINAL_GRACE, SECURITY_TOKEN_HEADER, SERVICE_NAME
+from .._constants import (
+    CHAT_SEND_PATH,
+    CLIENT_VERSION,
+    CONVERSATION_SCENARIO,
+    ENERGY_PATH,
+    FINAL_GRACE,
+    SECURITY_TOKEN_HEADER,
+    SERVICE_NAME,
+)
 from .._deadline import Deadline
 from .._exceptions import ConnectionLostError, ProtocolError
 from .._models import http_models, resolve_http_model
 from .._signing import generate_header_timestamp
-from .._sse import SSEDecoder, ServerSentEvent
+from .._sse import ServerSentEvent, SSEDecoder
 from ._http_errors import status_error, translate_error
 from ._identity import AccountEvents, Identity
 from ._requests_adapter import close_quietly
@@ -51,7 +60,7 @@ _FIRST_HAND_OVER = 0.002
 _HAND_OVER_SLEEP = 0.00005
 
 
-def http_headers(identity: Identity) -> Dict[str, str]:
+def http_headers(identity: Identity) -> dict[str, str]:
     """The headers the web app sends with every API request."""
     headers = {
         "Content-Type": "application/json",
@@ -88,7 +97,7 @@ class HttpTransport(ThreadedTransport):
         max_retries: int,
         backoff: Callable[[int], float],
         max_event_size: int,
-        bot_ids: Optional[Mapping[str, str]] = None,
+        bot_ids: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
             base_url + CHAT_SEND_PATH, sessions=sessions, closed=closed, max_retries=max_retries, backoff=backoff
@@ -98,13 +107,13 @@ class HttpTransport(ThreadedTransport):
         self._max_event_size = max_event_size
         self._bot_ids = dict(bot_ids or {})
 
-    def check_model(self, model: Optional[str]) -> str:
+    def check_model(self, model: str | None) -> str:
         return resolve_http_model(model, self._bot_ids)
 
-    def model_names(self) -> Tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*http_models, *self._bot_ids]))
 
-    def make_reply(self, request: Request, deadline: Deadline) -> "HttpReply":
+    def make_reply(self, request: Request, deadline: Deadline) -> HttpReply:
         return HttpReply(self, request, self.check_model(request.model), deadline)
 
 
@@ -119,7 +128,7 @@ class HttpReply(ThreadedReply):
         self._finished = False  # TEXT_STREAM_PUSH_FINISHED was seen
 
     def exchange(self) -> None:
-        body: Dict[str, Any] = {
+        body: dict[str, Any] = {
             "botId": self._bot_id,
             "conversation_scenario": CONVERSATION_SCENARIO,
             "message": self._request.text,
@@ -134,7 +143,7 @@ class HttpReply(ThreadedReply):
         finally:
             close_quietly(response)
 
-    def _headers(self) -> Dict[str, str]:
+    def _headers(self) -> dict[str, str]:
         headers = http_headers(self._transport.identity)
         headers["timestamp"] = generate_header_timestamp()
         return headers
@@ -172,7 +181,9 @@ class HttpReply(ThreadedReply):
         if self._finished:
             self.put([(END, None)])
         else:
-            self.put([(DEAD, ConnectionLostError("the HTTP stream ended before the reply was complete; retry the call"))])
+            self.put(
+                [(DEAD, ConnectionLostError("the HTTP stream ended before the reply was complete; retry the call"))]
+            )
 
     def _hand_over_first(self) -> None:
         """Let the consumer take the first chunk before this thread parses
@@ -212,7 +223,7 @@ class HttpReply(ThreadedReply):
         except Exception as exc:  # the reply is complete: a broken tail only costs the connection
             log.debug("reading the end of an HTTP reply failed: %s", exc)
 
-    def _translate_events(self, events: List[ServerSentEvent]) -> Tuple[Batch, bool]:
+    def _translate_events(self, events: list[ServerSentEvent]) -> tuple[Batch, bool]:
         """Mailbox items for ``events``, and whether the reply ended with them.
 
         Only the events consumed here must carry JSON; any other event (a
@@ -237,7 +248,7 @@ class HttpReply(ThreadedReply):
                     if content.__class__ is str:
                         append(content)  # a chunk that is not the last: the bare text
                         continue
-            kind = name[len(SSE_PREFIX):] if name.startswith(SSE_PREFIX) else name
+            kind = name[len(SSE_PREFIX) :] if name.startswith(SSE_PREFIX) else name
             if kind not in _CONSUMED or (ended and kind not in _ACCOUNT):
                 log.debug("ignored SSE event %s", name)
                 continue
@@ -272,7 +283,7 @@ _ACCOUNT = frozenset(("USER_CONSUMED_ENERGY", "CHAT_CONSUMED_ENERGY"))
 _CONSUMED = frozenset(("TEXT", "TEXT_STREAM_PUSH_FINISHED", "USER_SENT_MESSAGE_REPLIED", "ERROR")) | _ACCOUNT
 
 
-def fetch_energy(sessions: SessionHolder, base_url: str, identity: Identity, deadline: Deadline) -> Tuple[int, int]:
+def fetch_energy(sessions: SessionHolder, base_url: str, identity: Identity, deadline: Deadline) -> tuple[int, int]:
     """``GET /user/getUserEnergyInfo``: (energy, daily energy)."""
     url = base_url + ENERGY_PATH
     connect = deadline.connect()
@@ -293,7 +304,7 @@ def fetch_energy(sessions: SessionHolder, base_url: str, identity: Identity, dea
             raise ProtocolError(f"unexpected energy answer from {url}: {exc}") from None
 
 
-def _sse_error_message(envelope: Dict[str, Any]) -> str:
+def _sse_error_message(envelope: dict[str, Any]) -> str:
     status = envelope.get("status")
     if isinstance(status, dict) and isinstance(status.get("message"), str):
         return status["message"]
@@ -306,4 +317,3 @@ def _reader(response: requests.Response) -> Callable[[int], bytes]:
     urllib3 >= 2.2, as setup.cfg requires)."""
     read1 = response.raw.read1
     return lambda amt: read1(amt, decode_content=True)
-

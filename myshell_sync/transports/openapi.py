@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable
 
 import requests
 
@@ -47,8 +47,8 @@ class OpenApiTransport(ThreadedTransport):
         self,
         base_url: str,
         *,
-        api_key: Callable[[], Optional[str]],
-        headers: Callable[[], Dict[str, str]],
+        api_key: Callable[[], str | None],
+        headers: Callable[[], dict[str, str]],
         sessions: SessionHolder,
         closed: threading.Event,
         max_retries: int,
@@ -62,13 +62,13 @@ class OpenApiTransport(ThreadedTransport):
         self._api_key = api_key
         self._extra_headers = headers
 
-    def check_model(self, model: Optional[str]) -> str:
+    def check_model(self, model: str | None) -> str:
         return resolve_openapi_model(model)
 
-    def model_names(self) -> Tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         return tuple(openapi_models)
 
-    def make_reply(self, request: Request, deadline: Deadline) -> "_WidgetRun":
+    def make_reply(self, request: Request, deadline: Deadline) -> _WidgetRun:
         if not self._api_key():
             raise AuthenticationError(
                 Wording("{s.transport_openapi} needs an API key: pass {s.api_key} or set MYSHELL_API_KEY")
@@ -77,7 +77,7 @@ class OpenApiTransport(ThreadedTransport):
         data = json.dumps(openapi_input(request.messages, request.settings), ensure_ascii=False)
         return _WidgetRun(self, request, {"widget_id": self.check_model(request.model), "input": data}, deadline)
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         headers.update(self._extra_headers())
         headers[OPENAPI_KEY_HEADER] = self._api_key() or ""
@@ -92,7 +92,7 @@ class _WidgetRun(ThreadedReply):
 
     _transport: OpenApiTransport
 
-    def __init__(self, transport: OpenApiTransport, request: Request, body: Dict[str, str], deadline: Deadline) -> None:
+    def __init__(self, transport: OpenApiTransport, request: Request, body: dict[str, str], deadline: Deadline) -> None:
         super().__init__(transport, request, deadline)
         self._body = body
 
@@ -129,8 +129,11 @@ class _WidgetRun(ThreadedReply):
         try:
             answer = json.loads(text)
         except ValueError:
-            raise ProtocolError(f"the key-based API answered with a body that is not JSON: {text[:80]!r}",
-                                status_code=response.status_code, body=text[:BODY_EXCERPT]) from None
+            raise ProtocolError(
+                f"the key-based API answered with a body that is not JSON: {text[:80]!r}",
+                status_code=response.status_code,
+                body=text[:BODY_EXCERPT],
+            ) from None
         if not isinstance(answer, dict) or not isinstance(answer.get("success"), bool):
             raise self._malformed(text, "no boolean 'success'")
         if not answer["success"]:
@@ -157,7 +160,7 @@ class _WidgetRun(ThreadedReply):
         )
 
 
-def _retry_delay(response: requests.Response) -> Optional[float]:
+def _retry_delay(response: requests.Response) -> float | None:
     """A 429 is retried after its ``Retry-After`` (capped), or 1 s."""
     if response.status_code != 429:
         return None
@@ -165,7 +168,7 @@ def _retry_delay(response: requests.Response) -> Optional[float]:
     return min(1.0 if hint is None else hint, _MAX_RETRY_AFTER)
 
 
-def _message(answer: Dict[str, Any]) -> str:
+def _message(answer: dict[str, Any]) -> str:
     for key in ("message", "error", "msg"):
         value = answer.get(key)
         if isinstance(value, str) and value:

@@ -15,7 +15,7 @@ import json
 import json.encoder
 import logging
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable
 
 from .._config import ProxyConfig, VerifyTypes, tls_options
 from .._constants import NAMESPACE, SIGNATURE_VERSION, SOURCE_FROM, WAIT_SLICE, WS_PATH
@@ -52,12 +52,12 @@ class WebSocketTransport(Transport):
         identity: Identity,
         account: AccountEvents,
         closed: Any,
-        proxy: Optional[ProxyConfig],
+        proxy: ProxyConfig | None,
         verify: VerifyTypes,
         captcha_delay: float,
         max_connections: int,
         max_retries: int,
-        idle_close: Optional[float],
+        idle_close: float | None,
         max_event_size: int,
     ) -> None:
         super().__init__()
@@ -80,18 +80,18 @@ class WebSocketTransport(Transport):
             idle_close=idle_close,
         )
 
-    def check_model(self, model: Optional[str]) -> str:
+    def check_model(self, model: str | None) -> str:
         return resolve_model(model)
 
-    def model_names(self) -> Tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         return tuple(models)
 
-    def warm(self, model: Optional[str], deadline: Deadline) -> None:
+    def warm(self, model: str | None, deadline: Deadline) -> None:
         bot_uid = resolve_model(model)
         conn = self.pool.acquire(bot_uid, deadline)
         self.pool.release(conn, bot_uid)
 
-    def start(self, request: Request, deadline: Deadline) -> "_Handle":
+    def start(self, request: Request, deadline: Deadline) -> _Handle:
         """Send ``text_chat`` on a pooled connection.
 
         A connection that died before the request went out (for example
@@ -172,7 +172,7 @@ class _Handle(ReplyHandle):
 
 
 def _open_connection(
-    url: str, limit: Limit, on_reader_start: Optional[Callable[[], None]] = None, **options: Any
+    url: str, limit: Limit, on_reader_start: Callable[[], None] | None = None, **options: Any
 ) -> Connection:
     """Open one connection. A module function: the pool must not hold the
     client alive (its finaliser closes the pool)."""
@@ -181,12 +181,12 @@ def _open_connection(
     return conn
 
 
-def _auth(identity: Identity) -> Dict[str, Any]:
+def _auth(identity: Identity) -> dict[str, Any]:
     """The Socket.IO CONNECT payload (read at each connect: the token may change)."""
     return {"token": identity.token, "visitorId": identity.visitor_id}
 
 
-def _text_chat(request: Request, bot_uid: str) -> Dict[str, Any]:
+def _text_chat(request: Request, bot_uid: str) -> dict[str, Any]:
     """The signed ``text_chat`` payload (PROTOCOL.md 1.3)."""
     ts = generate_timestamp()
     return {
@@ -205,10 +205,21 @@ def _text_chat_frame(request: Request, bot_uid: str) -> str:
     its constant pieces: only the strings are JSON-encoded."""
     text = request.text
     ts = generate_timestamp()
-    return "".join((
-        _TEXT_CHAT_HEAD, _json_str(request.req_id), ',"botUid":', _json_str(bot_uid), _SOURCE_FROM_TEXT,
-        _json_str(text), ',"signature":"', sign(text, ts), '","timestamp":"', ts, _VERSION_TAIL,
-    ))
+    return "".join(
+        (
+            _TEXT_CHAT_HEAD,
+            _json_str(request.req_id),
+            ',"botUid":',
+            _json_str(bot_uid),
+            _SOURCE_FROM_TEXT,
+            _json_str(text),
+            ',"signature":"',
+            sign(text, ts),
+            '","timestamp":"',
+            ts,
+            _VERSION_TAIL,
+        )
+    )
 
 
 _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, ensure_ascii=False
@@ -217,9 +228,9 @@ _SOURCE_FROM_TEXT = ',"sourceFrom":' + json.dumps(SOURCE_FROM) + ',"text":'
 _VERSION_TAIL = '","version":' + json.dumps(SIGNATURE_VERSION) + "}]"
 
 
-def _websocket_options(proxy: Optional[ProxyConfig], verify: VerifyTypes) -> Dict[str, Any]:
+def _websocket_options(proxy: ProxyConfig | None, verify: VerifyTypes) -> dict[str, Any]:
     """``websocket.create_connection`` arguments for the proxy and TLS settings."""
-    options: Dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if proxy is not None:
         options.update(proxy.websocket_options())
     else:
