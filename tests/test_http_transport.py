@@ -356,7 +356,8 @@ def test_http_replies_sharing_pooled_connections_never_cut_each_other():
 
 
 # ---------------------------------------------------------------------------
-# Lifecycle and body (issue 10 regressions): fork safety, close racing start, reading to the end, skipped events, statuses
+# Lifecycle and body (issue 10 regressions): fork safety, close racing start,
+# reading to the end, skipped events, statuses
 
 
 MODEL = "4738"  # the local server's (and the scripted server's) HTTP bot

@@ -590,7 +590,8 @@ def test_local_server_runs_standalone():
             sys.executable,
             "-c",
             "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "import runpy; import sys; sys.argv = ['x', '--port', '0']; runpy.run_module('myshell_sync.local', run_name='__main__')",
+            "import runpy; import sys; sys.argv = ['x', '--port', '0']; "
+            "runpy.run_module('myshell_sync.local', run_name='__main__')",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

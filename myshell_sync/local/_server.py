@@ -2,9 +2,9 @@
 
 One aiohttp app on one port serves the Socket.IO side (``_socketio.py``,
 PROTOCOL.md sections 1 and 6), the HTTP API (``_http.py``, sections 2 and 3)
-and the key-based API (``_openapi.py``, section 8); given an ``ssl_context`` it serves HTTPS and WSS instead. It runs on its
-own asyncio loop in one daemon thread, so synchronous code and tests can use
-it directly::
+and the key-based API (``_openapi.py``, section 8); given an ``ssl_context``
+it serves HTTPS and WSS instead. It runs on its own asyncio loop in one daemon
+thread, so synchronous code and tests can use it directly::
 
     with LocalMyshellServer(chunk_delay=0.01) as server:
         url = server.ws_url  # ws://127.0.0.1:PORT/ws/?EIO=4&transport=websocket

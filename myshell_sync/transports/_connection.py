@@ -284,7 +284,8 @@ class Connection:
                 reason = _message_of(packet.data)
                 raise AuthenticationError(
                     Wording(
-                        "the server refused the {namespace} namespace ({reason}); check {s.the_token} (or MYSHELL_TOKEN)",
+                        "the server refused the {namespace} namespace ({reason}); "
+                        "check {s.the_token} (or MYSHELL_TOKEN)",
                         {"namespace": NAMESPACE, "reason": reason},
                     )
                 )

@@ -9,7 +9,8 @@ A transport turns a :class:`Request` into events in a mailbox::
 Every transport speaks the same mailbox language: WebSocket event names
 (``text_stream``, ``message_replied``, the error events) plus the markers
 below, as ``(event, payload)`` pairs; a chunk of text that is not the last
-(the usual item) is the bare ``str``, which costs no tuple per chunk. ``_reply.iter_reply`` reads it the same way for every transport.
+(the usual item) is the bare ``str``, which costs no tuple per chunk.
+``_reply.iter_reply`` reads it the same way for every transport.
 Each transport owns its sockets and threads: ``cancel()``, ``close()`` and
 ``reset_after_fork()`` behave the same on all of them.
 """
