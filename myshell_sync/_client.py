@@ -472,7 +472,8 @@ class _GenerateDescriptor:
     def __get__(self, obj: Myshell | None, objtype: type | None = None) -> Callable[..., Generator[str, None, None]]:
         if obj is None:
             return generate
-        return self._method.__get__(obj, objtype)
+        bound: Callable[..., Generator[str, None, None]] = self._method.__get__(obj, objtype)
+        return bound
 
 
 Myshell.generate = _GenerateDescriptor(Myshell.generate)  # type: ignore[method-assign,assignment]

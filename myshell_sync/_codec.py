@@ -120,7 +120,7 @@ def decode_sio(text: str) -> SioPacket:
     return SioPacket(ptype, namespace, ack_id, data, attachments)
 
 
-def decode_event_frame(frame: str, prefix: str) -> list | None:
+def decode_event_frame(frame: str, prefix: str) -> list[Any] | None:
     """Fast path for the common frame ``<prefix>[name, payload]``.
 
     ``prefix`` is the Engine.IO message + Socket.IO EVENT + namespace part,
@@ -130,6 +130,7 @@ def decode_event_frame(frame: str, prefix: str) -> list | None:
     start = len(prefix)
     if not frame.startswith(prefix) or frame[start : start + 1] != "[":
         return None
+    data: list[Any]  # the text from ``start`` begins with "[", so a value is an array
     try:
         data, end = _raw_decode(frame, start)
     except (ValueError, RecursionError):

@@ -61,6 +61,7 @@ def run(
             if on_start is not None:
                 on_start(handle)
             reply = iter_reply(handle.mailbox, request.req_id, deadline, parts)
+            message: dict[str, Any] | None
             try:
                 chunk = next(reply)
             except StopIteration as stop:

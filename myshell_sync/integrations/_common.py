@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from .. import Myshell, Stream, http_models, models, openapi_models
@@ -131,7 +131,7 @@ def stop_list(stop: str | Sequence[str] | None) -> list[str]:
     return [item for item in stops if item]
 
 
-def stopped_text(stream: Stream, stops: Sequence[str]) -> Iterator[str]:
+def stopped_text(stream: Stream, stops: Sequence[str]) -> Generator[str, None, None]:
     """The pieces of ``stream``'s text up to the first stop string; a match
     closes the stream (cancelling the rest of the reply upstream)."""
     scanner = StopScanner(stops)

@@ -219,6 +219,6 @@ def _message(message: BaseMessage) -> dict[str, str]:
         elif isinstance(block, dict) and block.get("type") == "text":
             texts.append(block.get("text", ""))
         else:
-            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-            raise ValueError(f"MyShell takes text only, not a {kind!r} content block")
+            block_kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+            raise ValueError(f"MyShell takes text only, not a {block_kind!r} content block")
     return {"role": role, "content": "".join(texts)}

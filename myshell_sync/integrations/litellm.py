@@ -32,17 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 try:
     import litellm
-    from litellm import CustomLLM
-    from litellm.llms.custom_llm import CustomLLMError
+    from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         'MyshellLLM needs litellm 1.60 or later (Python 3.10+): pip install "myshell_sync[litellm]"'
     ) from _missing
+
+if TYPE_CHECKING:
+    from litellm.types.utils import GenericStreamingChunk
 
 from .. import (
     AuthenticationError,
@@ -102,7 +104,7 @@ def status_code_for(error: BaseException) -> int:
 
 def _litellm_error(error: BaseException) -> CustomLLMError:
     """The error litellm's contract asks a custom handler to raise; raise it ``from error``."""
-    return CustomLLMError(status_code=status_code_for(error), message=str(error))
+    return CustomLLMError(status_code=status_code_for(error), message=str(error))  # type: ignore[no-untyped-call]
 
 
 def myshell_error(error: BaseException) -> MyshellError | None:
@@ -157,15 +159,15 @@ class MyshellLLM(CustomLLM):
     def completion(
         self,
         model: str,
-        messages: list,
+        messages: list[Any],
         api_base: str | None,
-        custom_prompt_dict: dict,
+        custom_prompt_dict: dict[str, Any],
         model_response: Any,
         print_verbose: Any,
         encoding: Any,
         api_key: str | None,
         logging_obj: Any,
-        optional_params: dict,
+        optional_params: dict[str, Any],
         acompletion: Any = None,
         litellm_params: Any = None,
         logger_fn: Any = None,
@@ -190,46 +192,47 @@ class MyshellLLM(CustomLLM):
     def streaming(
         self,
         model: str,
-        messages: list,
+        messages: list[Any],
         api_base: str | None,
-        custom_prompt_dict: dict,
+        custom_prompt_dict: dict[str, Any],
         model_response: Any,
         print_verbose: Any,
         encoding: Any,
         api_key: str | None,
         logging_obj: Any,
-        optional_params: dict,
+        optional_params: dict[str, Any],
         acompletion: Any = None,
         litellm_params: Any = None,
         logger_fn: Any = None,
         headers: Any = None,
         timeout: Any = None,
         client: Any = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[GenericStreamingChunk]:
         return self._stream_chunks(model, messages, api_base, api_key, optional_params, timeout)[1]
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.completion, *args, **kwargs)
 
-    async def astreaming(
+    # litellm declares a coroutine and iterates an async generator (as its own handlers are).
+    async def astreaming(  # type: ignore[override, misc]
         self,
         model: str,
-        messages: list,
+        messages: list[Any],
         api_base: str | None,
-        custom_prompt_dict: dict,
+        custom_prompt_dict: dict[str, Any],
         model_response: Any,
         print_verbose: Any,
         encoding: Any,
         api_key: str | None,
         logging_obj: Any,
-        optional_params: dict,
+        optional_params: dict[str, Any],
         acompletion: Any = None,
         litellm_params: Any = None,
         logger_fn: Any = None,
         headers: Any = None,
         timeout: Any = None,
         client: Any = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[GenericStreamingChunk]:
         stream, chunks = await asyncio.to_thread(
             self._stream_chunks, model, messages, api_base, api_key, optional_params, timeout
         )
@@ -253,7 +256,7 @@ class MyshellLLM(CustomLLM):
         api_key: str | None,
         optional_params: Mapping[str, Any],
         timeout: Any,
-    ) -> tuple[Stream, Iterator[dict[str, Any]]]:
+    ) -> tuple[Stream, Iterator[GenericStreamingChunk]]:
         """Start the reply and wait for its first piece, so that an error
         before any text raises here (inside ``litellm.completion``)."""
         try:
@@ -310,8 +313,8 @@ class MyshellLLM(CustomLLM):
         return stream, stops
 
 
-def _chunk(text: str, finished: bool = False) -> dict[str, Any]:
-    """A ``GenericStreamingChunk``."""
+def _chunk(text: str, finished: bool = False) -> GenericStreamingChunk:
+    """One piece of the reply, as litellm's custom handlers yield them."""
     return {
         "text": text,
         "is_finished": finished,
@@ -322,7 +325,7 @@ def _chunk(text: str, finished: bool = False) -> dict[str, Any]:
     }
 
 
-def _chunks(first: str | None, pieces: Iterator[str]) -> Iterator[dict[str, Any]]:
+def _chunks(first: str | None, pieces: Generator[str, None, None]) -> Iterator[GenericStreamingChunk]:
     try:
         if first is not None:
             yield _chunk(first)

@@ -215,7 +215,6 @@ class LocalMyshellServer(ServerState):
             raise RuntimeError(f"the local server cannot bind {self.host}:{self._port}: {exc}") from exc
         self._port = sock.getsockname()[1]
         self._ready.clear()
-        self._startup_error = None
         thread = threading.Thread(target=self._run, args=(sock,), name=THREAD_NAME, daemon=True)
         self._thread = thread
         thread.start()
@@ -270,6 +269,7 @@ class LocalMyshellServer(ServerState):
 
     def _run(self, sock: socket.socket) -> None:
         """Thread body: serve until stopped, then release the socket."""
+        self._startup_error = None  # before _ready is set: start() reads it then
         try:
             asyncio.run(self._serve(sock))
         except BaseException as exc:  # noqa: B902 - reported to start()

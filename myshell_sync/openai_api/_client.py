@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from .. import Myshell, Stream, UnsupportedModelError
@@ -211,7 +211,7 @@ class ChunkStream:
         chunk.object = "chat.completion.chunk"
         return chunk
 
-    def _chunks(self) -> Iterator[ChatCompletionChunk]:
+    def _chunks(self) -> Generator[ChatCompletionChunk, None, None]:
         self.start()
         yield self._chunk(ChoiceDelta(role="assistant", content=""))
         sent = self._sent

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ChatCompletion",
@@ -35,8 +35,12 @@ def _drop_none(value: Any) -> Any:
 
 
 # Slots where the Python has them (3.10+): a chunk is made for every piece of
-# a reply, and slotted objects are made in half the time.
-_dataclass = dataclasses.dataclass(slots=True) if sys.version_info >= (3, 10) else dataclasses.dataclass
+# a reply, and slotted objects are made in half the time. (mypy is shown the
+# decorator it knows, so it checks the constructors' keywords.)
+if TYPE_CHECKING:
+    from dataclasses import dataclass as _dataclass
+else:
+    _dataclass = dataclasses.dataclass(slots=True) if sys.version_info >= (3, 10) else dataclasses.dataclass
 
 
 class _Dumpable:
@@ -44,8 +48,10 @@ class _Dumpable:
 
     def model_dump(self, *, exclude_none: bool = False) -> dict[str, Any]:
         """This object as plain dicts and lists (a new copy each call)."""
-        data = dataclasses.asdict(self)  # type: ignore[call-overload]
-        return _drop_none(data) if exclude_none else data
+        data: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        if exclude_none:
+            data = _drop_none(data)
+        return data
 
     def to_dict(self, *, exclude_none: bool = False) -> dict[str, Any]:
         """The same as :meth:`model_dump`."""
@@ -132,7 +138,7 @@ class ModelList(_Dumpable):
     data: list[Model]
     object: str = "list"
 
-    def __iter__(self) -> Iterator[Model]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Model]:
         return iter(self.data)
 
     def __len__(self) -> int:

@@ -14,7 +14,7 @@ import json
 import json.encoder
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 from .. import Myshell
@@ -222,7 +222,7 @@ class _EventStream:
         self.chunks = chunks
         self._events = self._generate()
 
-    def _generate(self) -> Iterator[bytes]:
+    def _generate(self) -> Generator[bytes, None, None]:
         try:
             encode = _ContentEncoder(self.chunks)
             for chunk in self.chunks:
@@ -283,7 +283,7 @@ class _ContentEncoder:
         return f"data: {chunk.to_json()}\n\n".encode()
 
 
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a JSON string, not ASCII-only
+_json_str = json.encoder.encode_basestring  # a JSON string, not ASCII-only
 
 
 def _allow(method: str, allowed: str) -> None:

@@ -96,7 +96,7 @@ class Connection:
         self._options = options or {}
         self._max_frame_size = max_frame_size
         self._on_account_event = on_account_event
-        self._ws: websocket.WebSocket | None = None
+        self._ws: BufferedWebSocket | None = None
         self._reader: threading.Thread | None = None
         self._inboxes: dict[str, _Inbox] = {}
         self._filled: list[_Inbox] = []  # inboxes with a pending batch (reader only)
@@ -638,11 +638,7 @@ class Connection:
             return
         try:
             ws.settimeout(timeout)
-            if isinstance(ws, BufferedWebSocket):
-                ws.send_goodbye(_codec.encode_disconnect(NAMESPACE))
-            else:
-                ws.send(_codec.encode_disconnect(NAMESPACE))
-                ws.send_close()
+            ws.send_goodbye(_codec.encode_disconnect(NAMESPACE))
         except Exception:  # the socket may already be gone
             kill(ws)
         finally:
@@ -660,9 +656,8 @@ def _copy_error(error: MyshellError) -> MyshellError:
 
 
 def _message_of(data: Any) -> str:
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return data["message"]
-    return "no reason given"
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else "no reason given"
 
 
 def _redacted(auth: dict[str, Any]) -> dict[str, Any]:

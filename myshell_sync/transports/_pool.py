@@ -33,7 +33,7 @@ BACKOFF_CAP = 8.0
 def backoff_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based): the capped
     exponential delay times a jitter factor in [0.5, 1)."""
-    return min(BACKOFF_BASE * 2**attempt, BACKOFF_CAP) * (0.5 + 0.5 * rand())
+    return min(BACKOFF_BASE * 2.0**attempt, BACKOFF_CAP) * (0.5 + 0.5 * rand())
 
 
 class Pool:

@@ -64,12 +64,15 @@ def _make_session(verify: VerifyTypes, proxy: ProxyConfig | None, max_connection
     from ._requests_adapter import CancellableAdapter
 
     session = requests.Session()
-    context = verify if isinstance(verify, ssl.SSLContext) else None
+    context = None
+    if isinstance(verify, ssl.SSLContext):
+        # With a context, requests must verify but load no CA file of its own.
+        context, session.verify = verify, True
+    else:
+        session.verify = verify
     adapter = CancellableAdapter(pool_connections=1, pool_maxsize=max_connections, ssl_context=context)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    # With a context, requests must verify but load no CA file of its own.
-    session.verify = True if context is not None else verify
     session.trust_env = False  # environment proxies were resolved by the client
     if proxy is not None:
         session.proxies = {"http": proxy.url, "https": proxy.url}

@@ -132,7 +132,7 @@ class BufferedWebSocket(websocket.WebSocket):
             hook = self.before_block
             if hook is not None:
                 hook()
-            block = self._block = super()._recv(READ_SIZE)
+            block = self._block = super()._recv(READ_SIZE)  # type: ignore[no-untyped-call]  # unannotated upstream
             pos = 0
         self._pos = pos + bufsize
         return block[pos : pos + bufsize]
@@ -186,7 +186,7 @@ class _BoundedContinuousFrame(websocket._abnf.continuous_frame):
         if frame.fin:
             self.recving_frames = None
 
-    def extract(self, frame: websocket.ABNF) -> tuple:
+    def extract(self, frame: websocket.ABNF) -> tuple[int, websocket.ABNF]:
         data = self.cont_data
         if data is None:
             raise websocket.WebSocketProtocolException("No continuation data available")
@@ -247,7 +247,7 @@ def kill(ws: websocket.WebSocket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:  # not connected, or already closed
             pass
-    ws.shutdown()
+    ws.shutdown()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def refuse_redirect(ws: websocket.WebSocket | None) -> None:

@@ -276,7 +276,7 @@ class HttpReply(ThreadedReply):
 
 _TEXT_NAME = SSE_PREFIX + "TEXT"
 # A JSON value at an index, and where it ends (json.loads without its wrapping).
-_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed wants a scanner; C and Python take the decoder
 # Account-level events: they may follow the reply's last event.
 _ACCOUNT = frozenset(("USER_CONSUMED_ENERGY", "CHAT_CONSUMED_ENERGY"))
 # The SSE events the reply is made of; every other event is skipped.
@@ -306,8 +306,9 @@ def fetch_energy(sessions: SessionHolder, base_url: str, identity: Identity, dea
 
 def _sse_error_message(envelope: dict[str, Any]) -> str:
     status = envelope.get("status")
-    if isinstance(status, dict) and isinstance(status.get("message"), str):
-        return status["message"]
+    message = status.get("message") if isinstance(status, dict) else None
+    if isinstance(message, str):
+        return message
     reason = envelope.get("errorReason")
     return reason if isinstance(reason, str) and reason else "no message from the server"
 

@@ -83,7 +83,7 @@ class OpenApiTransport(ThreadedTransport):
         headers[OPENAPI_KEY_HEADER] = self._api_key() or ""
         return headers
 
-    def secrets(self) -> tuple:
+    def secrets(self) -> tuple[str | None, ...]:
         return (self._api_key(),)
 
 

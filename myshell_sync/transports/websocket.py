@@ -222,7 +222,7 @@ def _text_chat_frame(request: Request, bot_uid: str) -> str:
     )
 
 
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, ensure_ascii=False
+_json_str = json.encoder.encode_basestring  # JSON string, ensure_ascii=False
 _TEXT_CHAT_HEAD = "42" + NAMESPACE + ',["text_chat",{"reqId":'
 _SOURCE_FROM_TEXT = ',"sourceFrom":' + json.dumps(SOURCE_FROM) + ',"text":'
 _VERSION_TAIL = '","version":' + json.dumps(SIGNATURE_VERSION) + "}]"
