@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -62,25 +62,25 @@ class ChatMyShell(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    model: str | None = Field(default=None, alias="model_name")
-    transport: Literal["websocket", "http", "openapi", "auto"] | None = None
-    token: SecretStr | None = Field(default_factory=secret_from_env("MYSHELL_TOKEN", default=None))
-    api_key: SecretStr | None = Field(default_factory=secret_from_env("MYSHELL_API_KEY", default=None))
-    base_url: str | None = None
-    captcha_delay: float | None = None
-    timeout: float | None = None
-    max_retries: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    model: Optional[str] = Field(default=None, alias="model_name")
+    transport: Optional[Literal["websocket", "http", "openapi", "auto"]] = None
+    token: Optional[SecretStr] = Field(default_factory=secret_from_env("MYSHELL_TOKEN", default=None))
+    api_key: Optional[SecretStr] = Field(default_factory=secret_from_env("MYSHELL_API_KEY", default=None))
+    base_url: Optional[str] = None
+    captcha_delay: Optional[float] = None
+    timeout: Optional[float] = None
+    max_retries: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    max_tokens: Optional[int] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
     streaming: bool = False
     """Whether ``invoke`` streams (so callbacks see each token)."""
-    client: Myshell | None = Field(default=None, exclude=True)
+    client: Optional[Myshell] = Field(default=None, exclude=True)
     """A client to use (left open by ``close()``); None: one is made on first use."""
 
-    _own_client: Myshell | None = PrivateAttr(default=None)
+    _own_client: Optional[Myshell] = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     # -- LangChain's contract ----------------------------------------------------
