@@ -1,8 +1,9 @@
 """The project's sessions: ``nox -l`` lists them, CONTRIBUTING.md says when to run which.
 
 ``nox`` alone runs lint, types, docs and the tests on the Python that runs nox.
-CI (``.ci/run``) runs the README's ``pytest``, then ``nox -s lint types`` and the
-``core`` session on every other supported Python.
+CI (``.ci/run``) runs the README's ``pytest``, then ``nox -s lint types``, the
+``core`` session on every other supported Python, and ``tests`` on the oldest one
+with ``-- -m extras`` (the tests ``core`` leaves out).
 
 The supported Pythons are setup.cfg's ``Programming Language :: Python :: 3.X``
 classifiers: one list, which packaging, this file and CI all read.
