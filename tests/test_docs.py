@@ -32,6 +32,7 @@ what a block does.
 from __future__ import annotations
 
 import configparser
+import functools
 import os
 import re
 import subprocess
@@ -122,22 +123,28 @@ def all_blocks() -> list[Block]:
     return [block for path in doc_files() for block in parse_blocks(path)[0]]
 
 
-def libraries_not_for_this_python() -> set[str]:
+@functools.cache
+def setup_cfg() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+@functools.cache
+def libraries_not_for_this_python() -> frozenset[str]:
     """The import names of the test extra's libraries whose marker excludes this
     Python (``llm; python_version >= "3.10"`` on 3.9) and that nothing else installed."""
     from packaging.requirements import Requirement
 
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
     names = set()
-    for line in config["options.extras_require"]["test"].splitlines():
+    for line in setup_cfg()["options.extras_require"]["test"].splitlines():
         line = line.split("#")[0].strip()
         if line:
             requirement = Requirement(line)
             name = requirement.name.lower().replace("-", "_")
             if requirement.marker is not None and not requirement.marker.evaluate() and not find_spec(name):
                 names.add(name)
-    return names
+    return frozenset(names)
 
 
 def imported_modules(code: str) -> set[str]:
@@ -325,9 +332,7 @@ def test_the_module_map_names_every_module():
 def test_every_install_line_works_from_a_clone():
     """Each extra named as ``".[extra]"`` exists in setup.cfg, and no shell
     block installs ``myshell_sync`` by name (it is not on a package index)."""
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
-    extras = set(config["options.extras_require"])
+    extras = set(setup_cfg()["options.extras_require"])
     for path in doc_files():
         shell = False
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
