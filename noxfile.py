@@ -124,8 +124,9 @@ def core(session: nox.Session) -> None:
     session.run("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip")
     if session.python == OLDEST:
         constraints = Path(session.create_tmp()) / "lowest.txt"
-        constraints.write_text("\n".join(lowest_constraints()) + "\n")
-        session.log(f"lowest runtime versions: {' '.join(lowest_constraints())}")
+        pins = lowest_constraints()
+        constraints.write_text("\n".join(pins) + "\n")
+        session.log(f"lowest runtime versions: {' '.join(pins)}")
         session.install("--quiet", "-c", str(constraints), ".[test-core]")
     else:
         session.install("--quiet", ".[test-core]")
